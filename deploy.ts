@@ -1,0 +1,1732 @@
+#!/usr/bin/env -S deno run --allow-read --allow-env --allow-net
+/**
+ * deploy.ts — declarative Prefect deployments.
+ *
+ * One file, in the order data flows: arguments → load → validate → report.
+ * Run `deno task deploy --help`.
+ */
+import { parseArgs } from "node:util";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node as YamlNode,
+  parseAllDocuments,
+  visit,
+} from "yaml";
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import rrule from "rrule";
+import schema from "./schema/deployments.schema.json" with { type: "json" };
+import denoConfig from "./deno.json" with { type: "json" };
+import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
+
+export const VERSION: string = denoConfig.version;
+
+// ─── Errors and exit codes ───────────────────────────────────────────────────
+
+/** A failure the user can fix: printed as one line, exit 1, never a stack trace. */
+export class UserError extends Error {}
+/** A wrong command line: printed with a pointer to `--help`. */
+export class UsageError extends UserError {}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+
+// ─── Arguments ───────────────────────────────────────────────────────────────
+
+const HELP: Record<string, string> = {
+  main: `deploy ${VERSION} — declarative Prefect deployments
+
+USAGE
+  deploy <command> [options]
+
+COMMANDS
+  validate [PATH...]   Check manifests offline: YAML, schema, schedules, entrypoints
+  schema               Print the manifests' JSON Schema
+
+OPTIONS
+  -h, --help           Show help (also after a command: deploy validate --help)
+      --version        Print the version
+
+EXAMPLES
+  deploy validate
+  deploy validate prefect/etl.yaml --strict
+  deploy schema > deployments.schema.json
+`,
+  validate: `deploy validate — check manifests offline
+
+USAGE
+  deploy validate [PATH...] [options]
+
+  PATH is a manifest file or a directory of *.yaml / *.yml files (default: prefect/).
+  Every problem is reported at once, each as file:line:col. Nothing is sent anywhere.
+
+OPTIONS
+      --manifest-dir DIR   Same as giving DIR as a PATH
+      --strict             Treat warnings (policy, deprecation) as errors
+      --no-code-checks     Skip checks that read flow source (entrypoint file and function)
+      --format FORMAT      text (default), json, or github (workflow annotations)
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 valid (warnings allowed unless --strict), 1 invalid or unusable input
+
+EXAMPLES
+  deploy validate
+  deploy validate --strict prefect/
+  deploy validate prefect.yaml --no-code-checks --format json
+  deploy validate --format github     # annotations in a GitHub Actions job
+`,
+  schema: `deploy schema — print the manifests' JSON Schema (draft-07)
+
+USAGE
+  deploy schema
+
+  Editors use it for completion and checks: put
+    # yaml-language-server: $schema=../schema/deployments.schema.json
+  at the top of a manifest, or map it in .vscode/settings.json.
+
+OPTIONS
+  -h, --help   Show this help
+
+EXAMPLES
+  deploy schema > deployments.schema.json
+`,
+};
+
+type Format = "text" | "json" | "github";
+
+export interface Options {
+  command: "validate" | "schema" | "help" | "version";
+  helpTopic: string;
+  paths: string[];
+  strict: boolean;
+  codeChecks: boolean;
+  format: Format;
+}
+
+const COMMANDS = ["validate", "schema"] as const;
+
+export function parseCommandLine(argv: string[]): Options {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "-h" || first === "--help" || first === "help") {
+    const topic = first === "help" && rest[0] ? rest[0] : "main";
+    if (!(topic in HELP)) throw new UsageError(`Unknown command "${topic}".`);
+    return { ...defaults(), command: "help", helpTopic: topic };
+  }
+  if (first === "--version" || first === "-V") return { ...defaults(), command: "version" };
+  if (first.startsWith("-")) throw new UsageError(`Expected a command before "${first}".`);
+  if (!(COMMANDS as readonly string[]).includes(first)) {
+    const hint = didYouMean(first, COMMANDS);
+    throw new UsageError(`Unknown command "${first}".${hint ? ` Did you mean "${hint}"?` : ""}`);
+  }
+  const command = first as typeof COMMANDS[number];
+  const optionsByCommand = {
+    validate: {
+      "manifest-dir": { type: "string", multiple: true },
+      strict: { type: "boolean" },
+      "no-code-checks": { type: "boolean" },
+      format: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    schema: { help: { type: "boolean", short: "h" } },
+  } as const;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: optionsByCommand[command],
+      allowPositionals: command === "validate",
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError(`${command}: ${cleanParseArgsMessage((error as Error).message)}`);
+  }
+  const values = parsed.values as Record<string, unknown>;
+  if (values.help) return { ...defaults(), command: "help", helpTopic: command };
+  const format = (values.format as string | undefined) ?? "text";
+  if (!["text", "json", "github"].includes(format)) {
+    throw new UsageError(`--format must be text, json or github, not "${format}".`);
+  }
+  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  return {
+    command,
+    helpTopic: command,
+    paths: paths.length ? paths : ["prefect"],
+    strict: Boolean(values.strict),
+    codeChecks: !values["no-code-checks"],
+    format: format as Format,
+  };
+}
+
+function defaults(): Options {
+  return {
+    command: "help",
+    helpTopic: "main",
+    paths: ["prefect"],
+    strict: false,
+    codeChecks: true,
+    format: "text",
+  };
+}
+
+function cleanParseArgsMessage(message: string): string {
+  // node:util appends advice meant for script authors ("To specify a positional argument…").
+  return message.split(". To ")[0].replace(/\.$/, "") + ".";
+}
+
+// ─── Diagnostics ─────────────────────────────────────────────────────────────
+
+export type Severity = "error" | "warning";
+
+export interface Diagnostic {
+  severity: Severity;
+  file: string;
+  /** 1-based; 0 when the problem has no place inside the file (a missing path, say). */
+  line: number;
+  column: number;
+  /** Where in the manifest, e.g. `deployments[0].schedules[1].cron`; "" for the file itself. */
+  path: string;
+  code: string;
+  message: string;
+}
+
+type PathSegment = string | number;
+
+function formatPath(path: PathSegment[]): string {
+  return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("");
+}
+
+// ─── Load ────────────────────────────────────────────────────────────────────
+
+/** Manifests above this size are refused: the largest real prefect.yaml we know is 14 kB. */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+/** Deeper YAML is refused before parsing; real manifests nest fewer than 12 levels. */
+export const MAX_NESTING = 64;
+const MAX_ALIAS_EXPANSIONS = 1000;
+
+export interface ManifestFile {
+  path: string;
+  text: string;
+  doc?: Document;
+  lineCounter: LineCounter;
+  /** The document as plain data, aliases and merge keys resolved; undefined when unreadable. */
+  data?: unknown;
+}
+
+/** Expands PATH arguments into manifest files, sorted, each once. */
+async function discoverManifests(
+  paths: string[],
+  report: (d: Diagnostic) => void,
+): Promise<string[]> {
+  const found = new Set<string>();
+  for (const path of paths) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch (error) {
+      const reason = error instanceof Deno.errors.NotFound
+        ? "no such file or directory"
+        : (error as Error).message;
+      report(fileDiagnostic(path, "path-not-found", `Cannot read "${path}": ${reason}.`));
+      continue;
+    }
+    if (info.isFile) {
+      found.add(path);
+      continue;
+    }
+    const inDir: string[] = [];
+    for await (const entry of Deno.readDir(path)) {
+      if (entry.isFile && /\.ya?ml$/i.test(entry.name)) {
+        inDir.push(`${path.replace(/\/+$/, "")}/${entry.name}`);
+      }
+    }
+    if (inDir.length === 0) {
+      report(
+        fileDiagnostic(path, "no-manifests", `No manifest files (*.yaml, *.yml) in "${path}".`),
+      );
+    }
+    inDir.sort().forEach((p) => found.add(p));
+  }
+  return [...found];
+}
+
+function fileDiagnostic(file: string, code: string, message: string): Diagnostic {
+  return { severity: "error", file, line: 0, column: 0, path: "", code, message };
+}
+
+/** Reads and parses one manifest; every problem becomes a diagnostic, never an exception. */
+export async function loadManifest(
+  path: string,
+  report: (d: Diagnostic) => void,
+): Promise<ManifestFile> {
+  const lineCounter = new LineCounter();
+  const file: ManifestFile = { path, text: "", lineCounter };
+  const at = (offset: number, code: string, message: string, severity: Severity = "error") => {
+    const { line, col } = lineCounter.linePos(offset);
+    report({ severity, file: path, line, column: col, path: "", code, message });
+  };
+
+  const size = (await Deno.stat(path)).size;
+  if (size > MAX_MANIFEST_BYTES) {
+    report(fileDiagnostic(
+      path,
+      "file-too-large",
+      `File is ${(size / 1024 / 1024).toFixed(1)} MB; manifests larger than ${
+        MAX_MANIFEST_BYTES / 1024 / 1024
+      } MB are refused.`,
+    ));
+    return file;
+  }
+  const bytes = await Deno.readFile(path);
+  if (bytes.subarray(0, 8192).includes(0)) {
+    report(fileDiagnostic(path, "binary-file", "File is binary, not YAML."));
+    return file;
+  }
+  const badByte = firstInvalidUtf8(bytes);
+  if (badByte >= 0) {
+    const before = new TextDecoder().decode(bytes.subarray(0, badByte));
+    const line = before.split("\n").length;
+    const column = before.length - before.lastIndexOf("\n");
+    report({
+      severity: "error",
+      file: path,
+      line,
+      column,
+      path: "",
+      code: "not-utf8",
+      message: `File is not UTF-8: byte 0x${
+        bytes[badByte].toString(16).padStart(2, "0")
+      } at offset ${badByte}; save it as UTF-8.`,
+    });
+    return file;
+  }
+  file.text = new TextDecoder().decode(bytes).replace(/^\uFEFF/, "");
+  const text = file.text;
+  // Line starts are registered here, not by the parser, so positions work before it runs too.
+  lineCounter.addNewLine(0);
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) {
+    lineCounter.addNewLine(i + 1);
+  }
+
+  const conflict = /^(<{7}|={7}|>{7})(?: |$)/m.exec(text);
+  if (conflict) {
+    at(conflict.index, "merge-conflict", "Unresolved merge-conflict marker; resolve the conflict.");
+    return file;
+  }
+  const tabIndent = /^ *\t/m.exec(text);
+  if (tabIndent) {
+    at(
+      tabIndent.index + tabIndent[0].length - 1,
+      "tab-indent",
+      "Tab used for indentation; YAML indents with spaces.",
+    );
+    return file;
+  }
+  const deep = excessiveNesting(text);
+  if (deep >= 0) {
+    at(deep, "nesting-too-deep", `Nesting deeper than ${MAX_NESTING} levels is refused.`);
+    return file;
+  }
+
+  const docs = parseAllDocuments(text, {
+    uniqueKeys: true,
+    merge: true,
+    prettyErrors: false,
+    strict: true,
+  });
+  const documents = Array.isArray(docs) ? docs : [];
+  if (documents.length === 0) {
+    report(fileDiagnostic(path, "empty-file", "File is empty; expected a `deployments:` list."));
+    return file;
+  }
+  if (documents.length > 1) {
+    const start = documents[1].range[0];
+    at(
+      start,
+      "multi-document",
+      "A manifest holds one YAML document; this `---` starts a second one. Split it into two files.",
+    );
+    return file;
+  }
+  const doc = documents[0];
+  file.doc = doc;
+  if (doc.errors.length) {
+    // Every duplicate key is its own mistake; after the first syntax error the rest is fallout.
+    for (const error of doc.errors.filter((e) => e.code === "DUPLICATE_KEY")) {
+      const message = `Duplicate key ${
+        quoteKeyAt(text, error.pos[0])
+      }; YAML readers keep only one of them.`;
+      at(error.pos[0], "duplicate-key", message);
+    }
+    const syntax = doc.errors.find((e) => e.code !== "DUPLICATE_KEY");
+    if (syntax) {
+      const docstring = /^(\s*#.*\n)*\s*"""/.test(text)
+        ? " The file starts with a Python docstring; YAML comments start with #."
+        : "";
+      at(
+        syntax.pos[0],
+        "yaml-syntax",
+        `${sentence(syntax.message.split(" at line ")[0])}${docstring}`,
+      );
+    }
+    return file;
+  }
+  const collectionKey = findCollectionKey(doc);
+  if (collectionKey !== undefined) {
+    const template = text.startsWith("{{", collectionKey - 1) ||
+      text.startsWith("{{", collectionKey);
+    at(
+      collectionKey,
+      "yaml-syntax",
+      template
+        ? "Unquoted template: YAML reads `{{ ... }}` as a nested mapping. Put it in quotes."
+        : "A mapping or list used as a key; Prefect's YAML reader refuses it.",
+    );
+    return file;
+  }
+  const unresolved = findUnresolvedAlias(doc);
+  if (unresolved) {
+    at(
+      unresolved.offset,
+      "undefined-alias",
+      `Alias "*${unresolved.name}" refers to no anchor defined before it.`,
+    );
+    return file;
+  }
+  try {
+    file.data = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
+  } catch (error) {
+    at(
+      0,
+      "alias-limit",
+      `Aliases expand to too much data (${sentence((error as Error).message)})`,
+    );
+    return file;
+  }
+  if (depthExceeds(file.data, MAX_NESTING)) {
+    at(0, "nesting-too-deep", `Nesting deeper than ${MAX_NESTING} levels is refused.`);
+    file.data = undefined;
+  }
+  return file;
+}
+
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return -1;
+  } catch {
+    // Find the first byte that starts an invalid sequence.
+    let i = 0;
+    while (i < bytes.length) {
+      const b = bytes[i];
+      const need = b < 0x80
+        ? 0
+        : (b & 0xe0) === 0xc0
+        ? 1
+        : (b & 0xf0) === 0xe0
+        ? 2
+        : (b & 0xf8) === 0xf0
+        ? 3
+        : -1;
+      if (need < 0) return i;
+      for (let k = 1; k <= need; k++) {
+        if (i + k >= bytes.length || (bytes[i + k] & 0xc0) !== 0x80) return i;
+      }
+      i += need + 1;
+    }
+    return 0;
+  }
+}
+
+/** Offset where flow brackets or indentation first exceed MAX_NESTING, or -1. */
+function excessiveNesting(text: string): number {
+  let depth = 0;
+  let quote = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === quote) quote = "";
+      else if (c === "\n") quote = "";
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === "#" && (i === 0 || /\s/.test(text[i - 1]))) {
+      const end = text.indexOf("\n", i);
+      i = end < 0 ? text.length : end;
+    } else if (c === "[" || c === "{") {
+      if (++depth > MAX_NESTING) return i;
+    } else if (c === "]" || c === "}") depth = Math.max(0, depth - 1);
+  }
+  const indent = new RegExp(`^ {${MAX_NESTING * 4},}\\S`, "m").exec(text);
+  return indent ? indent.index : -1;
+}
+
+function depthExceeds(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (d > limit) return true;
+    if (v && typeof v === "object") {
+      for (const child of Object.values(v)) stack.push([child, d + 1]);
+    }
+  }
+  return false;
+}
+
+/** Offset of a mapping key that is itself a mapping or list (PyYAML cannot hash it), if any. */
+function findCollectionKey(doc: Document): number | undefined {
+  let found: number | undefined;
+  visit(doc, {
+    Pair(_, pair) {
+      if (isMap(pair.key) || isSeq(pair.key)) {
+        found = (pair.key as YamlNode).range?.[0] ?? 0;
+        return visit.BREAK;
+      }
+    },
+  });
+  return found;
+}
+
+function findUnresolvedAlias(doc: Document): { name: string; offset: number } | undefined {
+  let found: { name: string; offset: number } | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      if (!node.resolve(doc)) {
+        found = { name: node.source, offset: node.range?.[0] ?? 0 };
+        return visit.BREAK;
+      }
+    },
+  });
+  return found;
+}
+
+function quoteKeyAt(text: string, offset: number): string {
+  const key = /^[^:\n]*/.exec(text.slice(offset))?.[0].trim() ?? "";
+  return key ? `"${key}"` : "";
+}
+
+function sentence(message: string): string {
+  const trimmed = message.trim().replace(/\s+/g, " ");
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
+// ─── Locating values in the YAML source ──────────────────────────────────────
+
+interface Located {
+  /** The key node of the pair that holds the value, when the value sits in a mapping. */
+  key?: YamlNode;
+  value?: YamlNode;
+}
+
+/** Follows a data path through the YAML tree, through aliases and merge keys. */
+export function locate(doc: Document, path: PathSegment[]): Located {
+  let current: Located = { value: doc.contents ?? undefined };
+  for (const segment of path) {
+    let node = current.value;
+    if (node && isAlias(node)) node = node.resolve(doc) as YamlNode | undefined;
+    if (!node) return current;
+    const next = childOf(doc, node, segment);
+    if (!next) return current;
+    current = next;
+  }
+  return current;
+}
+
+function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located | undefined {
+  if (isSeq(node) && typeof segment === "number") {
+    const item = node.items[segment];
+    return item ? { value: item as YamlNode } : undefined;
+  }
+  if (!isMap(node)) return undefined;
+  for (const pair of node.items) {
+    if (isScalar(pair.key) && String(pair.key.value) === String(segment)) {
+      return { key: pair.key as YamlNode, value: (pair.value ?? pair.key) as YamlNode };
+    }
+  }
+  // Not written here: look inside `<<: *anchor` merges, last one first as YAML does.
+  for (const pair of [...node.items].reverse()) {
+    if (!(isScalar(pair.key) && pair.key.value === "<<")) continue;
+    const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+    for (const source of sources) {
+      const target = isAlias(source) ? source.resolve(doc) : source;
+      if (target && isMap(target)) {
+        const found = childOf(doc, target as YamlNode, segment);
+        if (found) return found;
+      }
+    }
+  }
+  return undefined;
+}
+
+function positionOf(
+  file: ManifestFile,
+  path: PathSegment[],
+  prefer: "key" | "value" = "value",
+): { line: number; column: number } {
+  if (!file.doc) return { line: 1, column: 1 };
+  const found = locate(file.doc, path);
+  const node = prefer === "key" ? found.key ?? found.value : found.value ?? found.key;
+  const offset = node?.range?.[0] ?? 0;
+  const { line, col } = file.lineCounter.linePos(offset);
+  return { line, column: col };
+}
+
+// ─── Validate: the JSON Schema ───────────────────────────────────────────────
+
+const SCHEMA_ID = schema.$id;
+/** Editor-only keywords the schema carries; registered so Ajv's strict mode accepts them. */
+export const EDITOR_KEYWORDS = ["markdownDescription", "defaultSnippets", "errorMessage"];
+
+let ajvInstance: Ajv | undefined;
+function ajv(): Ajv {
+  if (!ajvInstance) {
+    ajvInstance = new Ajv({ allErrors: true, verbose: true, strict: true });
+    for (const keyword of EDITOR_KEYWORDS) ajvInstance.addKeyword(keyword);
+    ajvInstance.addSchema(schema);
+  }
+  return ajvInstance;
+}
+
+const validators = new WeakMap<object, ValidateFunction>();
+
+/** A validator for the whole schema or for one part of it (an anyOf branch, to explain it). */
+function validatorFor(part: SchemaNode): ValidateFunction {
+  let fn = validators.get(part);
+  if (!fn) {
+    fn = part === schema
+      ? ajv().getSchema(SCHEMA_ID)!
+      : ajv().compile({ ...part, definitions: schema.definitions });
+    validators.set(part, fn);
+  }
+  return fn;
+}
+
+interface SchemaProblem {
+  path: PathSegment[];
+  at: "key" | "value";
+  code: string;
+  message: string;
+}
+
+/** Validates data against the schema (or a part of it) and explains each failure plainly. */
+export function schemaProblems(
+  data: unknown,
+  part: SchemaNode = schema as SchemaNode,
+  base: PathSegment[] = [],
+): SchemaProblem[] {
+  const validate = validatorFor(part);
+  if (validate(data)) return [];
+  let errors = [...(validate.errors ?? [])];
+  const problems: SchemaProblem[] = [];
+
+  // A step with several keys is one mistake (arguments not indented), not many.
+  for (const e of errors.filter((e) => e.keyword === "maxProperties" && isStep(e))) {
+    errors = errors.filter((o) => o === e || !isWithin(o.instancePath, e.instancePath));
+  }
+  // Within anyOf, explain the alternative that fits the value's type; otherwise list them.
+  const alternatives = errors
+    .filter((e) => e.keyword === "anyOf")
+    .sort((a, b) => a.instancePath.length - b.instancePath.length);
+  for (const alt of alternatives) {
+    if (!errors.includes(alt)) continue;
+    errors = errors.filter((o) => !isWithin(o.instancePath, alt.instancePath));
+    const path = [...base, ...pointerToPath(alt.instancePath)];
+    const branches = alt.schema as SchemaNode[];
+    const branch = fittingBranch(branches, alt.data);
+    if (branch >= 0) {
+      problems.push(...schemaProblems(alt.data, branches[branch], path));
+    } else {
+      problems.push({
+        path,
+        at: "value",
+        code: "type",
+        message: `Expected ${describeAlternatives(alt.schema as SchemaNode[])}, got ${
+          describeValue(alt.data)
+        }.`,
+      });
+    }
+  }
+  for (const e of errors) problems.push(explain(e, base));
+  return problems;
+}
+
+function isWithin(path: string, ancestor: string): boolean {
+  return path === ancestor || path.startsWith(`${ancestor}/`);
+}
+
+function isStep(e: ErrorObject): boolean {
+  return (e.parentSchema as SchemaNode | undefined)?.title === "Step";
+}
+
+function pointerToPath(pointer: string): PathSegment[] {
+  if (!pointer) return [];
+  return pointer.slice(1).split("/").map((s) => {
+    const key = s.replace(/~1/g, "/").replace(/~0/g, "~");
+    return /^\d+$/.test(key) ? Number(key) : key;
+  });
+}
+
+interface SchemaNode {
+  $ref?: string;
+  type?: string | string[];
+  enum?: unknown[];
+  anyOf?: SchemaNode[];
+  title?: string;
+  properties?: Record<string, SchemaNode>;
+  errorMessage?: string;
+  pattern?: string;
+}
+
+function resolveRef(node: SchemaNode): SchemaNode {
+  let current = node;
+  while (current.$ref) {
+    const parts = current.$ref.replace(/^#\//, "").split("/");
+    current = parts.reduce(
+      (n: Record<string, unknown>, p) => n[p] as Record<string, unknown>,
+      schema,
+    ) as SchemaNode;
+  }
+  return current;
+}
+
+const TEMPLATE_REF = "#/definitions/template";
+
+function typesOf(node: SchemaNode): Set<string> {
+  const n = resolveRef(node);
+  const types = new Set<string>();
+  if (n.type) [n.type].flat().forEach((t) => types.add(t));
+  if (n.enum) n.enum.forEach((v) => types.add(jsonType(v)));
+  if (n.anyOf) n.anyOf.forEach((b) => typesOf(b).forEach((t) => types.add(t)));
+  if (types.has("number")) types.add("integer");
+  return types;
+}
+
+function jsonType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "number";
+  return typeof value;
+}
+
+const hasPlaceholder = (value: unknown) => typeof value === "string" && value.includes("{{");
+
+function fittingBranch(branches: SchemaNode[], data: unknown): number {
+  const templateBranch = branches.findIndex((b) => b.$ref === TEMPLATE_REF);
+  if (templateBranch >= 0 && hasPlaceholder(data)) return templateBranch;
+  const fits = branches
+    .map((b, i) => ({ b, i }))
+    .filter(({ b }) => b.$ref !== TEMPLATE_REF && typesOf(b).has(jsonType(data)));
+  return fits.length === 1 ? fits[0].i : -1;
+}
+
+function describeAlternatives(branches: SchemaNode[]): string {
+  const names = branches.map((b) => {
+    if (b.$ref === TEMPLATE_REF) return "a {{ template }} string";
+    const n = resolveRef(b);
+    if (n.enum) return `one of ${n.enum.map((v) => JSON.stringify(v)).join(", ")}`;
+    return [...typesOf(n)].filter((t) => t !== "integer" || !typesOf(n).has("number"))
+      .map(article).join(" or ");
+  });
+  return [...new Set(names)].join(" or ");
+}
+
+function article(type: string): string {
+  return { null: "null", array: "a list", object: "a mapping", integer: "an integer" }[type] ??
+    `a ${type}`;
+}
+
+function describeValue(value: unknown): string {
+  const type = jsonType(value);
+  if (type === "object") return "a mapping";
+  if (type === "array") return "a list";
+  if (type === "null") return "nothing (null)";
+  const shown = JSON.stringify(value);
+  return `${article(type)} ${shown.length > 40 ? `${shown.slice(0, 37)}…` : shown}`;
+}
+
+/** Known keys in the wrong place, and Prefect 2 keys: what to write instead. */
+const MISPLACED: Record<string, Record<string, string>> = {
+  "deploy.ts manifest": {
+    work_pool: "belongs in each deployment; share it through an anchor under `definitions:`",
+    entrypoint: "belongs in a deployment under `deployments:`",
+    schedule: "belongs in a deployment under `deployments:`",
+    description: "belongs in a deployment under `deployments:`",
+    version: "belongs in a deployment under `deployments:` (the project's is `prefect-version`)",
+  },
+  Deployment: {
+    job_variables: "belongs under `work_pool:`",
+    work_queue_name: "belongs under `work_pool:`",
+    work_pool_name: "is written `work_pool: {name: ...}`",
+    cron: "belongs in a schedule under `schedules:`",
+    interval: "belongs in a schedule under `schedules:`",
+    rrule: "belongs in a schedule under `schedules:`",
+    timezone: "belongs in a schedule under `schedules:`",
+    is_schedule_active: "is a Prefect 2 key; set `active:` on each schedule",
+    infra_overrides: "is a Prefect 2 key; use `work_pool.job_variables`",
+    env: "belongs under `work_pool.job_variables`",
+    working_dir: "belongs under `work_pool.job_variables`",
+    image: "belongs under `work_pool.job_variables`",
+    flow_location: "is not a Prefect key; `entrypoint` names the flow",
+  },
+  "Work pool": {
+    image: "belongs under `job_variables:`",
+    env: "belongs under `job_variables:`",
+    type: "is the pool's own setting, made when the pool is created, not per deployment",
+  },
+  Schedule: {
+    max_active_runs: "is a Prefect 2 key, removed in Prefect 3",
+    catchup: "is a Prefect 2 key, removed in Prefect 3",
+    is_schedule_active: "is a Prefect 2 key; use `active:`",
+  },
+};
+
+function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
+  const path = [...base, ...pointerToPath(e.instancePath)];
+  const parent = (e.parentSchema ?? {}) as SchemaNode;
+  const custom = parent.errorMessage;
+  switch (e.keyword) {
+    case "additionalProperties": {
+      const key = String(e.params.additionalProperty);
+      const context = parent.title ?? "";
+      const known = Object.keys(parent.properties ?? {});
+      const misplaced = MISPLACED[context]?.[key];
+      const hint = misplaced ? ` It ${misplaced}.` : (() => {
+        const guess = didYouMean(key, known);
+        return guess ? ` Did you mean "${guess}"?` : "";
+      })();
+      return {
+        path: [...path, key],
+        at: "key",
+        code: "unknown-key",
+        message: `Unknown key "${key}" in ${describeContext(context)}.${hint}`,
+      };
+    }
+    case "required":
+      return {
+        path,
+        at: "value",
+        code: "missing-key",
+        message: `Missing required key "${e.params.missingProperty}" in ${
+          describeContext(parent.title ?? "")
+        }.`,
+      };
+    case "type": {
+      const expected = [e.params.type].flat().join(",").split(",").map(article).join(" or ");
+      const key = path[path.length - 1];
+      return {
+        path,
+        at: "value",
+        code: "type",
+        message: e.data === null && typeof key === "string"
+          ? `"${key}" has no value; expected ${expected}.`
+          : `Expected ${expected}, got ${describeValue(e.data)}.${typeHint(e)}`,
+      };
+    }
+    case "enum": {
+      const allowed = (e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v));
+      const guess = typeof e.data === "string"
+        ? didYouMean(e.data, (e.params.allowedValues as unknown[]).map(String))
+        : undefined;
+      return {
+        path,
+        at: "value",
+        code: "invalid-value",
+        message: `Expected one of ${allowed.join(", ")}, got ${describeValue(e.data)}.${
+          guess ? ` Did you mean "${guess}"?` : ""
+        }`,
+      };
+    }
+    case "maxProperties":
+      if (isStep(e)) {
+        const keys = Object.keys(e.data as object);
+        return {
+          path,
+          at: "value",
+          code: "step-shape",
+          message: `${custom} Keys found at one level: ${keys.map((k) => `"${k}"`).join(", ")}.`,
+        };
+      }
+      break;
+    case "propertyNames":
+      return {
+        path: [...path, String(e.params.propertyName)],
+        at: "key",
+        code: "step-shape",
+        message:
+          `"${e.params.propertyName}" is not a step: a step's key is the import path of its function, like prefect.deployments.steps.git_clone.`,
+      };
+    case "minimum":
+    case "maximum":
+    case "exclusiveMinimum":
+      return {
+        path,
+        at: "value",
+        code: "invalid-value",
+        message: `Must be ${e.params.comparison} ${e.params.limit}, got ${JSON.stringify(e.data)}.`,
+      };
+    case "minLength":
+      return { path, at: "value", code: "invalid-value", message: "Must not be empty." };
+  }
+  if (custom) {
+    return {
+      path,
+      at: "value",
+      code: "invalid-value",
+      message: `${custom} Got ${describeValue(e.data)}.`,
+    };
+  }
+  return { path, at: "value", code: "invalid-value", message: sentence(e.message ?? e.keyword) };
+}
+
+function describeContext(title: string): string {
+  const names: Record<string, string> = {
+    "deploy.ts manifest": "the manifest's top level",
+    Deployment: "a deployment",
+    "Work pool": "`work_pool`",
+    Schedule: "a schedule",
+    Trigger: "a trigger",
+  };
+  return names[title] ?? (title ? `\`${title}\`` : "this mapping");
+}
+
+const YAML11_BOOLEANS = new Set(["yes", "no", "on", "off", "y", "n"]);
+
+function typeHint(e: ErrorObject): string {
+  const expected = [e.params.type].flat().join(",");
+  if (
+    expected.includes("boolean") && typeof e.data === "string" &&
+    YAML11_BOOLEANS.has(e.data.toLowerCase())
+  ) {
+    return ` Write true or false: "${e.data}" is a string in YAML 1.2.`;
+  }
+  if (expected.includes("string") && typeof e.data === "number") {
+    return ` Quote it: "${e.data}".`;
+  }
+  return "";
+}
+
+// ─── Validate: meaning ───────────────────────────────────────────────────────
+
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  const allowed = Math.max(1, Math.floor(word.length / 3));
+  return bestDistance <= allowed ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+/**
+ * Checks a cron expression the way Prefect's validator (croniter) does: 5 fields, or 6 with
+ * seconds last, or a macro; names for months and weekdays; `L`, `#`, `?`; no random `R`/`H`.
+ * Returns the reason it is invalid, or undefined.
+ */
+export function cronProblem(expression: string): string | undefined {
+  const macros = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+  const text = expression.trim();
+  if (text.startsWith("@")) {
+    return macros.includes(text.toLowerCase()) ? undefined : `unknown macro "${text}"`;
+  }
+  const fields = text.split(/\s+/);
+  if (fields.length !== 5 && fields.length !== 6) {
+    return `expected 5 fields (minute hour day-of-month month day-of-week), found ${fields.length}`;
+  }
+  if (fields.some((f) => /^[rh]$/i.test(f) || /^[rh]\(/i.test(f))) {
+    return "random (R) and hashed (H) expressions are not supported by Prefect";
+  }
+  const specs: { name: string; min: number; max: number; names?: string[] }[] = [
+    { name: "minute", min: 0, max: 59 },
+    { name: "hour", min: 0, max: 23 },
+    { name: "day-of-month", min: 1, max: 31 },
+    {
+      name: "month",
+      min: 1,
+      max: 12,
+      names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    },
+    {
+      name: "day-of-week",
+      min: 0,
+      max: 7,
+      names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+    },
+    { name: "second", min: 0, max: 59 },
+  ];
+  for (let i = 0; i < fields.length; i++) {
+    const problem = cronFieldProblem(fields[i], specs[i], i);
+    if (problem) return `${specs[i].name} field "${fields[i]}": ${problem}`;
+  }
+  return undefined;
+}
+
+function cronFieldProblem(
+  field: string,
+  spec: { min: number; max: number; names?: string[] },
+  index: number,
+): string | undefined {
+  const value = (token: string): number | undefined => {
+    if (/^\d+$/.test(token)) return Number(token);
+    const named = spec.names?.indexOf(token.toLowerCase()) ?? -1;
+    return named >= 0 ? named + (index === 3 ? 1 : 0) : undefined;
+  };
+  for (const part of field.split(",")) {
+    if (part === "") return "empty list item";
+    if (part === "?" && (index === 2 || index === 4)) continue;
+    if (part === "L" && index === 2) continue;
+    if (index === 4 && /^\w+#[1-5]$/.test(part)) {
+      const day = value(part.split("#")[0]);
+      if (day === undefined || day > 7) return `unknown day "${part}"`;
+      continue;
+    }
+    const [range, step, extra] = part.split("/");
+    if (extra !== undefined) return `"${part}" has two steps`;
+    if (step !== undefined && !(/^\d+$/.test(step) && Number(step) > 0)) {
+      return `step "${step}" must be a positive number`;
+    }
+    if (range === "*") continue;
+    const bounds = range.split("-");
+    if (bounds.length > 2) return `"${range}" is not a range`;
+    const numbers = bounds.map(value);
+    if (numbers.some((n) => n === undefined)) return `"${range}" is not a number or name`;
+    for (const n of numbers as number[]) {
+      if (n < spec.min || n > spec.max) return `${n} is outside ${spec.min}-${spec.max}`;
+    }
+  }
+  return undefined;
+}
+
+/** Seconds in a Prefect interval (number, numeric string, ISO-8601 duration, [D ]HH:MM:SS). */
+export function intervalSeconds(value: number | string): number | undefined {
+  if (typeof value === "number") return value;
+  const text = value.trim();
+  if (/^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  const iso =
+    /^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/i
+      .exec(text);
+  if (iso && text.toUpperCase() !== "P" && !/T$/i.test(text)) {
+    const [w, d, h, m, s] = iso.slice(1).map((x) => Number(x ?? 0));
+    return w * 604800 + d * 86400 + h * 3600 + m * 60 + s;
+  }
+  const clock = /^(?:(\d+)\s*d(?:ays?)?,?\s*)?(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?$/i.exec(
+    text,
+  );
+  if (clock) {
+    const [d, h, m, s] = clock.slice(1).map((x) => Number(x ?? 0));
+    return d * 86400 + h * 3600 + m * 60 + s;
+  }
+  return undefined;
+}
+
+/** The canonical spelling of an IANA timezone, or undefined when it is not one. */
+export function canonicalTimezone(name: string): string | undefined {
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: name }).resolvedOptions().timeZone;
+  } catch {
+    return undefined;
+  }
+}
+
+const RUNTIME_PLACEHOLDER_ROOTS = ["ctx", "flow_run", "event", "flow", "deployment"];
+const PLACEHOLDER = /\{\{\s*([\w.\-\[\]$]+)\s*\}\}/g;
+
+/** Output keys of Prefect's built-in steps, which also become top-level template values. */
+const STEP_OUTPUTS: Record<string, string[]> = {
+  git_clone: ["directory"],
+  set_working_directory: ["directory"],
+  pull_from_remote_storage: ["directory"],
+  pull_with_block: ["directory"],
+  run_shell_script: ["stdout", "stderr"],
+  pip_install_requirements: ["stdout", "stderr"],
+  build_docker_image: ["image_name", "tag", "image", "image_id", "additional_tags"],
+  push_docker_image: ["image_name", "tag", "image", "additional_tags"],
+  push_to_s3: ["bucket", "folder"],
+  pull_from_s3: ["bucket", "folder", "directory"],
+  push_to_gcs: ["bucket", "folder"],
+  pull_from_gcs: ["bucket", "folder", "directory"],
+  push_to_azure_blob_storage: ["container", "folder"],
+  pull_from_azure_blob_storage: ["container", "folder", "directory"],
+};
+const KNOWN_STEPS = Object.keys(schema.definitions.step.properties);
+const PREFECT_STEP_NAMESPACE = "prefect.deployments.steps.";
+
+/** What earlier steps make available to `{{ ... }}`: their ids and output keys. */
+interface StepScope {
+  ids: Set<string>;
+  outputs: Set<string>;
+  /** A step of another package ran: its outputs are unknown, so bare names cannot be checked. */
+  open: boolean;
+}
+
+const emptyScope = (): StepScope => ({ ids: new Set(), outputs: new Set(), open: false });
+
+export interface DeploymentEntry {
+  file: ManifestFile;
+  index: number;
+  flow: string;
+  name: string;
+  line: number;
+  column: number;
+  spec: Deployment;
+}
+
+/** Semantic checks on one parsed, schema-valid manifest. */
+class ManifestChecker {
+  constructor(
+    private file: ManifestFile,
+    private options: Options,
+    private report: (d: Diagnostic) => void,
+  ) {}
+
+  private problem(
+    path: PathSegment[],
+    code: string,
+    message: string,
+    severity: Severity = "error",
+    at: "key" | "value" = "value",
+  ) {
+    const { line, column } = positionOf(this.file, path, at);
+    this.report({
+      severity,
+      file: this.file.path,
+      line,
+      column,
+      path: formatPath(path),
+      code,
+      message,
+    });
+  }
+
+  check(manifest: DeployTsManifest): DeploymentEntry[] {
+    const top = {
+      build: this.checkSteps(manifest.build, ["build"], emptyScope()),
+      push: undefined as StepScope | undefined,
+      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope()),
+    };
+    top.push = this.checkSteps(manifest.push, ["push"], top.build);
+    return (manifest.deployments ?? []).flatMap((deployment, index) =>
+      deployment ? [this.checkDeployment(deployment, index, top)] : []
+    );
+  }
+
+  private checkDeployment(
+    d: Deployment,
+    index: number,
+    top: { build: StepScope; push?: StepScope; pull: StepScope },
+  ): DeploymentEntry {
+    const here: PathSegment[] = ["deployments", index];
+    const target = parseEntrypoint(d.entrypoint);
+    const flow = d.flow_name ?? flowNameFromFunction(target.object);
+
+    // Deployment-level steps replace the top-level ones.
+    const build = d.build !== undefined && d.build !== null
+      ? this.checkSteps(d.build, [...here, "build"], emptyScope())
+      : top.build;
+    const push = d.push !== undefined && d.push !== null
+      ? this.checkSteps(d.push, [...here, "push"], build)
+      : top.push ?? build;
+    if (d.pull !== undefined && d.pull !== null) {
+      this.checkSteps(d.pull, [...here, "pull"], emptyScope());
+    }
+
+    if (d.schedule && d.schedules?.length) {
+      this.problem(
+        [...here, "schedule"],
+        "schedule-conflict",
+        "Both `schedule` and `schedules` are set; Prefect refuses this. Keep `schedules`.",
+        "error",
+        "key",
+      );
+    } else if (d.schedule && Object.keys(d.schedule).length) {
+      this.problem(
+        [...here, "schedule"],
+        "legacy-schedule",
+        "`schedule:` is deprecated; write `schedules:` with one item.",
+        "warning",
+        "key",
+      );
+    }
+    const schedules: [Schedule, PathSegment[]][] = [
+      ...(d.schedules ?? []).map((
+        s,
+        i,
+      ): [Schedule, PathSegment[]] => [s, [...here, "schedules", i]]),
+      // Prefect's own template writes `schedule: {}` for "none".
+      ...(d.schedule && Object.keys(d.schedule).length
+        ? [[d.schedule, [...here, "schedule"]] as [Schedule, PathSegment[]]]
+        : []),
+    ];
+    const slugs = new Map<string, PathSegment[]>();
+    for (const [schedule, path] of schedules) {
+      this.checkSchedule(schedule, path);
+      if (schedule.slug !== undefined) {
+        const first = slugs.get(schedule.slug);
+        if (first) {
+          const { line } = positionOf(this.file, first);
+          this.problem(
+            [...path, "slug"],
+            "duplicate-slug",
+            `Schedule slug "${schedule.slug}" is already used in this deployment (line ${line}).`,
+          );
+        } else slugs.set(schedule.slug, [...path, "slug"]);
+      }
+    }
+
+    if (!d.work_pool?.name) {
+      this.problem(
+        d.work_pool ? [...here, "work_pool"] : [...here, "name"],
+        "no-work-pool",
+        `Deployment "${d.name}" has no work pool: no worker will ever run it. Set \`work_pool: {name: ...}\`.`,
+        "warning",
+        "key",
+      );
+    }
+
+    this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"]);
+
+    const scope = mergeScopes(build, push ?? emptyScope());
+    for (const key of Object.keys(d) as (keyof Deployment)[]) {
+      if (["build", "push", "pull", "triggers"].includes(key)) continue;
+      this.checkTemplates(d[key], [...here, key], scope);
+    }
+
+    const { line, column } = positionOf(this.file, here);
+    return { file: this.file, index, flow, name: d.name, line, column, spec: d };
+  }
+
+  private checkSchedule(s: Schedule, path: PathSegment[]) {
+    const kinds = (["cron", "interval", "rrule"] as const).filter((k) => s[k] !== undefined);
+    if (kinds.length !== 1) {
+      this.problem(
+        path,
+        "schedule-kind",
+        kinds.length === 0
+          ? "A schedule needs one of `cron`, `interval` or `rrule`."
+          : `A schedule takes exactly one of \`cron\`, \`interval\` or \`rrule\`, not ${
+            kinds.map((k) => `\`${k}\``).join(" and ")
+          }.`,
+      );
+    }
+    if (typeof s.cron === "string" && !hasPlaceholder(s.cron)) {
+      const reason = cronProblem(s.cron);
+      if (reason) {
+        this.problem([...path, "cron"], "invalid-cron", `Invalid cron "${s.cron}": ${reason}.`);
+      }
+    }
+    if (s.interval !== undefined && !hasPlaceholder(s.interval)) {
+      const seconds = intervalSeconds(s.interval);
+      if (seconds === undefined) {
+        this.problem(
+          [...path, "interval"],
+          "invalid-interval",
+          `Invalid interval ${
+            JSON.stringify(s.interval)
+          }: give seconds, an ISO-8601 duration such as "PT15M", or "HH:MM:SS".`,
+        );
+      } else if (seconds <= 0) {
+        this.problem(
+          [...path, "interval"],
+          "invalid-interval",
+          "An interval must be longer than zero.",
+        );
+      }
+    }
+    if (typeof s.rrule === "string" && !hasPlaceholder(s.rrule)) {
+      const reason = rruleProblem(s.rrule);
+      if (reason) this.problem([...path, "rrule"], "invalid-rrule", `Invalid rrule: ${reason}.`);
+    }
+    if (
+      s.anchor_date !== undefined && !hasPlaceholder(s.anchor_date) && !isIsoDateTime(s.anchor_date)
+    ) {
+      this.problem(
+        [...path, "anchor_date"],
+        "invalid-anchor-date",
+        `Invalid anchor_date "${s.anchor_date}": write an ISO-8601 date-time such as "2026-01-01T00:00:00Z".`,
+      );
+    }
+    if (s.day_or !== undefined && s.cron === undefined) {
+      this.problem(
+        [...path, "day_or"],
+        "invalid-value",
+        "`day_or` applies to cron schedules only.",
+      );
+    }
+    if (typeof s.timezone === "string" && !hasPlaceholder(s.timezone)) {
+      const canonical = canonicalTimezone(s.timezone);
+      if (!canonical) {
+        this.problem(
+          [...path, "timezone"],
+          "invalid-timezone",
+          `Unknown timezone "${s.timezone}"; use an IANA name such as "Europe/Berlin".`,
+        );
+      } else if (canonical.toLowerCase() === s.timezone.toLowerCase() && canonical !== s.timezone) {
+        this.problem(
+          [...path, "timezone"],
+          "invalid-timezone",
+          `Timezone names are case-sensitive: write "${canonical}", not "${s.timezone}".`,
+        );
+      }
+    }
+    if (s.timezone === undefined || s.timezone === null) {
+      this.problem(
+        path,
+        "implicit-timezone",
+        "State the schedule's `timezone` (Prefect reads it as UTC when omitted).",
+        "warning",
+      );
+    }
+    if (s.active === undefined) {
+      this.problem(
+        path,
+        "implicit-active",
+        "State the schedule's `active: true` or `active: false` explicitly.",
+        "warning",
+      );
+    }
+  }
+
+  private checkEntrypoint(entrypoint: string, path: PathSegment[]) {
+    if (!this.options.codeChecks || hasPlaceholder(entrypoint)) return;
+    const { file, module, object } = parseEntrypoint(entrypoint);
+    const candidates = file ? [file] : moduleFileCandidates(module!);
+    const found = candidates.find((c) => readSmallText(c) !== undefined);
+    if (found === undefined) {
+      if (file) {
+        this.problem(
+          path,
+          "entrypoint-not-found",
+          `Flow file "${file}" does not exist (paths are relative to the directory deploy runs in).`,
+        );
+      } else {
+        this.problem(
+          path,
+          "entrypoint-not-found",
+          `Module "${module}" is not in this project (looked for ${
+            candidates.join(", ")
+          }); it must be installed where the flow runs.`,
+          "warning",
+        );
+      }
+      return;
+    }
+    const name = object.split(".")[0];
+    if (
+      !new RegExp(`^(?:async[ \\t]+)?(?:def|class)[ \\t]+${name}[ \\t]*[(:]`, "m").test(
+        readSmallText(found)!,
+      )
+    ) {
+      this.problem(
+        path,
+        "flow-not-found",
+        `Function "${name}" is not defined at the top level of "${found}".`,
+      );
+    }
+  }
+
+  /** Checks steps in order and returns what they make available to later templates. */
+  private checkSteps(
+    steps: Steps | undefined,
+    path: PathSegment[],
+    inherited: StepScope,
+  ): StepScope {
+    const scope: StepScope = {
+      ids: new Set(inherited.ids),
+      outputs: new Set(inherited.outputs),
+      open: inherited.open,
+    };
+    (steps ?? []).forEach((step: Step, i: number) => {
+      const entries = Object.entries(step);
+      if (entries.length !== 1) return; // reported by the schema
+      const [name, args] = entries[0];
+      const stepPath = [...path, i];
+      const shortName = name.split(".").pop()!;
+      if (name.startsWith("prefect.projects.steps.")) {
+        this.problem(
+          [...stepPath, name],
+          "removed-step",
+          `Step "${name}" was removed in Prefect 2.11; use "${PREFECT_STEP_NAMESPACE}${shortName}".`,
+          "error",
+          "key",
+        );
+      } else if (name.startsWith(PREFECT_STEP_NAMESPACE) && !KNOWN_STEPS.includes(name)) {
+        const guess = didYouMean(name, KNOWN_STEPS);
+        this.problem(
+          [...stepPath, name],
+          "unknown-step",
+          `Prefect has no step "${name}".${guess ? ` Did you mean "${guess}"?` : ""}`,
+          "error",
+          "key",
+        );
+      }
+      this.checkTemplates(args, [...stepPath, name], scope);
+      const id = (args as { id?: unknown } | null)?.id;
+      if (typeof id === "string") {
+        if (scope.ids.has(id) && !inherited.ids.has(id)) {
+          this.problem(
+            [...stepPath, name, "id"],
+            "duplicate-step-id",
+            `Step id "${id}" is used twice; the second hides the first's outputs.`,
+          );
+        }
+        scope.ids.add(id);
+      }
+      const outputs = STEP_OUTPUTS[shortName];
+      if (outputs && KNOWN_STEPS.includes(name)) outputs.forEach((o) => scope.outputs.add(o));
+      else scope.open = true;
+    });
+    return scope;
+  }
+
+  /** Placeholders must be well formed and point at something that will exist. */
+  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope) {
+    if (typeof value === "string") {
+      if (value.includes("{{") || value.includes("}}")) {
+        this.checkTemplateString(value, path, scope);
+      }
+    } else if (Array.isArray(value)) {
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope));
+    } else if (value && typeof value === "object") {
+      for (const [k, v] of Object.entries(value)) this.checkTemplates(v, [...path, k], scope);
+    }
+  }
+
+  private checkTemplateString(text: string, path: PathSegment[], scope: StepScope) {
+    const stripped = text.replace(PLACEHOLDER, "");
+    if (stripped.includes("{{") || stripped.includes("}}")) {
+      this.problem(
+        path,
+        "template-syntax",
+        `Malformed placeholder in ${
+          JSON.stringify(text)
+        }: Prefect fills only \`{{ name }}\` made of letters, digits, \`_\`, \`.\`, \`-\` and \`$\`, and leaves anything else as text.`,
+      );
+      return;
+    }
+    for (const [, expression] of text.matchAll(PLACEHOLDER)) {
+      const problem = placeholderProblem(expression, scope);
+      if (problem) this.problem(path, "template-reference", problem);
+    }
+  }
+}
+
+function mergeScopes(a: StepScope, b: StepScope): StepScope {
+  return {
+    ids: new Set([...a.ids, ...b.ids]),
+    outputs: new Set([...a.outputs, ...b.outputs]),
+    open: a.open || b.open,
+  };
+}
+
+export function placeholderProblem(expression: string, scope: StepScope): string | undefined {
+  const shown = `"{{ ${expression} }}"`;
+  if (expression.startsWith("$")) {
+    return /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(expression)
+      ? undefined
+      : `${shown} is not an environment variable name.`;
+  }
+  const [root, ...rest] = expression.split(".");
+  if (root === "prefect") {
+    if (rest[0] === "variables") {
+      return rest.length === 2 ? undefined : `${shown}: write {{ prefect.variables.<name> }}.`;
+    }
+    if (rest[0] === "blocks") {
+      return rest.length >= 3
+        ? undefined
+        : `${shown}: write {{ prefect.blocks.<block-type>.<block-name> }}.`;
+    }
+    return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
+  }
+  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root)) return undefined;
+  if (scope.ids.has(root)) return undefined;
+  if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
+  const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
+  return `${shown} refers to no earlier step ${rest.length ? "id" : "id or output"}${
+    known ? ` (step ids here: ${known})` : " (no step before it has an id)"
+  }; Prefect would leave it empty.`;
+}
+
+function rruleProblem(text: string): string | undefined {
+  if (text.length > 6500) return "longer than Prefect's 6500 characters";
+  try {
+    rrule.rrulestr(text, { forceset: true });
+    if (!/FREQ=/i.test(text) && !/^(RDATE|DTSTART|EXDATE)/im.test(text)) return "no FREQ";
+    return undefined;
+  } catch (error) {
+    return (error as Error).message.replace(/ undefined/g, "").toLowerCase();
+  }
+}
+
+function isIsoDateTime(text: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) &&
+    !Number.isNaN(Date.parse(text.replace(" ", "T")));
+}
+
+/** The parts of an entrypoint, read as Prefect's import_object reads them. */
+export function parseEntrypoint(
+  entrypoint: string,
+): { file?: string; module?: string; object: string } {
+  if (entrypoint.includes(".py:")) {
+    const at = entrypoint.lastIndexOf(":");
+    return { file: entrypoint.slice(0, at), object: entrypoint.slice(at + 1) };
+  }
+  const at = entrypoint.includes(":") ? entrypoint.lastIndexOf(":") : entrypoint.lastIndexOf(".");
+  return { module: entrypoint.slice(0, at), object: entrypoint.slice(at + 1) };
+}
+
+function moduleFileCandidates(module: string): string[] {
+  const modulePath = module.replaceAll(".", "/");
+  return [`${modulePath}.py`, `${modulePath}/__init__.py`];
+}
+
+/** Flow files larger than this are not read by the offline checks. */
+const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
+
+function readSmallText(path: string): string | undefined {
+  try {
+    if (Deno.statSync(path).size > MAX_SOURCE_BYTES) return "";
+    return new TextDecoder().decode(Deno.readFileSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+// ─── Validate: everything ────────────────────────────────────────────────────
+
+export interface ValidationResult {
+  files: string[];
+  deployments: DeploymentEntry[];
+  diagnostics: Diagnostic[];
+  valid: boolean;
+}
+
+export async function validate(options: Options): Promise<ValidationResult> {
+  const diagnostics: Diagnostic[] = [];
+  const report = (d: Diagnostic) => diagnostics.push(d);
+  const paths = await discoverManifests(options.paths, report);
+  const deployments: DeploymentEntry[] = [];
+  const loaded: ManifestFile[] = [];
+  for (const path of paths) {
+    const file = await loadManifest(path, report);
+    if (file.data === undefined) continue;
+    const problems = schemaProblems(file.data);
+    for (const p of problems) {
+      const { line, column } = positionOf(file, p.path, p.at);
+      report({
+        severity: "error",
+        file: path,
+        line,
+        column,
+        path: formatPath(p.path),
+        code: p.code,
+        message: p.message,
+      });
+    }
+    loaded.push(file);
+    const checkable = schemaValidParts(file.data, problems);
+    if (checkable) deployments.push(...new ManifestChecker(file, options, report).check(checkable));
+  }
+  reportDuplicateDeployments(loaded, report);
+  if (options.strict) diagnostics.forEach((d) => d.severity = "error");
+  diagnostics.sort((a, b) =>
+    a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column
+  );
+  return {
+    files: paths,
+    deployments,
+    diagnostics,
+    valid: !diagnostics.some((d) => d.severity === "error"),
+  };
+}
+
+/**
+ * Deployment names are unique per flow across all files. Checked on the raw data, so two
+ * deployments with other mistakes still learn that they collide.
+ */
+function reportDuplicateDeployments(files: ManifestFile[], report: (d: Diagnostic) => void) {
+  const seen = new Map<string, string>();
+  for (const file of files) {
+    const list = (file.data as { deployments?: unknown } | null)?.deployments;
+    if (!Array.isArray(list)) continue;
+    list.forEach((item, index) => {
+      const d = item as Record<string, unknown> | null;
+      if (typeof d?.name !== "string" || typeof d.entrypoint !== "string") return;
+      const flow = typeof d.flow_name === "string"
+        ? d.flow_name
+        : flowNameFromFunction(parseEntrypoint(d.entrypoint).object);
+      const key = `${flow}/${d.name}`;
+      const path = ["deployments", index, "name"];
+      const { line, column } = positionOf(file, path);
+      const first = seen.get(key);
+      if (first) {
+        report({
+          severity: "error",
+          file: file.path,
+          line,
+          column,
+          path: formatPath(path),
+          code: "duplicate-deployment",
+          message: `Deployment "${key}" is declared twice; the first is at ${first}.`,
+        });
+      } else seen.set(key, `${file.path}:${line}:${column}`);
+    });
+  }
+}
+
+/** Prefect's default flow name: the function's name with `_` as `-`. */
+function flowNameFromFunction(objectPath: string): string {
+  return objectPath.split(".").pop()!.replaceAll("_", "-");
+}
+
+/**
+ * The parts of a manifest the meaning checks can trust: everything when the schema passed,
+ * else the deployments without schema problems (so one typo does not hide the rest).
+ */
+function schemaValidParts(data: unknown, problems: SchemaProblem[]): DeployTsManifest | undefined {
+  if (problems.length === 0) return data as DeployTsManifest;
+  const manifest = data as Record<string, unknown>;
+  if (!manifest || typeof manifest !== "object" || !Array.isArray(manifest.deployments)) {
+    return undefined;
+  }
+  if (problems.some((p) => p.path[0] !== "deployments")) return undefined;
+  const broken = new Set(problems.map((p) => p.path[1]));
+  return {
+    ...manifest,
+    deployments: manifest.deployments.map((d, i) => broken.has(i) ? null : d),
+  } as DeployTsManifest;
+}
+
+// ─── Report ──────────────────────────────────────────────────────────────────
+
+const useColor = () => !Deno.env.get("NO_COLOR") && Deno.stderr.isTerminal();
+
+function paint(text: string, code: number): string {
+  return useColor() ? `\x1b[${code}m${text}\x1b[0m` : text;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = d.line ? `${d.file}:${d.line}:${d.column}` : d.file;
+  const label = d.severity === "error" ? paint("error", 31) : paint("warning", 33);
+  return `${where}: ${label}: ${d.message} [${d.code}]`;
+}
+
+function githubAnnotation(d: Diagnostic): string {
+  const escapeData = (s: string) =>
+    s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+  const escapeProperty = (s: string) => escapeData(s).replace(/:/g, "%3A").replace(/,/g, "%2C");
+  const props = [`file=${escapeProperty(d.file)}`];
+  if (d.line) props.push(`line=${d.line}`, `col=${d.column}`);
+  props.push(`title=${escapeProperty(d.code)}`);
+  return `::${d.severity} ${props.join(",")}::${escapeData(d.message)}`;
+}
+
+function summary(result: ValidationResult): string {
+  const errors = result.diagnostics.filter((d) => d.severity === "error").length;
+  const warnings = result.diagnostics.length - errors;
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return `${result.valid ? "Valid" : "Invalid"}: ${
+    plural(result.deployments.length, "deployment")
+  } in ${plural(result.files.length, "file")}, ${plural(errors, "error")}, ${
+    plural(warnings, "warning")
+  }.`;
+}
+
+export function validationJson(result: ValidationResult): unknown {
+  return {
+    valid: result.valid,
+    files: result.files,
+    deployments: result.deployments.map((d) => ({
+      flow: d.flow,
+      name: d.name,
+      file: d.file.path,
+      line: d.line,
+      column: d.column,
+      spec: d.spec,
+    })),
+    diagnostics: result.diagnostics.map((d) => ({
+      severity: d.severity,
+      file: d.file,
+      line: d.line || null,
+      column: d.column || null,
+      path: d.path,
+      code: d.code,
+      message: d.message,
+    })),
+  };
+}
+
+async function runValidate(options: Options): Promise<number> {
+  const result = await validate(options);
+  if (options.format === "json") {
+    console.log(JSON.stringify(validationJson(result), null, 2));
+  } else if (options.format === "github") {
+    result.diagnostics.forEach((d) => console.log(githubAnnotation(d)));
+    console.log(summary(result));
+  } else {
+    result.diagnostics.forEach((d) => console.error(formatDiagnostic(d)));
+    console.log(summary(result));
+  }
+  return result.valid ? EXIT_OK : EXIT_FAILURE;
+}
+
+// ─── Entry point ─────────────────────────────────────────────────────────────
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const options = parseCommandLine(argv);
+    switch (options.command) {
+      case "help":
+        console.log(HELP[options.helpTopic]);
+        return EXIT_OK;
+      case "version":
+        console.log(`deploy ${VERSION}`);
+        return EXIT_OK;
+      case "schema":
+        console.log(JSON.stringify(schema, null, 2));
+        return EXIT_OK;
+      case "validate":
+        return await runValidate(options);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`error: ${error.message}\nRun "deploy --help" for usage.`);
+    } else if (error instanceof UserError) {
+      console.error(`error: ${error.message}`);
+    } else if (error instanceof Deno.errors.NotCapable) {
+      console.error(
+        `error: ${
+          sentence((error as Error).message)
+        } Run with the permissions in deno.json's tasks.`,
+      );
+    } else {
+      console.error(`error: internal error: ${(error as Error)?.message ?? error}`);
+      if (Deno.env.get("DEPLOY_DEBUG")) console.error((error as Error)?.stack);
+    }
+    return EXIT_FAILURE;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

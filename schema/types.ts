@@ -1,0 +1,730 @@
+// Generated from deployments.schema.json by `deno task types`. Do not edit.
+
+/**
+ * Default build steps for every deployment; `--build-image` runs them.
+ */
+export type Steps = (Step[] | null)
+/**
+ * A string holding a `{{ placeholder }}`, resolved by `plan`/`apply`: `{{ $ENV_VAR }}`, `{{ prefect.variables.name }}`, `{{ prefect.blocks.type.name }}` or a step output `{{ step-id.key }}`.
+ */
+export type Template = string
+/**
+ * Default push steps for every deployment; `--push-image` runs them.
+ */
+export type Steps1 = (Step[] | null)
+/**
+ * Default steps a worker runs before each flow run, e.g. `git_clone` or `set_working_directory`.
+ */
+export type Steps2 = (Step[] | null)
+/**
+ * Maximum concurrent runs of this deployment: an integer, or an object with the collision strategy.
+ */
+export type ConcurrencyLimit = (number | {
+/**
+ * Maximum concurrent runs.
+ */
+limit: (number | Template)
+/**
+ * What happens to a run over the limit: `ENQUEUE` waits, `CANCEL_NEW` cancels it.
+ */
+collision_strategy?: ("ENQUEUE" | "CANCEL_NEW")
+/**
+ * Seconds a crashed run's slot is held before it is released (60 to 86400; Prefect 3.7+).
+ */
+grace_period_seconds?: number
+} | Template | null)
+/**
+ * Steps a worker runs before the flow (replaces the top-level `pull`).
+ */
+export type Steps3 = (Step[] | null)
+/**
+ * Steps run before registering (replaces the top-level `build`); `--build-image` runs them.
+ */
+export type Steps4 = (Step[] | null)
+/**
+ * Steps run after build (replaces the top-level `push`); `--push-image` runs them.
+ */
+export type Steps5 = (Step[] | null)
+
+/**
+ * Prefect deployments managed by deploy.ts. The shape of Prefect's prefect.yaml, closed: unknown keys are errors.
+ */
+export interface DeployTsManifest {
+/**
+ * Names the project; `apply` tags what it writes `managed-by:deploy.ts/<name>` and `--prune` only touches those.
+ */
+name?: string
+/**
+ * The Prefect version the project was written for, as a string.
+ */
+"prefect-version"?: string
+/**
+ * A home for YAML anchors (`&name`) reused with aliases (`*name`) and merge keys (`<<: *name`); not read otherwise.
+ */
+definitions?: {
+[k: string]: unknown | undefined
+}
+build?: Steps
+push?: Steps1
+pull?: Steps2
+/**
+ * The deployments this file declares.
+ */
+deployments: Deployment[]
+}
+/**
+ * One step: `- module.path.function: {arguments}`. `id` names its outputs; `requires` installs packages first.
+ */
+export interface Step {
+"prefect.deployments.steps.git_clone"?: GitClone
+"prefect.deployments.steps.set_working_directory"?: SetWorkingDirectory
+"prefect.deployments.steps.run_shell_script"?: RunShellScript
+"prefect.deployments.steps.pip_install_requirements"?: PipInstallRequirements
+"prefect.deployments.steps.pull_from_remote_storage"?: PullFromRemoteStorage
+"prefect.deployments.steps.pull_with_block"?: PullWithBlock
+"prefect_docker.deployments.steps.build_docker_image"?: BuildDockerImage
+"prefect_docker.deployments.steps.push_docker_image"?: PushDockerImage
+"prefect_aws.deployments.steps.push_to_s3"?: PushToS3
+"prefect_aws.deployments.steps.pull_from_s3"?: PullFromS3
+"prefect_gcp.deployments.steps.push_to_gcs"?: PushToGcs
+"prefect_gcp.deployments.steps.pull_from_gcs"?: PullFromGcs
+"prefect_azure.deployments.steps.push_to_azure_blob_storage"?: PushToAzureBlobStorage
+"prefect_azure.deployments.steps.pull_from_azure_blob_storage"?: PullFromAzureBlobStorage
+"prefect.deployments.steps.pull.git_clone"?: GitClone
+"prefect.deployments.steps.pull.set_working_directory"?: SetWorkingDirectory
+"prefect.deployments.steps.pull.pull_from_remote_storage"?: PullFromRemoteStorage
+"prefect.deployments.steps.pull.pull_with_block"?: PullWithBlock
+"prefect.deployments.steps.utility.run_shell_script"?: RunShellScript
+"prefect.deployments.steps.utility.pip_install_requirements"?: PipInstallRequirements
+/**
+ * Arguments of a step function from another package; `id` and `requires` are reserved.
+ */
+[k: string]: {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+[k: string]: unknown | undefined
+} | null | GitClone | SetWorkingDirectory | RunShellScript | PipInstallRequirements | PullFromRemoteStorage | PullWithBlock | BuildDockerImage | PushDockerImage | PushToS3 | PullFromS3 | PushToGcs | PullFromGcs | PushToAzureBlobStorage | PullFromAzureBlobStorage | undefined
+}
+/**
+ * Clones a Git repository; outputs `directory`.
+ */
+export interface GitClone {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * HTTPS or SSH URL of the repository to clone.
+ */
+repository: string
+/**
+ * Branch to check out; the remote's default branch when omitted.
+ */
+branch?: (string | null)
+/**
+ * Exact commit to check out.
+ */
+commit_sha?: (string | null)
+/**
+ * Also clone the repository's submodules.
+ */
+include_submodules?: (boolean | Template)
+/**
+ * Token for private repositories; use a `{{ prefect.blocks.secret.name }}` reference, never a literal.
+ */
+access_token?: (string | null)
+/**
+ * A credentials block reference such as `{{ prefect.blocks.github-credentials.name }}`.
+ */
+credentials?: (string | {
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Sparse checkout: only these directories are cloned.
+ */
+directories?: (string[] | null)
+/**
+ * Name of the directory the repository is cloned into.
+ */
+clone_directory_name?: (string | null)
+}
+/**
+ * Changes the working directory of the flow run; outputs `directory`.
+ */
+export interface SetWorkingDirectory {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Absolute path, or a path relative to where the pull steps started.
+ */
+directory: string
+}
+/**
+ * Runs a shell command; outputs `stdout` and `stderr`.
+ */
+export interface RunShellScript {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * The command to run.
+ */
+script: string
+/**
+ * Working directory of the command.
+ */
+directory?: (string | null)
+/**
+ * Extra environment variables for the command.
+ */
+env?: ({
+[k: string]: string | undefined
+} | null)
+/**
+ * Print the command's output as it runs.
+ */
+stream_output?: (boolean | Template)
+/**
+ * Expand `$VAR` in the script before running it.
+ */
+expand_env_vars?: (boolean | Template)
+/**
+ * Run the script through the system shell.
+ */
+shell?: (boolean | Template)
+}
+/**
+ * Installs a requirements file with pip; outputs `stdout` and `stderr`.
+ */
+export interface PipInstallRequirements {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Directory holding the requirements file.
+ */
+directory?: (string | null)
+/**
+ * File name, `requirements.txt` by default.
+ */
+requirements_file?: string
+/**
+ * Print pip's output as it runs.
+ */
+stream_output?: (boolean | Template)
+}
+/**
+ * Copies files from an fsspec URL; outputs `directory`. Extra keys are passed to the filesystem.
+ */
+export interface PullFromRemoteStorage {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * fsspec URL to copy from, e.g. `s3://bucket/folder`.
+ */
+url: string
+[k: string]: unknown | undefined
+}
+/**
+ * Copies files with a storage block; outputs `directory`.
+ */
+export interface PullWithBlock {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Name of the storage block document.
+ */
+block_document_name: string
+/**
+ * Slug of the storage block's type, e.g. `s3-bucket`.
+ */
+block_type_slug: string
+}
+/**
+ * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`.
+ */
+export interface BuildDockerImage {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Repository of the image, e.g. `ghcr.io/acme/flows`.
+ */
+image_name: string
+/**
+ * Image tag; a timestamp when omitted.
+ */
+tag?: string
+/**
+ * `auto` or a path to a Dockerfile.
+ */
+dockerfile?: string
+/**
+ * More tags for the same image.
+ */
+additional_tags?: string[]
+/**
+ * Build without the layer cache.
+ */
+ignore_cache?: (boolean | Template)
+/**
+ * Target platform, e.g. `linux/amd64`.
+ */
+platform?: string
+[k: string]: unknown | undefined
+}
+/**
+ * Pushes a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `additional_tags`.
+ */
+export interface PushDockerImage {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Repository of the image.
+ */
+image_name: string
+/**
+ * Tag to push.
+ */
+tag?: string
+/**
+ * A docker-registry-credentials block reference.
+ */
+credentials?: (string | {
+[k: string]: unknown | undefined
+})
+/**
+ * More tags to push.
+ */
+additional_tags?: string[]
+[k: string]: unknown | undefined
+}
+/**
+ * Uploads the project to S3 (prefect-aws); outputs `bucket` and `folder`.
+ */
+export interface PushToS3 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * S3 bucket.
+ */
+bucket: string
+/**
+ * Key prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+}
+/**
+ * Downloads the project from S3 (prefect-aws); outputs `bucket`, `folder` and `directory`.
+ */
+export interface PullFromS3 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * S3 bucket.
+ */
+bucket: string
+/**
+ * Key prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+}
+/**
+ * Uploads the project to Google Cloud Storage (prefect-gcp).
+ */
+export interface PushToGcs {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * GCS bucket.
+ */
+bucket: string
+/**
+ * Object prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+}
+/**
+ * Downloads the project from Google Cloud Storage (prefect-gcp).
+ */
+export interface PullFromGcs {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * GCS bucket.
+ */
+bucket: string
+/**
+ * Object prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+}
+/**
+ * Uploads the project to Azure Blob Storage (prefect-azure).
+ */
+export interface PushToAzureBlobStorage {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Blob container.
+ */
+container: string
+/**
+ * Blob prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+}
+/**
+ * Downloads the project from Azure Blob Storage (prefect-azure).
+ */
+export interface PullFromAzureBlobStorage {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Blob container.
+ */
+container: string
+/**
+ * Blob prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+}
+/**
+ * One Prefect deployment: which flow, where it runs, when, and with what parameters.
+ */
+export interface Deployment {
+/**
+ * Deployment name, unique per flow. Cannot contain `/`, `%`, `&`, `>` or `<`.
+ */
+name: string
+/**
+ * The flow function: `path/to/file.py:function` relative to the project root, or an importable `package.module:function` (also written `package.module.function`).
+ */
+entrypoint: string
+/**
+ * Name of the flow; read from `@flow(name=...)` in the source when omitted, else the function name with `_` as `-`.
+ */
+flow_name?: (string | null)
+/**
+ * Shown in the Prefect UI; the flow's docstring when omitted.
+ */
+description?: (string | null)
+/**
+ * A version label for the deployment, as a string (quote numbers: `"1.0"`).
+ */
+version?: (string | null)
+/**
+ * How Prefect derives version information.
+ */
+version_type?: ("prefect:simple" | "vcs:git" | "vcs:github" | "vcs:gitlab" | "vcs:bitbucket" | "vcs:azuredevops")
+/**
+ * Tags for filtering in the UI. `apply` adds `managed-by:deploy.ts/<project>`.
+ */
+tags?: (string[] | Template)
+/**
+ * Default parameter values for the flow's runs.
+ */
+parameters?: {
+[k: string]: unknown | undefined
+}
+/**
+ * Reject runs whose parameters do not match the flow's signature (Prefect's default is true).
+ */
+enforce_parameter_schema?: (boolean | Template)
+/**
+ * JSON schema of the flow's parameters; inferred from the Python signature when omitted.
+ */
+parameter_openapi_schema?: {
+[k: string]: unknown | undefined
+}
+work_pool?: WorkPool
+/**
+ * When the deployment runs. Give each a `slug` to keep its identity across renames.
+ */
+schedules?: (Schedule[] | null)
+/**
+ * Deprecated single schedule; use `schedules:` with one item.
+ */
+schedule?: (Schedule | null)
+concurrency_limit?: ConcurrencyLimit
+/**
+ * Pause the deployment. When omitted, `apply` leaves the server's value alone.
+ */
+paused?: (boolean | Template | null)
+pull?: Steps3
+build?: Steps4
+push?: Steps5
+/**
+ * Automations that run this deployment on events.
+ */
+triggers?: Trigger[]
+}
+/**
+ * Where the deployment's runs execute.
+ */
+export interface WorkPool {
+/**
+ * Name of an existing work pool. `apply` checks it exists before writing anything.
+ */
+name?: (string | null)
+/**
+ * Queue within the pool; the pool's `default` queue when omitted. Created by the server when missing.
+ */
+work_queue_name?: (string | null)
+/**
+ * Overrides of the pool's base job template, e.g. `image`, `env`, `working_dir`.
+ */
+job_variables?: {
+[k: string]: unknown | undefined
+}
+}
+/**
+ * One schedule: exactly one of `cron`, `interval` or `rrule`, plus options. State `timezone` and `active` explicitly.
+ */
+export interface Schedule {
+/**
+ * A cron expression (5 fields, or 6 with seconds last), or a macro such as `@daily`. Read in `timezone`.
+ */
+cron?: string
+/**
+ * Time between runs: seconds, an ISO-8601 duration (`PT15M`) or `HH:MM:SS`.
+ */
+interval?: (number | string)
+/**
+ * An iCalendar recurrence rule (RFC 5545), e.g. `FREQ=WEEKLY;BYDAY=MO`. May start with a `DTSTART:` line.
+ */
+rrule?: string
+/**
+ * IANA timezone the schedule is read in, e.g. `Europe/Berlin`. Prefect stores no timezone for a cron schedule that omits it, which means UTC.
+ */
+timezone?: (string | null)
+/**
+ * Whether the schedule creates runs. When omitted, `apply` leaves the server's value alone (people pause schedules in the UI).
+ */
+active?: (boolean | Template)
+/**
+ * Stable name of this schedule within the deployment; `apply` updates schedules in place by slug. Lowercase letters, digits and `-`.
+ */
+slug?: string
+/**
+ * Slug of an existing schedule this one renames (Prefect 3.7+).
+ */
+replaces?: string
+/**
+ * Parameter values for runs of this schedule, merged over the deployment's.
+ */
+parameters?: {
+[k: string]: unknown | undefined
+}
+/**
+ * ISO-8601 date-time the interval grid starts from; Prefect uses the time of the deploy when omitted, so state it for a stable plan.
+ */
+anchor_date?: string
+/**
+ * Cron only: `true` (default) runs when day-of-month OR day-of-week matches; `false` needs both.
+ */
+day_or?: (boolean | Template)
+/**
+ * Upper bound on future runs the scheduler keeps for this schedule (honoured by Prefect Cloud).
+ */
+max_scheduled_runs?: number
+}
+/**
+ * An automation that runs this deployment when events arrive (`event`), a metric crosses a threshold (`metric`), or other triggers fire (`compound`, `sequence`).
+ */
+export interface Trigger {
+/**
+ * Kind of trigger; `event` when omitted.
+ */
+type?: ("event" | "metric" | "compound" | "sequence")
+/**
+ * Name of the automation created for this trigger.
+ */
+name?: string
+/**
+ * Longer description of the automation.
+ */
+description?: string
+/**
+ * Whether the automation is evaluated.
+ */
+enabled?: (boolean | Template)
+/**
+ * Parameters for the triggered run; may use `{{ event.* }}` templates.
+ */
+parameters?: {
+[k: string]: unknown | undefined
+}
+/**
+ * Job variables for the triggered run.
+ */
+job_variables?: {
+[k: string]: unknown | undefined
+}
+/**
+ * Delay before the triggered run, in seconds or ISO-8601.
+ */
+schedule_after?: (number | string)
+/**
+ * Labels the event's resource must have, e.g. `prefect.resource.id: prefect.flow-run.*`.
+ */
+match?: {
+[k: string]: unknown | undefined
+}
+/**
+ * Labels a related resource must have (a mapping or a list of mappings).
+ */
+match_related?: ({
+[k: string]: unknown | undefined
+} | {
+[k: string]: unknown | undefined
+}[])
+/**
+ * Events that must be seen first.
+ */
+after?: string[]
+/**
+ * Events the trigger waits for; trailing wildcards allowed.
+ */
+expect?: string[]
+/**
+ * Evaluate separately for each value of these labels.
+ */
+for_each?: string[]
+/**
+ * `Reactive` fires on events, `Proactive` on their absence, `Metric` for metric triggers.
+ */
+posture?: ("Reactive" | "Proactive" | "Metric")
+/**
+ * Number of events needed (Reactive) or expected (Proactive).
+ */
+threshold?: number
+/**
+ * Window in seconds (or ISO-8601) the events must fall in; at least 10 for Proactive.
+ */
+within?: (number | string)
+/**
+ * Metric query of a `metric` trigger.
+ */
+metric?: {
+/**
+ * The metric.
+ */
+name: ("lateness" | "duration" | "successes")
+/**
+ * Value compared with the metric.
+ */
+threshold: number
+/**
+ * Comparison of the metric with the threshold.
+ */
+operator: ("<" | "<=" | ">" | ">=")
+/**
+ * Seconds of history the metric covers (at least 300).
+ */
+range?: (number | string)
+/**
+ * Seconds the condition must hold (at least 300).
+ */
+firing_for?: (number | string)
+}
+/**
+ * The child triggers of a `compound` or `sequence` trigger.
+ */
+triggers?: Trigger[]
+/**
+ * How many child triggers of a `compound` trigger must fire: a number, `any` or `all`.
+ */
+require?: (number | ("any" | "all"))
+}
