@@ -377,10 +377,9 @@ export async function loadManifest(
   }
   const collectionKey = findCollectionKey(doc);
   if (collectionKey !== undefined) {
-    const template = text.startsWith("{{", collectionKey - 1) ||
-      text.startsWith("{{", collectionKey);
+    const template = text.startsWith("{{", collectionKey - 1);
     at(
-      collectionKey,
+      template ? collectionKey - 1 : collectionKey,
       "yaml-syntax",
       template
         ? "Unquoted template: YAML reads `{{ ... }}` as a nested mapping. Put it in quotes."
@@ -550,7 +549,7 @@ function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located |
   }
   // Not written here: look inside `<<: *anchor` merges, last one first as YAML does.
   for (const pair of [...node.items].reverse()) {
-    if (!(isScalar(pair.key) && pair.key.value === "<<")) continue;
+    if (!(isScalar(pair.key) && pair.key.source === "<<")) continue;
     const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
     for (const source of sources) {
       const target = isAlias(source) ? source.resolve(doc) : source;
@@ -647,7 +646,7 @@ export function schemaProblems(
         code: "type",
         message: `Expected ${describeAlternatives(alt.schema as SchemaNode[])}, got ${
           describeValue(alt.data)
-        }.`,
+        }.${yaml11BooleanHint(alt.data)}`,
       });
     }
   }
@@ -896,14 +895,16 @@ function describeContext(title: string): string {
 
 const YAML11_BOOLEANS = new Set(["yes", "no", "on", "off", "y", "n"]);
 
+/** PyYAML reads `yes`/`on`/`off` as booleans; YAML 1.2 (and we) read them as strings. */
+function yaml11BooleanHint(data: unknown): string {
+  return typeof data === "string" && YAML11_BOOLEANS.has(data.toLowerCase())
+    ? ` Write true or false: "${data}" is a string in YAML 1.2.`
+    : "";
+}
+
 function typeHint(e: ErrorObject): string {
   const expected = [e.params.type].flat().join(",");
-  if (
-    expected.includes("boolean") && typeof e.data === "string" &&
-    YAML11_BOOLEANS.has(e.data.toLowerCase())
-  ) {
-    return ` Write true or false: "${e.data}" is a string in YAML 1.2.`;
-  }
+  if (expected.includes("boolean")) return yaml11BooleanHint(e.data);
   if (expected.includes("string") && typeof e.data === "number") {
     return ` Quote it: "${e.data}".`;
   }

@@ -17,7 +17,7 @@ export type Steps1 = (Step[] | null)
  */
 export type Steps2 = (Step[] | null)
 /**
- * Maximum concurrent runs of this deployment: an integer, or an object with the collision strategy.
+ * Maximum concurrent runs: an integer, or `{limit, collision_strategy, grace_period_seconds}`.
  */
 export type ConcurrencyLimit = (number | {
 /**
@@ -90,12 +90,12 @@ export interface Step {
 "prefect_gcp.deployments.steps.pull_from_gcs"?: PullFromGcs
 "prefect_azure.deployments.steps.push_to_azure_blob_storage"?: PushToAzureBlobStorage
 "prefect_azure.deployments.steps.pull_from_azure_blob_storage"?: PullFromAzureBlobStorage
-"prefect.deployments.steps.pull.git_clone"?: GitClone
-"prefect.deployments.steps.pull.set_working_directory"?: SetWorkingDirectory
-"prefect.deployments.steps.pull.pull_from_remote_storage"?: PullFromRemoteStorage
-"prefect.deployments.steps.pull.pull_with_block"?: PullWithBlock
-"prefect.deployments.steps.utility.run_shell_script"?: RunShellScript
-"prefect.deployments.steps.utility.pip_install_requirements"?: PipInstallRequirements
+"prefect.deployments.steps.pull.git_clone"?: GitClone1
+"prefect.deployments.steps.pull.set_working_directory"?: SetWorkingDirectory1
+"prefect.deployments.steps.pull.pull_from_remote_storage"?: PullFromRemoteStorage1
+"prefect.deployments.steps.pull.pull_with_block"?: PullWithBlock1
+"prefect.deployments.steps.utility.run_shell_script"?: RunShellScript1
+"prefect.deployments.steps.utility.pip_install_requirements"?: PipInstallRequirements1
 /**
  * Arguments of a step function from another package; `id` and `requires` are reserved.
  */
@@ -109,7 +109,7 @@ id?: string
  */
 requires?: (string | string[])
 [k: string]: unknown | undefined
-} | null | GitClone | SetWorkingDirectory | RunShellScript | PipInstallRequirements | PullFromRemoteStorage | PullWithBlock | BuildDockerImage | PushDockerImage | PushToS3 | PullFromS3 | PushToGcs | PullFromGcs | PushToAzureBlobStorage | PullFromAzureBlobStorage | undefined
+} | null | GitClone | SetWorkingDirectory | RunShellScript | PipInstallRequirements | PullFromRemoteStorage | PullWithBlock | BuildDockerImage | PushDockerImage | PushToS3 | PullFromS3 | PushToGcs | PullFromGcs | PushToAzureBlobStorage | PullFromAzureBlobStorage | GitClone1 | SetWorkingDirectory1 | PullFromRemoteStorage1 | PullWithBlock1 | RunShellScript1 | PipInstallRequirements1 | undefined
 }
 /**
  * Clones a Git repository; outputs `directory`.
@@ -481,6 +481,173 @@ folder: string
 [k: string]: unknown | undefined
 }
 /**
+ * Clones a Git repository; outputs `directory`.
+ */
+export interface GitClone1 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * HTTPS or SSH URL of the repository to clone.
+ */
+repository: string
+/**
+ * Branch to check out; the remote's default branch when omitted.
+ */
+branch?: (string | null)
+/**
+ * Exact commit to check out.
+ */
+commit_sha?: (string | null)
+/**
+ * Also clone the repository's submodules.
+ */
+include_submodules?: (boolean | Template)
+/**
+ * Token for private repositories; use a `{{ prefect.blocks.secret.name }}` reference, never a literal.
+ */
+access_token?: (string | null)
+/**
+ * A credentials block reference such as `{{ prefect.blocks.github-credentials.name }}`.
+ */
+credentials?: (string | {
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Sparse checkout: only these directories are cloned.
+ */
+directories?: (string[] | null)
+/**
+ * Name of the directory the repository is cloned into.
+ */
+clone_directory_name?: (string | null)
+}
+/**
+ * Changes the working directory of the flow run; outputs `directory`.
+ */
+export interface SetWorkingDirectory1 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Absolute path, or a path relative to where the pull steps started.
+ */
+directory: string
+}
+/**
+ * Copies files from an fsspec URL; outputs `directory`. Extra keys are passed to the filesystem.
+ */
+export interface PullFromRemoteStorage1 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * fsspec URL to copy from, e.g. `s3://bucket/folder`.
+ */
+url: string
+[k: string]: unknown | undefined
+}
+/**
+ * Copies files with a storage block; outputs `directory`.
+ */
+export interface PullWithBlock1 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Name of the storage block document.
+ */
+block_document_name: string
+/**
+ * Slug of the storage block's type, e.g. `s3-bucket`.
+ */
+block_type_slug: string
+}
+/**
+ * Runs a shell command; outputs `stdout` and `stderr`.
+ */
+export interface RunShellScript1 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * The command to run.
+ */
+script: string
+/**
+ * Working directory of the command.
+ */
+directory?: (string | null)
+/**
+ * Extra environment variables for the command.
+ */
+env?: ({
+[k: string]: string | undefined
+} | null)
+/**
+ * Print the command's output as it runs.
+ */
+stream_output?: (boolean | Template)
+/**
+ * Expand `$VAR` in the script before running it.
+ */
+expand_env_vars?: (boolean | Template)
+/**
+ * Run the script through the system shell.
+ */
+shell?: (boolean | Template)
+}
+/**
+ * Installs a requirements file with pip; outputs `stdout` and `stderr`.
+ */
+export interface PipInstallRequirements1 {
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Directory holding the requirements file.
+ */
+directory?: (string | null)
+/**
+ * File name, `requirements.txt` by default.
+ */
+requirements_file?: string
+/**
+ * Print pip's output as it runs.
+ */
+stream_output?: (boolean | Template)
+}
+/**
  * One Prefect deployment: which flow, where it runs, when, and with what parameters.
  */
 export interface Deployment {
@@ -551,7 +718,7 @@ push?: Steps5
 triggers?: Trigger[]
 }
 /**
- * Where the deployment's runs execute.
+ * Where the deployment's runs execute: the pool, its queue, and job variables.
  */
 export interface WorkPool {
 /**

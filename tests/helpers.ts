@@ -25,7 +25,14 @@ export interface CliResult {
 /** Runs deploy.ts as users do, with the permissions of `deno task validate`. */
 export async function runCli(args: string[], options: { cwd?: string } = {}): Promise<CliResult> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--frozen", "--allow-read", "--allow-env=NO_COLOR", DEPLOY_TS, ...args],
+    args: [
+      "run",
+      "--frozen",
+      "--allow-read",
+      "--allow-env=NO_COLOR,LOG_TOKENS,LOG_STREAM",
+      DEPLOY_TS,
+      ...args,
+    ],
     cwd: options.cwd ?? REPO_ROOT,
     env: { NO_COLOR: "1" },
     stdout: "piped",

@@ -1,0 +1,334 @@
+/** validate's checks, one mistake at a time, each at its file:line:col. */
+import { assertEquals, assertStringIncludes } from "./assert.ts";
+import { cronProblem, type Diagnostic, intervalSeconds, validate } from "../deploy.ts";
+import { tempProject, validateOptions } from "./helpers.ts";
+
+const FLOW = "from prefect import flow\n\n@flow\ndef etl(since=None):\n    pass\n";
+
+/** Validates manifests in a temporary project (with flows/etl.py) and returns the diagnostics. */
+async function diagnose(
+  manifests: Record<string, string>,
+  options: { codeChecks?: boolean; strict?: boolean } = {},
+): Promise<Diagnostic[]> {
+  await using project = await tempProject({ "flows/etl.py": FLOW, ...manifests });
+  const cwd = Deno.cwd();
+  Deno.chdir(project.dir);
+  try {
+    const result = await validate(validateOptions({ paths: Object.keys(manifests), ...options }));
+    return result.diagnostics;
+  } finally {
+    Deno.chdir(cwd);
+  }
+}
+
+/** One deployment, indented under `deployments:`; schedules are optional extra lines. */
+function manifest(
+  extra = "",
+  base = "name: nightly\n    entrypoint: flows/etl.py:etl\n    work_pool: {name: pool}",
+) {
+  return `deployments:\n  - ${base}\n${extra}`;
+}
+
+const brief = (ds: Diagnostic[]) => ds.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`);
+
+Deno.test("validate: unknown keys get did-you-mean and known keys in the wrong place a pointer", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    job_variables: {image: x}\n    descripton: typo\n    schedules:\n      - {cronn: '0 * * * *', timezone: UTC, active: true}\n",
+    ),
+  });
+  assertEquals(brief(ds), [
+    "5:5 error unknown-key",
+    "6:5 error unknown-key",
+    "8:10 error unknown-key",
+  ]);
+  assertStringIncludes(
+    ds[0].message,
+    'Unknown key "job_variables" in a deployment. It belongs under `work_pool:`.',
+  );
+  assertStringIncludes(ds[1].message, 'Did you mean "description"?');
+  assertStringIncludes(ds[2].message, 'Did you mean "cron"?');
+});
+
+Deno.test("validate: wrong types and missing keys point at the value or its mapping", async () => {
+  const ds = await diagnose({
+    "m.yaml":
+      "deployments:\n  - name: a\n    entrypoint: flows/etl.py:etl\n    work_pool: {name: p}\n    tags: web\n    paused: yes\n    version: 1.5\n  - name: b\n",
+  });
+  assertEquals(brief(ds), [
+    "5:11 error type",
+    "6:13 error type",
+    "7:14 error type",
+    "8:5 error missing-key",
+  ]);
+  assertStringIncludes(
+    ds[0].message,
+    'Expected a list or a {{ template }} string, got a string "web".',
+  );
+  assertStringIncludes(ds[1].message, '"yes" is a string in YAML 1.2');
+  assertStringIncludes(ds[2].message, 'Quote it: "1.5".');
+  assertStringIncludes(ds[3].message, 'Missing required key "entrypoint" in a deployment.');
+});
+
+Deno.test("validate: schedules need exactly one valid kind, a real timezone and unique slugs", async () => {
+  const schedule = (body: string) => `      - {${body}, timezone: UTC, active: true}\n`;
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    schedules:\n" +
+        schedule("cron: '0 6 * * *', interval: 60") +
+        schedule("slug: a") +
+        schedule("cron: '0 25 * * *'") +
+        schedule("interval: PT0S") +
+        schedule("interval: 'every day'") +
+        schedule("rrule: 'FREQ=SOMETIMES'") +
+        "      - {cron: '@daily', timezone: Mars/Olympus, active: true, slug: a}\n" +
+        "      - {cron: '@daily', timezone: europe/berlin, active: true}\n",
+    ),
+  });
+  assertEquals(brief(ds), [
+    "6:9 error schedule-kind",
+    "7:9 error schedule-kind",
+    "8:16 error invalid-cron",
+    "9:20 error invalid-interval",
+    "10:20 error invalid-interval",
+    "11:17 error invalid-rrule",
+    "12:36 error invalid-timezone",
+    "12:70 error duplicate-slug",
+    "13:36 error invalid-timezone",
+  ]);
+  assertStringIncludes(ds[2].message, 'hour field "25": 25 is outside 0-23');
+  assertStringIncludes(ds[8].message, 'write "Europe/Berlin"');
+});
+
+Deno.test("validate: the legacy schedule warns, and both schedule and schedules is an error", async () => {
+  const legacy = await diagnose({
+    "m.yaml": manifest("    schedule: {cron: '0 6 * * *', timezone: UTC, active: true}\n"),
+  });
+  assertEquals(brief(legacy), ["5:5 warning legacy-schedule"]);
+  const both = await diagnose({
+    "m.yaml": manifest(
+      "    schedule: {cron: '0 6 * * *'}\n    schedules: [{cron: '0 7 * * *', timezone: UTC, active: true}]\n",
+    ),
+  });
+  assertEquals(brief(both).filter((d) => d.includes("error")), ["5:5 error schedule-conflict"]);
+});
+
+Deno.test("validate: deployment names are unique per flow across files", async () => {
+  const ds = await diagnose({
+    "a.yaml": manifest(),
+    "b.yaml": manifest(
+      "",
+      "name: nightly\n    entrypoint: flows/etl.py:etl\n    work_pool: {name: other}",
+    ),
+    "c.yaml": manifest(
+      "",
+      "name: nightly\n    flow_name: another\n    entrypoint: flows/etl.py:etl\n    work_pool: {name: p}",
+    ),
+  });
+  assertEquals(brief(ds), ["2:11 error duplicate-deployment"]);
+  assertEquals(ds[0].file, "b.yaml");
+  assertStringIncludes(
+    ds[0].message,
+    'Deployment "etl/nightly" is declared twice; the first is at a.yaml:2:11.',
+  );
+});
+
+Deno.test("validate: entrypoints must be well formed, exist and define the function", async () => {
+  const ds = await diagnose({
+    "a.yaml": manifest("", "name: a\n    entrypoint: flows/etl.py\n    work_pool: {name: p}"),
+    "b.yaml": manifest(
+      "",
+      "name: b\n    entrypoint: flows/missing.py:etl\n    work_pool: {name: p}",
+    ),
+    "c.yaml": manifest("", "name: c\n    entrypoint: flows/etl.py:elt\n    work_pool: {name: p}"),
+  });
+  assertEquals(brief(ds), [
+    "3:17 error invalid-value",
+    "3:17 error entrypoint-not-found",
+    "3:17 error flow-not-found",
+  ]);
+  assertStringIncludes(
+    ds[2].message,
+    'Function "elt" is not defined at the top level of "flows/etl.py"',
+  );
+  const skipped = await diagnose({
+    "b.yaml": manifest(
+      "",
+      "name: b\n    entrypoint: flows/missing.py:etl\n    work_pool: {name: p}",
+    ),
+  }, { codeChecks: false });
+  assertEquals(skipped, []);
+});
+
+Deno.test("validate: no work pool warns; --strict makes every warning an error", async () => {
+  const text = manifest("", "name: a\n    entrypoint: flows/etl.py:etl");
+  assertEquals(brief(await diagnose({ "m.yaml": text })), ["2:5 warning no-work-pool"]);
+  assertEquals(brief(await diagnose({ "m.yaml": text }, { strict: true })), [
+    "2:5 error no-work-pool",
+  ]);
+});
+
+Deno.test("validate: concurrency limits", async () => {
+  const invalid = await diagnose({ "m.yaml": manifest("    concurrency_limit: 0\n") });
+  assertEquals(brief(invalid), ["5:24 error invalid-value"]);
+  assertStringIncludes(invalid[0].message, "Must be >= 1, got 0.");
+  const options = await diagnose({
+    "m.yaml": manifest(
+      "    concurrency_limit: {limit: 2, collision_strategy: enqueue, grace_period_seconds: 5}\n",
+    ),
+  });
+  assertEquals(brief(options), ["5:55 error invalid-value", "5:86 error invalid-value"]);
+  assertStringIncludes(options[0].message, 'Did you mean "ENQUEUE"?');
+  const valid = await diagnose({
+    "m.yaml": manifest("    concurrency_limit: {limit: 2, collision_strategy: CANCEL_NEW}\n"),
+  });
+  assertEquals(valid, []);
+});
+
+Deno.test("validate: templates are well formed and step references point at earlier steps", async () => {
+  const ds = await diagnose({
+    "m.yaml": `pull:
+  - prefect.deployments.steps.git_clone:
+      id: clone
+      repository: https://example.com/repo.git
+  - prefect.deployments.steps.set_working_directory:
+      directory: "{{ clone.directory }}"
+  - prefect.deployments.steps.pip_install_requirements:
+      directory: "{{ cloned.directory }}"
+deployments:
+  - name: a
+    entrypoint: flows/etl.py:etl
+    work_pool:
+      name: p
+      job_variables:
+        image: "{{ build.image }}"
+        env: {TOKEN: "{{ prefect.blocks.secret.token }}", RUN: "{{ flow_run.id }}", X: "{{ $1BAD }}"}
+    parameters:
+      since: "{{ prefect.variables.since }}"
+      broken: "{{ oops"
+      jinja: "{{ x | upper }}"
+`,
+  });
+  assertEquals(brief(ds), [
+    "8:18 error template-reference",
+    "15:16 error template-reference",
+    "16:88 error template-reference",
+    "19:15 error template-syntax",
+    "20:14 error template-syntax",
+  ]);
+  assertStringIncludes(
+    ds[0].message,
+    '"{{ cloned.directory }}" refers to no earlier step id (step ids here: "clone")',
+  );
+});
+
+Deno.test("validate: steps have one key and Prefect's step names exist", async () => {
+  const ds = await diagnose({
+    "m.yaml": `pull:
+  - prefect.deployments.steps.git_clone:
+    repository: https://example.com/repo.git
+  - prefect.deployments.steps.pip_install_requiements: {}
+  - prefect.projects.steps.set_working_directory: {directory: /app}
+deployments: []
+`,
+  });
+  assertEquals(brief(ds), ["2:5 error step-shape"]);
+  const later = await diagnose({
+    "m.yaml": `pull:
+  - prefect.deployments.steps.pip_install_requiements: {}
+  - prefect.projects.steps.set_working_directory: {directory: /app}
+  - my_company.steps.fetch_secrets: {id: secrets}
+deployments: []
+`,
+  });
+  assertEquals(brief(later), ["2:5 error unknown-step", "3:5 error removed-step"]);
+  assertStringIncludes(
+    later[0].message,
+    'Did you mean "prefect.deployments.steps.pip_install_requirements"?',
+  );
+});
+
+Deno.test("validate: anchors, aliases and merge keys resolve, and errors point at the anchor", async () => {
+  const ds = await diagnose({
+    "m.yaml": `definitions:
+  pool: &pool {name: p, work_queue_name: default}
+  daily: &daily {cron: "0 6 * * *", timezone: UTC, active: true}
+  base: &base
+    entrypoint: flows/etl.py:etl
+    work_pool: *pool
+    tags: [etl]
+    schedules: [*daily]
+deployments:
+  - <<: *base
+    name: one
+  - <<: *base
+    name: two
+    schedules: [{<<: *daily, timezon: UTC}]
+`,
+  });
+  assertEquals(brief(ds), ["14:30 error unknown-key"]);
+  const broken = await diagnose({
+    "m.yaml": `definitions:
+  base: &base
+    entrypoint: flows/etl.py:etl
+    work_pool: {name: p}
+    paused: maybe
+deployments:
+  - <<: *base
+    name: one
+`,
+  });
+  assertEquals(brief(broken), ["5:13 error type"]);
+});
+
+Deno.test("validate: unquoted templates and docstrings get a specific hint", async () => {
+  const ds = await diagnose({
+    "a.yaml": manifest("    parameters:\n      dir: {{ clone.directory }}\n"),
+    "b.yaml": '"""\nMy project\n"""\ndeployments: []\n',
+  });
+  assertEquals(brief(ds), ["6:12 error yaml-syntax", "1:3 error yaml-syntax"]);
+  assertStringIncludes(ds[0].message, "Unquoted template");
+  assertStringIncludes(ds[1].message, "Python docstring");
+});
+
+Deno.test("cron: agrees with croniter, Prefect's validator, on these expressions", () => {
+  // Verdicts recorded from prefect._vendor.croniter.croniter.is_valid in Prefect 3.8.8.
+  const croniter: [string, boolean][] = [
+    ["0 0 * * * 30", true],
+    ["0 0 1 1 * 2020 2021", false],
+    ["*/5 * * * * *", true],
+    ["0 0 L * *", true],
+    ["@daily", true],
+    ["0 0 ? * *", true],
+    ["0 0 * * 7", true],
+    ["0 0 31 2 *", true],
+    ["0 0 * * 1#2", true],
+    ["0 9-17/2 * * mon-fri", true],
+    ["*/0 * * * *", false],
+    ["0 0 * * sun,sat", true],
+    ["60 * * * *", false],
+    ["0 0 0 * *", false],
+    ["* * * * * * * *", false],
+  ];
+  for (const [expression, valid] of croniter) {
+    assertEquals(cronProblem(expression) === undefined, valid, expression);
+  }
+  assertStringIncludes(cronProblem("H * * * *")!, "random (R) and hashed (H)");
+});
+
+Deno.test("interval: seconds, ISO-8601 durations and HH:MM:SS", () => {
+  const cases: [number | string, number | undefined][] = [
+    [3600, 3600],
+    ["90", 90],
+    ["PT15M", 900],
+    ["P1DT1H", 90000],
+    ["01:30:00", 5400],
+    ["1 day, 00:00:01", 86401],
+    ["P", undefined],
+    ["PT", undefined],
+    ["soon", undefined],
+  ];
+  for (const [input, seconds] of cases) {
+    assertEquals(intervalSeconds(input), seconds, String(input));
+  }
+});
