@@ -44,7 +44,7 @@ Deno.test("corpus: every real prefect.yaml loads and matches its reviewed verdic
   const actual = await corpusVerdicts();
   assertEquals(Object.keys(actual).length, 95, `expected 95 corpus files in ${corpusDir}`);
   if (Deno.env.get("UPDATE_GOLDEN")) {
-    await Deno.writeTextFile(goldenPath, JSON.stringify(actual, null, 1) + "\n");
+    await Deno.writeTextFile(goldenPath, JSON.stringify(actual, null, 2) + "\n");
   }
   const golden = JSON.parse(await Deno.readTextFile(goldenPath));
   for (const [name, verdict] of Object.entries(actual)) {
