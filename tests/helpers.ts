@@ -29,7 +29,7 @@ export async function runCli(args: string[], options: { cwd?: string } = {}): Pr
       "run",
       "--frozen",
       "--allow-read",
-      "--allow-env=NO_COLOR,LOG_TOKENS,LOG_STREAM",
+      "--allow-env=NO_COLOR",
       DEPLOY_TS,
       ...args,
     ],

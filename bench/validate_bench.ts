@@ -1,0 +1,114 @@
+/**
+ * `deno task bench`: validation of 1,000 deployments across 100 manifests, offline, compared
+ * with the floor (`deploy --version`: process start-up and module loading only).
+ *
+ * Every figure is the median of several warm runs of the real CLI, as users run it, plus the
+ * in-process cost of `validate()` alone. Prints a Markdown table for BENCHMARKS.md.
+ */
+import { validate } from "../deploy.ts";
+
+const FILES = 100;
+const PER_FILE = 10;
+const RUNS = 7;
+const deployTs = new URL("../deploy.ts", import.meta.url).pathname;
+
+async function makeProject(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "deploy-ts-bench-" });
+  await Deno.mkdir(`${dir}/prefect`);
+  await Deno.mkdir(`${dir}/flows`);
+  for (let f = 0; f < FILES; f++) {
+    const flowName = `flow_${f}`;
+    await Deno.writeTextFile(
+      `${dir}/flows/${flowName}.py`,
+      `from prefect import flow\n\n\n@flow\ndef ${flowName}(since=None, limit: int = 100):\n    return limit\n`,
+    );
+    const deployments = Array.from({ length: PER_FILE }, (_, d) =>
+      `  - name: deployment-${d}
+    entrypoint: flows/${flowName}.py:${flowName}
+    description: Generated deployment ${d} of ${flowName}
+    tags: [bench, "team-${d % 3}"]
+    parameters: {limit: ${d + 1}}
+    work_pool: {name: pool-${d % 4}, work_queue_name: default, job_variables: {env: {MODE: bench}}}
+    concurrency_limit: {limit: 2, collision_strategy: ENQUEUE}
+    schedules:
+      - {slug: daily, cron: "${d} 6 * * *", timezone: Europe/Berlin, active: true}
+      - {slug: interval, interval: PT${d + 5}M, timezone: UTC, active: false}
+`).join("");
+    await Deno.writeTextFile(
+      `${dir}/prefect/${flowName}.yaml`,
+      `# yaml-language-server: $schema=../schema/deployments.schema.json\nname: bench\ndeployments:\n${deployments}`,
+    );
+  }
+  return dir;
+}
+
+async function timeCli(args: string[], cwd: string): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < RUNS + 1; i++) {
+    const start = performance.now();
+    const { code } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--frozen",
+        "--allow-read",
+        "--allow-env=NO_COLOR",
+        deployTs,
+        ...args,
+      ],
+      cwd,
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    const elapsed = performance.now() - start;
+    if (code !== 0) throw new Error(`deploy ${args.join(" ")} exited ${code}`);
+    if (i > 0) samples.push(elapsed); // the first run warms Deno's caches
+  }
+  return median(samples);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+const project = await makeProject();
+try {
+  const floor = await timeCli(["--version"], project);
+  const cli = await timeCli(["validate", "--strict"], project);
+  const inProcess: number[] = [];
+  const cwd = Deno.cwd();
+  Deno.chdir(project);
+  for (let i = 0; i < RUNS + 1; i++) {
+    const start = performance.now();
+    const result = await validate({
+      command: "validate",
+      helpTopic: "validate",
+      paths: ["prefect"],
+      strict: true,
+      codeChecks: true,
+      format: "text",
+    });
+    if (!result.valid || result.deployments.length !== FILES * PER_FILE) {
+      throw new Error(`expected ${FILES * PER_FILE} valid deployments`);
+    }
+    if (i > 0) inProcess.push(performance.now() - start);
+  }
+  Deno.chdir(cwd);
+  const ms = (n: number) => `${n.toFixed(0)} ms`;
+  console.log(`| measure (median of ${RUNS} warm runs) | time |`);
+  console.log("| --- | ---: |");
+  console.log(`| \`deploy --version\` (floor: start-up) | ${ms(floor)} |`);
+  console.log(
+    `| \`deploy validate --strict\`, ${FILES * PER_FILE} deployments in ${FILES} files | ${
+      ms(cli)
+    } |`,
+  );
+  console.log(`| validation alone (in-process \`validate()\`) | ${ms(median(inProcess))} |`);
+  console.log(
+    `| validation cost over the floor | ${ms(cli - floor)} (${
+      (cli / floor).toFixed(1)
+    }× the floor) |`,
+  );
+} finally {
+  await Deno.remove(project, { recursive: true });
+}
