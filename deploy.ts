@@ -1748,7 +1748,10 @@ export async function main(argv: string[]): Promise<number> {
       );
     } else {
       console.error(`error: internal error: ${(error as Error)?.message ?? error}`);
-      if (Deno.env.get("DEPLOY_DEBUG")) console.error((error as Error)?.stack);
+      const debug = Deno.permissions.querySync({ name: "env", variable: "DEPLOY_DEBUG" });
+      if (debug.state === "granted" && Deno.env.get("DEPLOY_DEBUG")) {
+        console.error((error as Error)?.stack);
+      }
     }
     return EXIT_FAILURE;
   }
