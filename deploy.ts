@@ -2,7 +2,8 @@
 /**
  * deploy.ts — declarative Prefect deployments.
  *
- * One file, in the order data flows: arguments → load → validate → report.
+ * One file, in the order data flows: arguments → load → validate → plan → apply → report.
+ * The Prefect API client lives in lib/prefect_client.ts.
  * Run `deno task deploy --help`.
  */
 import process from "node:process";
@@ -22,6 +23,13 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import rrule from "rrule";
 import schema from "./schema/deployments.schema.json" with { type: "json" };
 import denoConfig from "./deno.json" with { type: "json" };
+import {
+  ConnectionLost,
+  PrefectApiError,
+  PrefectClient,
+  SettingsError,
+  settingsFromEnvironment,
+} from "./lib/prefect_client.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -40,6 +48,8 @@ export class UsageError extends UserError {}
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
+/** `plan --detailed-exitcode` with changes pending. */
+export const EXIT_CHANGES = 2;
 
 // ─── Arguments ───────────────────────────────────────────────────────────────
 
@@ -51,15 +61,26 @@ USAGE
 
 COMMANDS
   validate [PATH...]   Check manifests offline: YAML, schema, schedules, entrypoints
+  plan [PATH...]       Show what apply would change on the Prefect server (read-only)
+  apply [PATH...]      Make the server match the manifests; print every deployment's ID
   schema               Print the manifests' JSON Schema
 
 OPTIONS
   -h, --help           Show help (also after a command: deploy validate --help)
       --version        Print the version
 
+ENVIRONMENT
+  PREFECT_API_URL          The API, e.g. http://127.0.0.1:4200/api (or --api-url)
+  PREFECT_API_KEY          Prefect Cloud API key (sent as a Bearer token)
+  PREFECT_API_AUTH_STRING  user:pass for a self-hosted server with basic auth (wins over the key)
+  PREFECT_CLIENT_CUSTOM_HEADERS  JSON object of extra request headers
+  NO_COLOR                 Plain output
+
 EXAMPLES
   deploy validate
   deploy validate prefect/etl.yaml --strict
+  deploy plan
+  deploy apply --prune
   deploy schema > deployments.schema.json
 `,
   validate: `deploy validate — check manifests offline
@@ -86,6 +107,80 @@ EXAMPLES
   deploy validate prefect.yaml --no-code-checks --format json
   deploy validate --format github     # annotations in a GitHub Actions job
 `,
+  plan: `deploy plan — show what apply would change (read-only)
+
+USAGE
+  deploy plan [PATH...] [options]
+
+  Validates the manifests, reads the server's deployments in a few filter requests, and lists
+  per deployment: + create, ~ update (each changed field, before → after), - delete (--prune),
+  and the Prefect side effects of each change. Ends with a summary line. Writes nothing.
+
+OPTIONS
+  SELECTION AND INPUT
+      --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
+      --flow NAME              Only deployments of this flow (repeatable; * wildcard)
+  -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
+      --strict                 Treat validation warnings as errors
+      --no-code-checks         Skip checks that read flow source
+  SERVER
+      --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
+      --wait SECONDS           Wait up to SECONDS for the API to answer /health first
+  PLAN
+      --prune                  Also plan deleting this project's deployments the manifests
+                               no longer declare (tag managed-by:deploy.ts/<project>)
+      --detailed-exitcode      Exit 2 when changes are pending, 0 when there are none
+      --format FORMAT          text (default), json, or github
+  -h, --help                   Show this help
+
+EXIT STATUS
+  0 no error (and, with --detailed-exitcode, nothing to change), 1 error, 2 changes pending
+
+EXAMPLES
+  deploy plan
+  deploy plan --flow refinement --detailed-exitcode
+  deploy plan -n 'refinement/*' --format json
+  deploy plan --prune --api-url http://127.0.0.1:4200/api
+`,
+  apply: `deploy apply — make the Prefect server match the manifests
+
+USAGE
+  deploy apply [PATH...] [options]
+
+  Validates everything and checks every referenced work pool, template value and block first:
+  any problem stops it before the first write. Then it creates what is missing (flow, then one
+  POST), updates what differs (one PATCH of the changed fields; schedules row by row, keyed by
+  slug, so their IDs survive) and leaves the rest alone: applying unchanged manifests writes
+  nothing. Prints "flow/name  <id>  created|updated|unchanged|deleted" per deployment and a
+  summary line last. Every deployment written carries the tag managed-by:deploy.ts/<project>.
+
+OPTIONS
+  SELECTION AND INPUT
+      --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
+      --flow NAME              Only deployments of this flow (repeatable; * wildcard)
+  -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
+      --strict                 Treat validation warnings as errors
+      --no-code-checks         Skip checks that read flow source
+  SERVER
+      --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
+      --wait SECONDS           Wait up to SECONDS for the API to answer /health first
+      --concurrency N          Deployments written in parallel (default 8)
+  APPLY
+      --prune                  Delete this project's deployments the manifests no longer declare
+      --yes                    Confirm --prune deletions without asking (needed without a terminal)
+      --format FORMAT          text (default), json, or github
+  -h, --help                   Show this help
+
+EXIT STATUS
+  0 everything applied, 1 any error (nothing is written when the manifests or the server's
+  prerequisites are wrong; a failed write is reported with what was and was not applied)
+
+EXAMPLES
+  deploy apply
+  deploy apply --wait 60                 # Fly.io release_command: the API may still be starting
+  deploy apply --flow refinement
+  deploy apply --prune --yes --format json
+`,
   schema: `deploy schema — print the manifests' JSON Schema (draft-07)
 
 USAGE
@@ -106,38 +201,60 @@ EXAMPLES
 type Format = "text" | "json" | "github";
 
 export interface Options {
-  command: "validate" | "schema" | "help" | "version";
+  command: "validate" | "plan" | "apply" | "schema" | "help" | "version";
   helpTopic: string;
   paths: string[];
   strict: boolean;
   codeChecks: boolean;
   format: Format;
+  /** `--flow` patterns. */
+  flows: string[];
+  /** `-n/--name` patterns. */
+  names: string[];
+  prune: boolean;
+  yes: boolean;
+  detailedExitcode: boolean;
+  apiUrl?: string;
+  /** Seconds to wait for /health; 0 = do not wait. */
+  wait: number;
+  concurrency: number;
 }
 
-const COMMANDS = ["validate", "schema"] as const;
+const COMMANDS = ["validate", "plan", "apply", "schema"] as const;
 
 export function parseCommandLine(argv: string[]): Options {
   const [first, ...rest] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
     const topic = first === "help" && rest[0] ? rest[0] : "main";
     if (!(topic in HELP)) throw new UsageError(`Unknown command "${topic}".`);
-    return { ...defaults(), command: "help", helpTopic: topic };
+    return { ...defaultOptions(), command: "help", helpTopic: topic };
   }
-  if (first === "--version" || first === "-V") return { ...defaults(), command: "version" };
+  if (first === "--version" || first === "-V") return { ...defaultOptions(), command: "version" };
   if (first.startsWith("-")) throw new UsageError(`Expected a command before "${first}".`);
   if (!(COMMANDS as readonly string[]).includes(first)) {
     const hint = didYouMean(first, COMMANDS);
     throw new UsageError(`Unknown command "${first}".${hint ? ` Did you mean "${hint}"?` : ""}`);
   }
   const command = first as typeof COMMANDS[number];
+  const input = {
+    "manifest-dir": { type: "string", multiple: true },
+    strict: { type: "boolean" },
+    "no-code-checks": { type: "boolean" },
+    format: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  } as const;
+  const sync = {
+    ...input,
+    flow: { type: "string", multiple: true },
+    name: { type: "string", short: "n", multiple: true },
+    "api-url": { type: "string" },
+    wait: { type: "string" },
+    prune: { type: "boolean" },
+  } as const;
   const optionsByCommand = {
-    validate: {
-      "manifest-dir": { type: "string", multiple: true },
-      strict: { type: "boolean" },
-      "no-code-checks": { type: "boolean" },
-      format: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+    validate: input,
+    plan: { ...sync, "detailed-exitcode": { type: "boolean" } },
+    apply: { ...sync, yes: { type: "boolean" }, concurrency: { type: "string" } },
     schema: { help: { type: "boolean", short: "h" } },
   } as const;
   let parsed;
@@ -145,30 +262,53 @@ export function parseCommandLine(argv: string[]): Options {
     parsed = parseArgs({
       args: rest,
       options: optionsByCommand[command],
-      allowPositionals: command === "validate",
+      allowPositionals: command !== "schema",
       strict: true,
     });
   } catch (error) {
     throw new UsageError(`${command}: ${cleanParseArgsMessage((error as Error).message)}`);
   }
   const values = parsed.values as Record<string, unknown>;
-  if (values.help) return { ...defaults(), command: "help", helpTopic: command };
+  if (values.help) return { ...defaultOptions(), command: "help", helpTopic: command };
   const format = (values.format as string | undefined) ?? "text";
   if (!["text", "json", "github"].includes(format)) {
     throw new UsageError(`--format must be text, json or github, not "${format}".`);
   }
   const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  const apiUrl = values["api-url"] as string | undefined;
+  if (apiUrl !== undefined && !/^https?:\/\/./.test(apiUrl)) {
+    throw new UsageError(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
+  }
+  const wait = values.wait === undefined ? 0 : Number(values.wait);
+  if (!Number.isFinite(wait) || wait < 0) {
+    throw new UsageError(`--wait must be a number of seconds, not "${values.wait}".`);
+  }
+  const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw new UsageError(
+      `--concurrency must be a whole number from 1 to 64, not "${values.concurrency}".`,
+    );
+  }
   return {
+    ...defaultOptions(),
     command,
     helpTopic: command,
     paths: paths.length ? paths : ["prefect"],
     strict: Boolean(values.strict),
     codeChecks: !values["no-code-checks"],
     format: format as Format,
+    flows: (values.flow as string[] | undefined) ?? [],
+    names: (values.name as string[] | undefined) ?? [],
+    prune: Boolean(values.prune),
+    yes: Boolean(values.yes),
+    detailedExitcode: Boolean(values["detailed-exitcode"]),
+    apiUrl,
+    wait,
+    concurrency,
   };
 }
 
-function defaults(): Options {
+export function defaultOptions(): Options {
   return {
     command: "help",
     helpTopic: "main",
@@ -176,6 +316,13 @@ function defaults(): Options {
     strict: false,
     codeChecks: true,
     format: "text",
+    flows: [],
+    names: [],
+    prune: false,
+    yes: false,
+    detailedExitcode: false,
+    wait: 0,
+    concurrency: 8,
   };
 }
 
@@ -1644,6 +1791,1006 @@ function schemaValidParts(data: unknown, problems: SchemaProblem[]): DeployTsMan
   } as DeployTsManifest;
 }
 
+// ─── Plan: what the manifests want ───────────────────────────────────────────
+
+const OWNER_TAG_PREFIX = "managed-by:deploy.ts/";
+const SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory";
+const EMPTY_PARAMETER_SCHEMA = { type: "object", properties: {} };
+
+type Json = Record<string, unknown>;
+
+/** A schedule as the API takes it, plus what the manifest leaves to the server. */
+export interface DesiredSchedule {
+  slug: string;
+  replaces?: string;
+  schedule: Json;
+  /** Absent: keep the server's value (people toggle schedules in the UI). */
+  active?: boolean;
+  parameters: Json;
+  max_scheduled_runs?: number;
+}
+
+export interface DesiredDeployment {
+  entry: DeploymentEntry;
+  flow: string;
+  name: string;
+  /** Every field the tool owns, at its desired value (Prefect's default when unstated). */
+  fields: Json;
+  /** Absent: keep the server's value. */
+  paused?: boolean;
+  schedules: DesiredSchedule[];
+}
+
+/** The project owning the manifests: their top-level `name`, else the repository's directory. */
+export function projectName(files: ManifestFile[]): string {
+  const names = new Set<string>();
+  for (const file of files) {
+    const name = (file.data as { name?: unknown } | null)?.name;
+    if (typeof name === "string" && name) names.add(name);
+  }
+  if (names.size > 1) {
+    throw new UserError(
+      `The manifests name different projects (${
+        [...names].map((n) => `"${n}"`).join(", ")
+      }); ownership and --prune need one. Give every file the same top-level \`name\`.`,
+    );
+  }
+  if (names.size === 1) return [...names][0];
+  let dir = Deno.cwd();
+  while (true) {
+    try {
+      Deno.statSync(`${dir}/.git`);
+      break;
+    } catch {
+      const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
+      if (parent === dir) {
+        dir = Deno.cwd();
+        break;
+      }
+      dir = parent;
+    }
+  }
+  return dir.split("/").filter(Boolean).pop() ?? "default";
+}
+
+export const ownerTag = (project: string) => `${OWNER_TAG_PREFIX}${project}`;
+
+/** Derived slugs are positional, so editing a schedule keeps its slug and its ID. */
+export function derivedSlug(index: number): string {
+  return `schedule-${index + 1}`;
+}
+
+/** `*` is the only wildcard; everything else matches literally. */
+function wildcard(pattern: string): RegExp {
+  const escaped = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"));
+  return new RegExp(`^${escaped.join(".*")}$`);
+}
+
+/** `--flow` and `-n` selection; a pattern that matches nothing is an error, as a typo. */
+export function selectDeployments<T extends { flow: string; name: string }>(
+  items: T[],
+  flows: string[],
+  names: string[],
+): T[] {
+  const flowPatterns = flows.map((p) => ({ text: p, re: wildcard(p), hits: 0 }));
+  const namePatterns = names.map((p) => ({
+    text: p,
+    re: wildcard(p),
+    qualified: p.includes("/"),
+    hits: 0,
+  }));
+  const selected = items.filter((item) => {
+    const flowHit = flowPatterns.filter((p) => p.re.test(item.flow));
+    const nameHit = namePatterns.filter((p) =>
+      p.re.test(p.qualified ? `${item.flow}/${item.name}` : item.name)
+    );
+    const ok = (flowPatterns.length === 0 || flowHit.length > 0) &&
+      (namePatterns.length === 0 || nameHit.length > 0);
+    if (ok) [...flowHit, ...nameHit].forEach((p) => p.hits++);
+    return ok;
+  });
+  const unmatched = [
+    ...flowPatterns.filter((p) => !p.hits).map((p) => `--flow "${p.text}"`),
+    ...namePatterns.filter((p) => !p.hits).map((p) => `--name "${p.text}"`),
+  ];
+  if (unmatched.length) {
+    throw new UserError(
+      `No deployment in the manifests matches ${unmatched.join(" or ")}.`,
+    );
+  }
+  return selected;
+}
+
+// ─── Plan: templates ─────────────────────────────────────────────────────────
+
+/** Values `{{ prefect.variables.x }}` and `{{ prefect.blocks.t.n }}` resolve to. */
+export interface TemplateValues {
+  env: (name: string) => string | undefined;
+  variables: Map<string, unknown>;
+  /** Key `type/name`; the block document's `data`. */
+  blocks: Map<string, unknown>;
+}
+
+type Reference =
+  | { kind: "env"; name: string }
+  | { kind: "variable"; name: string }
+  | { kind: "block"; type: string; name: string; path: string[] }
+  | { kind: "runtime" }
+  | { kind: "step"; expression: string };
+
+function parseReference(expression: string): Reference {
+  if (expression.startsWith("$")) return { kind: "env", name: expression.slice(1) };
+  const parts = expression.split(".");
+  if (parts[0] === "prefect" && parts[1] === "variables" && parts[2]) {
+    return { kind: "variable", name: parts.slice(2).join(".") };
+  }
+  if (parts[0] === "prefect" && parts[1] === "blocks" && parts.length >= 4) {
+    return { kind: "block", type: parts[2], name: parts[3], path: parts.slice(4) };
+  }
+  if (RUNTIME_PLACEHOLDER_ROOTS.includes(parts[0])) return { kind: "runtime" };
+  return { kind: "step", expression };
+}
+
+/** Every variable and block the selected deployments use, so they are read once each. */
+export function templateReferences(values: unknown[]): { variables: string[]; blocks: string[] } {
+  const variables = new Set<string>();
+  const blocks = new Set<string>();
+  const walk = (value: unknown) => {
+    if (typeof value === "string") {
+      for (const match of value.matchAll(PLACEHOLDER)) {
+        const ref = parseReference(match[1]);
+        if (ref.kind === "variable") variables.add(ref.name);
+        if (ref.kind === "block") blocks.add(`${ref.type}/${ref.name}`);
+      }
+    } else if (Array.isArray(value)) value.forEach(walk);
+    else if (value && typeof value === "object") Object.values(value).forEach(walk);
+  };
+  values.forEach(walk);
+  return { variables: [...variables], blocks: [...blocks] };
+}
+
+class TemplateResolver {
+  problems: { path: PathSegment[]; code: string; message: string }[] = [];
+
+  constructor(private values: TemplateValues) {}
+
+  /**
+   * Resolves placeholders as Prefect does at deploy time: a string that is one placeholder
+   * becomes the raw value, placeholders inside text become text. Run-time ones (`ctx`,
+   * `flow_run`…) stay. In steps (`onlyEnv`) Prefect variables and blocks stay for the worker.
+   */
+  resolve(value: unknown, path: PathSegment[], onlyEnv = false): unknown {
+    if (typeof value === "string") return this.#resolveString(value, path, onlyEnv);
+    if (Array.isArray(value)) return value.map((v, i) => this.resolve(v, [...path, i], onlyEnv));
+    if (value && typeof value === "object") {
+      return Object.fromEntries(
+        Object.entries(value).map(([k, v]) => [k, this.resolve(v, [...path, k], onlyEnv)]),
+      );
+    }
+    return value;
+  }
+
+  #resolveString(text: string, path: PathSegment[], onlyEnv: boolean): unknown {
+    const whole = text.match(/^\{\{\s*([\w.\-\[\]$]+)\s*\}\}$/);
+    if (whole) {
+      const found = this.#lookup(whole[1], path, onlyEnv);
+      return found === KEEP ? text : found;
+    }
+    return text.replace(PLACEHOLDER, (placeholder, expression: string) => {
+      const found = this.#lookup(expression, path, onlyEnv);
+      if (found === KEEP) return placeholder;
+      if (found !== null && typeof found === "object") {
+        this.problems.push({
+          path,
+          code: "template-type",
+          message: `"{{ ${expression} }}" is an object and cannot be part of a text; ` +
+            "make it the whole value.",
+        });
+        return placeholder;
+      }
+      return String(found);
+    });
+  }
+
+  #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
+    const ref = parseReference(expression);
+    switch (ref.kind) {
+      case "runtime":
+        return KEEP;
+      case "env": {
+        const value = this.values.env(ref.name);
+        if (value === undefined) {
+          this.problems.push({
+            path,
+            code: "missing-env",
+            message:
+              `Environment variable "${ref.name}" is not set (used as "{{ $${ref.name} }}").`,
+          });
+          return KEEP;
+        }
+        return value;
+      }
+      case "variable": {
+        if (onlyEnv) return KEEP;
+        if (!this.values.variables.has(ref.name)) {
+          this.problems.push({
+            path,
+            code: "missing-variable",
+            message: `Prefect variable "${ref.name}" does not exist on the server.`,
+          });
+          return KEEP;
+        }
+        return this.values.variables.get(ref.name);
+      }
+      case "block": {
+        if (onlyEnv) return KEEP;
+        const key = `${ref.type}/${ref.name}`;
+        if (!this.values.blocks.has(key)) {
+          this.problems.push({
+            path,
+            code: "missing-block",
+            message: `Block "${ref.name}" of type "${ref.type}" does not exist on the server.`,
+          });
+          return KEEP;
+        }
+        let value = this.values.blocks.get(key);
+        for (const segment of ref.path) {
+          value = (value as Json | undefined)?.[segment];
+        }
+        if (
+          ref.path.length === 0 && value && typeof value === "object" &&
+          Object.keys(value).length === 1 && "value" in value
+        ) {
+          value = (value as Json).value;
+        }
+        if (value === undefined) {
+          this.problems.push({
+            path,
+            code: "missing-block",
+            message: `Block "${key}" has no field "${ref.path.join(".")}".`,
+          });
+          return KEEP;
+        }
+        return value;
+      }
+      case "step":
+        if (onlyEnv) return KEEP;
+        this.problems.push({
+          path,
+          code: "step-output",
+          message: `"{{ ${expression} }}" needs the output of a build or push step, and ` +
+            "deploy.ts does not run those steps: build and push images before apply, and write " +
+            "the resulting values (or environment variables) into the manifest.",
+        });
+        return KEEP;
+    }
+  }
+}
+const KEEP = Symbol("keep");
+
+// ─── Plan: building the desired state ────────────────────────────────────────
+
+function asBoolean(value: unknown, path: PathSegment[], resolver: TemplateResolver) {
+  if (typeof value === "boolean" || value === undefined || value === null) {
+    return value ?? undefined;
+  }
+  if (typeof value === "string" && /^(true|false)$/i.test(value.trim())) {
+    return value.trim().toLowerCase() === "true";
+  }
+  resolver.problems.push({
+    path,
+    code: "template-type",
+    message: `Expected true or false, got ${JSON.stringify(value)} after templating.`,
+  });
+  return undefined;
+}
+
+function asInteger(value: unknown, path: PathSegment[], resolver: TemplateResolver) {
+  if (value === undefined || value === null) return undefined;
+  const number = typeof value === "string" ? Number(value.trim()) : value;
+  if (typeof number === "number" && Number.isInteger(number)) return number;
+  resolver.problems.push({
+    path,
+    code: "template-type",
+    message: `Expected an integer, got ${JSON.stringify(value)} after templating.`,
+  });
+  return undefined;
+}
+
+/** The API's shape of one manifest schedule. */
+function desiredSchedule(
+  s: Schedule,
+  index: number,
+  path: PathSegment[],
+  resolver: TemplateResolver,
+): DesiredSchedule {
+  const r = resolver.resolve(s, path) as Schedule & Json;
+  const schedule: Json = {};
+  if (r.cron !== undefined) {
+    schedule.cron = r.cron;
+    schedule.day_or = asBoolean(r.day_or, [...path, "day_or"], resolver) ?? true;
+  } else if (r.interval !== undefined) {
+    const seconds = intervalSeconds(r.interval as number | string);
+    if (seconds === undefined) {
+      resolver.problems.push({
+        path: [...path, "interval"],
+        code: "invalid-interval",
+        message: `Invalid interval ${JSON.stringify(r.interval)} after templating.`,
+      });
+    }
+    schedule.interval = seconds;
+    if (r.anchor_date) schedule.anchor_date = r.anchor_date;
+  } else if (r.rrule !== undefined) {
+    schedule.rrule = r.rrule;
+  }
+  if (r.timezone) schedule.timezone = r.timezone;
+  return {
+    slug: r.slug ?? derivedSlug(index),
+    replaces: r.replaces,
+    schedule,
+    active: asBoolean(r.active, [...path, "active"], resolver),
+    parameters: (r.parameters ?? {}) as Json,
+    max_scheduled_runs: asInteger(r.max_scheduled_runs, [...path, "max_scheduled_runs"], resolver),
+  };
+}
+
+/** Turns validated manifest entries into the state the server should have. */
+export function desiredDeployments(
+  entries: DeploymentEntry[],
+  project: string,
+  values: TemplateValues,
+  report: (d: Diagnostic) => void,
+): DesiredDeployment[] {
+  return entries.map((entry) => {
+    const resolver = new TemplateResolver(values);
+    const d = entry.spec;
+    const here: PathSegment[] = ["deployments", entry.index];
+    const at = (key: string) => [...here, key];
+    const field = <T>(key: keyof Deployment): T => resolver.resolve(d[key], at(key)) as T;
+
+    const top = entry.file.data as DeployTsManifest;
+    const pull = d.pull !== undefined && d.pull !== null
+      ? resolver.resolve(d.pull, at("pull"), true)
+      : top.pull !== undefined && top.pull !== null
+      ? resolver.resolve(top.pull, ["pull"], true)
+      // As `prefect deploy`: run from the directory the deployment was made in.
+      : [{ [SET_WORKING_DIRECTORY]: { directory: Deno.cwd() } }];
+
+    const tagsValue = field<unknown>("tags") ?? [];
+    const tags = Array.isArray(tagsValue)
+      ? tagsValue.map(String)
+      : String(tagsValue).split(",").map((t) => t.trim()).filter(Boolean);
+    const owner = ownerTag(project);
+    if (!tags.includes(owner)) tags.push(owner);
+
+    const pool = (resolver.resolve(d.work_pool ?? {}, at("work_pool")) ?? {}) as Json;
+    const concurrency = field<unknown>("concurrency_limit");
+    let limit: number | undefined;
+    let concurrencyOptions: Json | null = null;
+    if (concurrency !== null && typeof concurrency === "object") {
+      const c = concurrency as Json;
+      limit = asInteger(c.limit, [...at("concurrency_limit"), "limit"], resolver);
+      if (c.collision_strategy !== undefined || c.grace_period_seconds !== undefined) {
+        concurrencyOptions = {
+          collision_strategy: c.collision_strategy ?? "ENQUEUE",
+          ...(c.grace_period_seconds !== undefined
+            ? { grace_period_seconds: c.grace_period_seconds }
+            : {}),
+        };
+      }
+    } else {
+      limit = asInteger(concurrency, at("concurrency_limit"), resolver);
+    }
+
+    const fields: Json = {
+      entrypoint: field<string>("entrypoint"),
+      path: null,
+      description: field<string | null>("description") ?? null,
+      version: field<string | null>("version") ?? null,
+      tags,
+      parameters: field<Json>("parameters") ?? {},
+      parameter_openapi_schema: field<Json>("parameter_openapi_schema") ?? EMPTY_PARAMETER_SCHEMA,
+      enforce_parameter_schema: asBoolean(
+        field("enforce_parameter_schema"),
+        at("enforce_parameter_schema"),
+        resolver,
+      ) ?? true,
+      pull_steps: pull,
+      work_pool_name: pool.name ?? null,
+      // The server puts a deployment without a queue on its pool's "default" queue.
+      work_queue_name: pool.work_queue_name ?? (pool.name ? "default" : null),
+      job_variables: pool.job_variables ?? {},
+      concurrency_limit: limit ?? null,
+      concurrency_options: limit === undefined ? null : concurrencyOptions,
+    };
+
+    const manifestSchedules: [Schedule, PathSegment[]][] = d.schedules?.length
+      ? d.schedules.map((s, i) => [s, [...here, "schedules", i]])
+      : d.schedule && Object.keys(d.schedule).length
+      ? [[d.schedule, at("schedule")]]
+      : [];
+    const schedules = manifestSchedules.map(([s, path], i) =>
+      desiredSchedule(s, i, path, resolver)
+    );
+    const slugs = new Set<string>();
+    schedules.forEach((s, i) => {
+      if (slugs.has(s.slug)) {
+        resolver.problems.push({
+          path: manifestSchedules[i][1],
+          code: "duplicate-slug",
+          message: `Schedule ${i + 1} gets the slug "${s.slug}", which another schedule of ` +
+            "this deployment already has; give it a `slug`.",
+        });
+      }
+      slugs.add(s.slug);
+    });
+
+    for (const p of resolver.problems) {
+      const { line, column } = positionOf(entry.file, p.path);
+      report({
+        severity: "error",
+        file: entry.file.path,
+        line,
+        column,
+        path: formatPath(p.path),
+        code: p.code,
+        message: p.message,
+      });
+    }
+    return {
+      entry,
+      flow: entry.flow,
+      name: entry.name,
+      fields,
+      paused: asBoolean(field("paused"), at("paused"), resolver),
+      schedules,
+    };
+  });
+}
+
+// ─── Plan: reading the server ────────────────────────────────────────────────
+
+export interface ServerSchedule {
+  id: string;
+  schedule: Json;
+  active: boolean;
+  parameters: Json;
+  slug: string | null;
+  max_scheduled_runs: number | null;
+}
+
+export interface ServerDeployment {
+  id: string;
+  name: string;
+  flow_id: string;
+  paused: boolean;
+  tags: string[];
+  schedules: ServerSchedule[];
+  global_concurrency_limit: { limit: number } | null;
+  concurrency_options: Json | null;
+  [field: string]: unknown;
+}
+
+export interface ServerState {
+  version?: string;
+  flowIds: Map<string, string>;
+  /** Key `flow/name`. */
+  deployments: Map<string, ServerDeployment & { flow: string }>;
+  /** This project's deployments (by owner tag), for --prune. */
+  owned: (ServerDeployment & { flow: string })[];
+  pools: Set<string>;
+  values: TemplateValues;
+}
+
+/** Reads everything the plan needs in a handful of filter requests. */
+export async function readServerState(
+  client: PrefectClient,
+  entries: DeploymentEntry[],
+  project: string,
+  prune: boolean,
+): Promise<ServerState> {
+  const version = await client.checkServer();
+  const flowNames = [...new Set(entries.map((e) => e.flow))];
+  const poolNames = [
+    ...new Set(
+      entries.map((e) => e.spec.work_pool?.name).filter((n): n is string =>
+        typeof n === "string" && !hasPlaceholder(n)
+      ),
+    ),
+  ];
+  const refs = templateReferences(entries.map((e) => e.spec));
+  const nothing = Promise.resolve([]);
+  type Flow = { id: string; name: string };
+  const [flows, deployments, owned, pools, variables] = await Promise.all([
+    flowNames.length
+      ? client.filterAll<Flow>("/flows/filter", { flows: { name: { any_: flowNames } } })
+      : nothing as Promise<Flow[]>,
+    flowNames.length
+      ? client.filterAll<ServerDeployment>("/deployments/filter", {
+        flows: { name: { any_: flowNames } },
+      })
+      : nothing as Promise<ServerDeployment[]>,
+    prune
+      ? client.filterAll<ServerDeployment>("/deployments/filter", {
+        deployments: { tags: { all_: [ownerTag(project)] } },
+      })
+      : nothing as Promise<ServerDeployment[]>,
+    poolNames.length
+      ? client.filterAll<{ name: string }>("/work_pools/filter", {
+        work_pools: { name: { any_: poolNames } },
+      })
+      : nothing as Promise<{ name: string }[]>,
+    refs.variables.length
+      ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
+        variables: { name: { any_: refs.variables } },
+      })
+      : nothing as Promise<{ name: string; value: unknown }[]>,
+  ]);
+  const blocks = new Map<string, unknown>();
+  await Promise.all(refs.blocks.map(async (key) => {
+    const [type, name] = key.split("/");
+    const { status, data } = await client.request<{ data: unknown }>(
+      "GET",
+      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
+        encodeURIComponent(name)
+      }?include_secrets=true`,
+      undefined,
+      { accept: [404] },
+    );
+    if (status === 200) blocks.set(key, data.data);
+  }));
+
+  const flowIds = new Map(flows.map((f) => [f.name, f.id]));
+  const flowNameById = new Map(flows.map((f) => [f.id, f.name]));
+  const unknownFlowIds = [...new Set(owned.map((d) => d.flow_id))]
+    .filter((id) => !flowNameById.has(id));
+  if (unknownFlowIds.length) {
+    const more = await client.filterAll<Flow>("/flows/filter", {
+      flows: { id: { any_: unknownFlowIds } },
+    });
+    more.forEach((f) => flowNameById.set(f.id, f.name));
+  }
+  const withFlow = (d: ServerDeployment) => ({ ...d, flow: flowNameById.get(d.flow_id) ?? "?" });
+  return {
+    version,
+    flowIds,
+    deployments: new Map(deployments.map((d) => [`${withFlow(d).flow}/${d.name}`, withFlow(d)])),
+    owned: owned.map(withFlow),
+    pools: new Set(pools.map((p) => p.name)),
+    values: {
+      env: (name) => Deno.env.get(name),
+      variables: new Map(variables.map((v) => [v.name, v.value])),
+      blocks,
+    },
+  };
+}
+
+// ─── Plan: comparing ─────────────────────────────────────────────────────────
+
+export interface Change {
+  field: string;
+  before: unknown;
+  after: unknown;
+}
+
+export type Action = "create" | "update" | "delete" | "noop";
+
+export interface ScheduleOps {
+  add: DesiredSchedule[];
+  change: { id: string; slug: string; body: Json }[];
+  remove: { id: string; slug: string | null }[];
+}
+
+export interface PlannedDeployment {
+  flow: string;
+  name: string;
+  id: string | null;
+  action: Action;
+  changes: Change[];
+  effects: string[];
+  desired?: DesiredDeployment;
+  /** Update: the PATCH body, changed fields only. */
+  patch: Json;
+  schedules: ScheduleOps;
+}
+
+/** Equality of JSON values with object keys in any order. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== typeof b || a === null || b === null || typeof a !== "object") return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const other = b as unknown[];
+    return a.length === other.length && a.every((v, i) => sameJson(v, other[i]));
+  }
+  const ak = Object.keys(a as Json).filter((k) => (a as Json)[k] !== undefined);
+  const bk = Object.keys(b as Json).filter((k) => (b as Json)[k] !== undefined);
+  return ak.length === bk.length &&
+    ak.every((k) => sameJson((a as Json)[k], (b as Json)[k]));
+}
+
+const withoutNulls = (value: Json | null | undefined): Json =>
+  Object.fromEntries(Object.entries(value ?? {}).filter(([, v]) => v !== null && v !== undefined));
+
+/** The server's value of each field we own, in the shape of `DesiredDeployment.fields`. */
+function serverFields(d: ServerDeployment): Json {
+  return {
+    entrypoint: d.entrypoint ?? null,
+    path: d.path ?? null,
+    description: d.description ?? null,
+    version: d.version ?? null,
+    tags: d.tags ?? [],
+    parameters: d.parameters ?? {},
+    parameter_openapi_schema: d.parameter_openapi_schema ?? EMPTY_PARAMETER_SCHEMA,
+    enforce_parameter_schema: d.enforce_parameter_schema,
+    pull_steps: d.pull_steps ?? null,
+    work_pool_name: d.work_pool_name ?? null,
+    work_queue_name: d.work_queue_name ?? null,
+    job_variables: d.job_variables ?? {},
+    concurrency_limit: d.global_concurrency_limit?.limit ?? null,
+    concurrency_options: d.global_concurrency_limit ? d.concurrency_options ?? null : null,
+  };
+}
+
+function sameField(field: string, desired: unknown, actual: unknown): boolean {
+  switch (field) {
+    case "tags":
+      return sameJson([...desired as string[]].sort(), [...actual as string[]].sort());
+    case "concurrency_options": {
+      // The server fills in the default strategy; an unstated one means that default.
+      const norm = (v: unknown) => withoutNulls({ collision_strategy: "ENQUEUE", ...v as Json });
+      return desired === null && actual === null ||
+        (desired === null
+          ? sameJson(norm(actual), { collision_strategy: "ENQUEUE" })
+          : sameJson(norm(desired), norm(actual)));
+    }
+    default:
+      return sameJson(desired, actual);
+  }
+}
+
+/** Whether a server schedule already is what the manifest asks, ignoring what it leaves unstated. */
+function sameSchedule(desired: Json, actual: Json): boolean {
+  const kind = ["cron", "interval", "rrule"].find((k) => desired[k] !== undefined);
+  if (!kind || actual[kind] === undefined || actual[kind] === null) return false;
+  if (desired.timezone !== undefined && desired.timezone !== actual.timezone) return false;
+  switch (kind) {
+    case "cron":
+      return desired.cron === actual.cron && (desired.day_or ?? true) === (actual.day_or ?? true);
+    case "interval":
+      return Number(desired.interval) === Number(actual.interval) &&
+        (desired.anchor_date === undefined ||
+          Date.parse(String(desired.anchor_date)) === Date.parse(String(actual.anchor_date)));
+    default: {
+      // The server writes a DTSTART into rules that have none.
+      const rule = String(actual.rrule);
+      const wanted = String(desired.rrule);
+      return wanted === rule ||
+        (!/DTSTART/i.test(wanted) && rule.replace(/^DTSTART[^\n]*\n/i, "") === wanted);
+    }
+  }
+}
+
+/** What to send so the server's schedule becomes the desired one, keeping unstated parts. */
+function scheduleBody(desired: DesiredSchedule, actual?: ServerSchedule): Json {
+  const schedule = { ...desired.schedule };
+  const kind = ["cron", "interval", "rrule"].find((k) => schedule[k] !== undefined);
+  if (actual && actual.schedule[kind!] !== undefined) {
+    if (schedule.timezone === undefined && actual.schedule.timezone) {
+      schedule.timezone = actual.schedule.timezone;
+    }
+    if (kind === "interval" && schedule.anchor_date === undefined) {
+      schedule.anchor_date = actual.schedule.anchor_date;
+    }
+  }
+  const maxRuns = desired.max_scheduled_runs ?? actual?.max_scheduled_runs;
+  return {
+    slug: desired.slug,
+    schedule,
+    active: desired.active ?? actual?.active ?? true,
+    // Always sent: the schedule PATCH resets absent parameters to {}.
+    parameters: desired.parameters,
+    ...(maxRuns ? { max_scheduled_runs: maxRuns } : {}),
+  };
+}
+
+function planSchedules(
+  desired: DesiredSchedule[],
+  actual: ServerSchedule[],
+): { ops: ScheduleOps; changes: Change[]; effects: string[] } {
+  const ops: ScheduleOps = { add: [], change: [], remove: [] };
+  const changes: Change[] = [];
+  const effects: string[] = [];
+  const unclaimed = new Set(actual);
+  const claim = (match: (a: ServerSchedule) => boolean) => {
+    const found = [...unclaimed].find(match);
+    if (found) unclaimed.delete(found);
+    return found;
+  };
+  const pairs: [DesiredSchedule, ServerSchedule | undefined][] = desired.map((d) => [
+    d,
+    claim((a) => a.slug === d.slug),
+  ]);
+  for (const pair of pairs) {
+    const [d] = pair;
+    // A renamed slug (`replaces`), then a slug-less schedule with the same timing, keep their IDs.
+    pair[1] ??= (d.replaces ? claim((a) => a.slug === d.replaces) : undefined) ??
+      claim((a) => a.slug === null && sameSchedule(d.schedule, a.schedule));
+  }
+  for (const [d, a] of pairs) {
+    const label = `schedules[${d.slug}]`;
+    if (!a) {
+      ops.add.push(d);
+      changes.push({ field: label, before: null, after: scheduleBody(d) });
+      continue;
+    }
+    const body = scheduleBody(d, a);
+    const diffs: Change[] = [];
+    if (a.slug !== d.slug) diffs.push({ field: `${label}.slug`, before: a.slug, after: d.slug });
+    if (!sameSchedule(d.schedule, a.schedule)) {
+      diffs.push({ field: `${label}.schedule`, before: a.schedule, after: body.schedule });
+    }
+    if (d.active !== undefined && d.active !== a.active) {
+      diffs.push({ field: `${label}.active`, before: a.active, after: d.active });
+    }
+    if (!sameJson(d.parameters, a.parameters ?? {})) {
+      diffs.push({ field: `${label}.parameters`, before: a.parameters, after: d.parameters });
+    }
+    if (d.max_scheduled_runs !== undefined && d.max_scheduled_runs !== a.max_scheduled_runs) {
+      diffs.push({
+        field: `${label}.max_scheduled_runs`,
+        before: a.max_scheduled_runs,
+        after: d.max_scheduled_runs,
+      });
+    }
+    if (diffs.length) {
+      ops.change.push({ id: a.id, slug: d.slug, body });
+      changes.push(...diffs);
+    }
+  }
+  for (const a of unclaimed) {
+    ops.remove.push({ id: a.id, slug: a.slug });
+    changes.push({
+      field: `schedules[${a.slug ?? a.id}]`,
+      before: withoutNulls({ slug: a.slug, schedule: a.schedule, active: a.active }),
+      after: null,
+    });
+    if (a.slug === null) {
+      effects.push(
+        `The slug-less schedule ${a.id} is deleted; its replacement gets a new ID.`,
+      );
+    }
+  }
+  return { ops, changes, effects };
+}
+
+const RUNS_DELETED =
+  "Prefect deletes this deployment's future auto-scheduled runs; its scheduler re-creates them.";
+
+/** Compares the desired deployments with the server's: the plan, as pure data. */
+export function planDeployments(
+  desired: DesiredDeployment[],
+  state: ServerState,
+  prune: { project: string; selected: (d: { flow: string; name: string }) => boolean } | null,
+): PlannedDeployment[] {
+  const planned: PlannedDeployment[] = desired.map((want) => {
+    const key = `${want.flow}/${want.name}`;
+    const have = state.deployments.get(key);
+    const base = { flow: want.flow, name: want.name, desired: want };
+    if (!have) {
+      return {
+        ...base,
+        id: null,
+        action: "create",
+        changes: [],
+        effects: [],
+        patch: {},
+        schedules: { add: want.schedules, change: [], remove: [] },
+      };
+    }
+    const actual = serverFields(have);
+    const changes: Change[] = [];
+    const effects: string[] = [];
+    const patch: Json = {};
+    for (const [field, value] of Object.entries(want.fields)) {
+      if (sameField(field, value, actual[field])) continue;
+      if (field === "job_variables" && sameJson(value, {})) {
+        effects.push(
+          "job_variables stay as they are: Prefect's API cannot clear them (it ignores {}). " +
+            "Delete the deployment to reset them.",
+        );
+        continue;
+      }
+      changes.push({ field, before: actual[field], after: value });
+      patch[field] = value;
+    }
+    if (patch.concurrency_limit !== undefined || patch.concurrency_options !== undefined) {
+      patch.concurrency_limit = want.fields.concurrency_limit;
+      patch.concurrency_options = want.fields.concurrency_options;
+    }
+    if (want.paused !== undefined && want.paused !== have.paused) {
+      changes.push({ field: "paused", before: have.paused, after: want.paused });
+      patch.paused = want.paused;
+    }
+    const schedules = planSchedules(want.schedules, have.schedules ?? []);
+    changes.push(...schedules.changes);
+    effects.push(...schedules.effects);
+    const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
+      schedules.ops.remove.length > 0;
+    if (deletesRuns) effects.unshift(RUNS_DELETED);
+    return {
+      ...base,
+      id: have.id,
+      action: changes.length ? "update" : "noop",
+      changes,
+      effects,
+      patch,
+      schedules: schedules.ops,
+    };
+  });
+  if (prune) {
+    const wanted = new Set(desired.map((d) => `${d.flow}/${d.name}`));
+    for (const have of state.owned) {
+      if (wanted.has(`${have.flow}/${have.name}`) || !prune.selected(have)) continue;
+      planned.push({
+        flow: have.flow,
+        name: have.name,
+        id: have.id,
+        action: "delete",
+        changes: [],
+        effects: ["Deletes the deployment and every scheduled run of it that has not started."],
+        patch: {},
+        schedules: { add: [], change: [], remove: [] },
+      });
+    }
+  }
+  return planned;
+}
+
+// ─── Apply ───────────────────────────────────────────────────────────────────
+
+export type Outcome = "created" | "updated" | "unchanged" | "deleted" | "failed";
+
+export interface AppliedDeployment extends PlannedDeployment {
+  result: Outcome;
+  error?: string;
+}
+
+/** Runs tasks with at most `limit` in flight. */
+async function inPool(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+}
+
+/**
+ * Carries out a plan: one POST per created deployment (plus its flow when new), one PATCH of
+ * the changed fields per updated one, schedule rows one by one so their IDs survive. A failure
+ * of one deployment does not stop the others; it is reported with what was done.
+ */
+export async function applyPlan(
+  client: PrefectClient,
+  plan: PlannedDeployment[],
+  state: ServerState,
+  concurrency: number,
+  onDone: (result: AppliedDeployment) => void,
+): Promise<AppliedDeployment[]> {
+  const flowIds = new Map<string, Promise<string>>(
+    [...state.flowIds].map(([name, id]) => [name, Promise.resolve(id)]),
+  );
+  const flowId = (name: string) => {
+    if (!flowIds.has(name)) {
+      // POST /flows/ is an upsert by name, safe to send again.
+      flowIds.set(
+        name,
+        client.request<{ id: string }>("POST", "/flows/", { name }).then((r) => r.data.id),
+      );
+    }
+    return flowIds.get(name)!;
+  };
+
+  const results: AppliedDeployment[] = new Array(plan.length);
+  await inPool(
+    plan.map((item, index) => async () => {
+      let result: AppliedDeployment;
+      try {
+        result = await applyOne(client, item, flowId);
+      } catch (error) {
+        const message = error instanceof PrefectApiError || error instanceof UserError
+          ? error.message
+          : `unexpected error: ${(error as Error)?.message ?? error}`;
+        result = { ...item, result: "failed", error: client.redact(message) };
+      }
+      results[index] = result;
+      onDone(result);
+    }),
+    concurrency,
+  );
+  return results;
+}
+
+async function applyOne(
+  client: PrefectClient,
+  item: PlannedDeployment,
+  flowId: (name: string) => Promise<string>,
+): Promise<AppliedDeployment> {
+  const path = `/deployments/${item.id}`;
+  switch (item.action) {
+    case "noop":
+      return { ...item, result: "unchanged" };
+    case "delete":
+      await client.request("DELETE", path, undefined, { accept: [404] });
+      return { ...item, result: "deleted" };
+    case "create": {
+      const want = item.desired!;
+      const id = await createDeployment(client, want, await flowId(want.flow));
+      return { ...item, id, result: "created" };
+    }
+    case "update": {
+      if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
+      await applySchedules(client, item.id!, item.schedules);
+      return { ...item, result: "updated" };
+    }
+  }
+}
+
+async function applySchedules(client: PrefectClient, id: string, ops: ScheduleOps) {
+  const path = `/deployments/${id}/schedules`;
+  // Removals first, so a slug freed by one schedule can be taken by another.
+  for (const r of ops.remove) {
+    await client.request("DELETE", `${path}/${r.id}`, undefined, { accept: [404] });
+  }
+  for (const c of ops.change) await client.request("PATCH", `${path}/${c.id}`, c.body);
+  if (ops.add.length) {
+    await client.request("POST", path, ops.add.map((s) => scheduleBody(s)), {
+      resendAfterDrop: false,
+    });
+  }
+}
+
+/**
+ * Creates with one POST. The POST is an upsert that would replace schedules, so it is never
+ * sent blindly twice: after a lost connection the deployment is looked up first.
+ */
+async function createDeployment(
+  client: PrefectClient,
+  want: DesiredDeployment,
+  flowId: string,
+): Promise<string> {
+  // POST /deployments/ drops max_scheduled_runs; such schedules go through the sub-resource.
+  const inline = !want.schedules.some((s) => s.max_scheduled_runs !== undefined);
+  const body = {
+    name: want.name,
+    flow_id: flowId,
+    ...want.fields,
+    paused: want.paused ?? false,
+    schedules: inline ? want.schedules.map((s) => scheduleBody(s)) : [],
+  };
+  const byName = `/deployments/name/${encodeURIComponent(want.flow)}/${
+    encodeURIComponent(want.name)
+  }`;
+  let id: string | undefined;
+  for (let attempt = 1; id === undefined; attempt++) {
+    try {
+      id = (await client.request<{ id: string }>("POST", "/deployments/", body, {
+        resendAfterDrop: false,
+      })).data.id;
+    } catch (error) {
+      if (!(error instanceof ConnectionLost) || attempt >= 3) throw error;
+      const found = await client.request<{ id: string }>("GET", byName, undefined, {
+        accept: [404],
+      });
+      if (found.status === 200) id = found.data.id;
+    }
+  }
+  if (!inline && want.schedules.length) {
+    await applySchedules(client, id, { add: want.schedules, change: [], remove: [] });
+  }
+  return id;
+}
+
 // ─── Report ──────────────────────────────────────────────────────────────────
 
 const useColor = () => !Deno.env.get("NO_COLOR") && Deno.stderr.isTerminal();
@@ -1717,6 +2864,212 @@ async function runValidate(options: Options): Promise<number> {
   return result.valid ? EXIT_OK : EXIT_FAILURE;
 }
 
+function compact(value: unknown): string {
+  const text = value === undefined ? "(none)" : JSON.stringify(value);
+  return text.length > 160 ? `${text.slice(0, 157)}...` : text;
+}
+
+const SYMBOLS: Record<Action, string> = { create: "+", update: "~", delete: "-", noop: " " };
+
+function countActions(items: { action: Action }[]) {
+  const count = (a: Action) => items.filter((i) => i.action === a).length;
+  return {
+    create: count("create"),
+    update: count("update"),
+    delete: count("delete"),
+    unchanged: count("noop"),
+  };
+}
+
+export function planSummary(plan: PlannedDeployment[]): string {
+  const c = countActions(plan);
+  return `Plan: ${c.create} to create, ${c.update} to update, ${c.delete} to delete, ` +
+    `${c.unchanged} unchanged.`;
+}
+
+function renderPlan(plan: PlannedDeployment[]): string[] {
+  const lines: string[] = [];
+  for (const item of plan) {
+    if (item.action === "noop") continue;
+    lines.push(`${SYMBOLS[item.action]} ${item.action.padEnd(6)}  ${item.flow}/${item.name}`);
+    for (const c of item.changes) {
+      lines.push(`      ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
+    }
+    for (const e of item.effects) lines.push(`      ! ${e}`);
+  }
+  if (!lines.length) lines.push("No changes: the server matches the manifests.");
+  lines.push("", planSummary(plan));
+  return lines;
+}
+
+export function applySummary(results: AppliedDeployment[]): string {
+  const count = (o: Outcome) => results.filter((r) => r.result === o).length;
+  const failed = count("failed");
+  return `Apply: ${count("created")} created, ${count("updated")} updated, ${
+    count("deleted")
+  } deleted, ${count("unchanged")} unchanged${failed ? `, ${failed} failed` : ""}.`;
+}
+
+function resultLine(r: AppliedDeployment, width: number): string {
+  const name = `${r.flow}/${r.name}`.padEnd(width);
+  return r.result === "failed"
+    ? `${name}  ${r.id ?? "-"}  failed (${r.action} not applied): ${r.error}`
+    : `${name}  ${r.id}  ${r.result}`;
+}
+
+function syncJson(
+  items: (PlannedDeployment | AppliedDeployment)[],
+  client: PrefectClient,
+  started: number,
+): unknown {
+  const failed = items.filter((i) => (i as AppliedDeployment).result === "failed").length;
+  return {
+    deployments: items.map((i) => ({
+      flow: i.flow,
+      name: i.name,
+      id: i.id,
+      action: i.action,
+      changes: i.changes,
+      effects: i.effects,
+      ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
+    })),
+    summary: {
+      ...countActions(items),
+      ...(items.some((i) => "result" in i) ? { failed } : {}),
+    },
+    requests: { read: client.reads, write: client.writes },
+    duration_ms: Math.round(performance.now() - started),
+  };
+}
+
+// ─── Plan and apply: the commands ────────────────────────────────────────────
+
+/** Hides credentials in everything printed once the client knows them. */
+let redact = (text: string) => text;
+
+const progress = (text: string) => console.error(redact(text));
+
+function reportDiagnostics(diagnostics: Diagnostic[], format: Format) {
+  for (const d of diagnostics) {
+    if (format === "github") console.log(redact(githubAnnotation(d)));
+    else console.error(redact(formatDiagnostic(d)));
+  }
+}
+
+function confirmDeletions(plan: PlannedDeployment[], options: Options) {
+  const doomed = plan.filter((p) => p.action === "delete");
+  if (!doomed.length || options.yes) return;
+  const list = doomed.map((d) => `${d.flow}/${d.name}`).join(", ");
+  if (!Deno.stdin.isTerminal()) {
+    throw new UserError(
+      `--prune would delete ${doomed.length} deployment(s) (${list}); pass --yes to confirm ` +
+        "(there is no terminal to ask).",
+    );
+  }
+  const answer = prompt(`Delete ${doomed.length} deployment(s): ${list}? Type "yes" to confirm:`);
+  if (answer?.trim().toLowerCase() !== "yes") {
+    throw new UserError("Apply cancelled; nothing written.");
+  }
+}
+
+async function runSync(options: Options): Promise<number> {
+  const started = performance.now();
+  const validation = await validate(options);
+  reportDiagnostics(validation.diagnostics, options.format);
+  if (!validation.valid) {
+    progress(summary(validation));
+    return EXIT_FAILURE;
+  }
+  const selected = selectDeployments(validation.deployments, options.flows, options.names);
+  const project = projectName([...new Set(validation.deployments.map((d) => d.file))]);
+  if (options.prune && selected.length === 0) {
+    throw new UserError(
+      `--prune refuses to run when the manifests declare no deployment: it would delete every ` +
+        `deployment of project "${project}".`,
+    );
+  }
+
+  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+  const client = new PrefectClient({ ...settings, onRetry: progress });
+  redact = (text) => client.redact(text);
+  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  progress(
+    `Reading ${client.displayUrl} for ${selected.length} deployment(s) of project "${project}"`,
+  );
+  const state = await readServerState(client, selected, project, options.prune);
+
+  const problems: Diagnostic[] = [];
+  const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
+  for (const want of desired) {
+    const pool = want.fields.work_pool_name;
+    if (typeof pool === "string" && !state.pools.has(pool)) {
+      const path = ["deployments", want.entry.index, "work_pool", "name"];
+      const { line, column } = positionOf(want.entry.file, path);
+      problems.push({
+        severity: "error",
+        file: want.entry.file.path,
+        line,
+        column,
+        path: formatPath(path),
+        code: "missing-work-pool",
+        message: `Work pool "${pool}" does not exist on ${client.displayUrl}. Create it ` +
+          `(prefect work-pool create "${pool}" --type process) or fix the name.`,
+      });
+    }
+  }
+  if (problems.length) {
+    reportDiagnostics(problems, options.format);
+    progress(`Stopped before any change: ${problems.length} error(s).`);
+    return EXIT_FAILURE;
+  }
+
+  const selectedFilter = (d: { flow: string; name: string }) =>
+    selectDeployments([d], options.flows, options.names).length > 0;
+  const plan = planDeployments(
+    desired,
+    state,
+    options.prune
+      ? {
+        project,
+        selected: (d) => {
+          try {
+            return selectedFilter(d);
+          } catch {
+            return false;
+          }
+        },
+      }
+      : null,
+  );
+
+  if (options.command === "plan") {
+    if (options.format === "json") {
+      console.log(redact(JSON.stringify(syncJson(plan, client, started), null, 2)));
+    } else renderPlan(plan).forEach((line) => console.log(redact(line)));
+    const pending = plan.some((p) => p.action !== "noop");
+    return options.detailedExitcode && pending ? EXIT_CHANGES : EXIT_OK;
+  }
+
+  confirmDeletions(plan, options);
+  const width = Math.max(0, ...plan.map((p) => `${p.flow}/${p.name}`.length));
+  const results = await applyPlan(client, plan, state, options.concurrency, (r) => {
+    if (options.format === "text") console.log(redact(resultLine(r, width)));
+    else if (options.format === "github" && r.result === "failed") {
+      console.log(redact(`::error title=apply failed::${r.flow}/${r.name}: ${r.error}`));
+    }
+  });
+  if (options.format === "json") {
+    console.log(redact(JSON.stringify(syncJson(results, client, started), null, 2)));
+  } else {
+    progress(
+      `${client.reads + client.writes} requests (${client.reads} reads, ${client.writes} writes) ` +
+        `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    console.log(applySummary(results));
+  }
+  return results.some((r) => r.result === "failed") ? EXIT_FAILURE : EXIT_OK;
+}
+
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
 export async function main(argv: string[]): Promise<number> {
@@ -1734,12 +3087,18 @@ export async function main(argv: string[]): Promise<number> {
         return EXIT_OK;
       case "validate":
         return await runValidate(options);
+      case "plan":
+      case "apply":
+        return await runSync(options);
     }
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(`error: ${error.message}\nRun "deploy --help" for usage.`);
-    } else if (error instanceof UserError) {
-      console.error(`error: ${error.message}`);
+    } else if (
+      error instanceof UserError || error instanceof PrefectApiError ||
+      error instanceof SettingsError
+    ) {
+      console.error(redact(`error: ${error.message}`));
     } else if (error instanceof Deno.errors.NotCapable) {
       console.error(
         `error: ${

@@ -5,7 +5,7 @@
  * Every figure is the median of several warm runs of the real CLI, as users run it, plus the
  * in-process cost of `validate()` alone. Prints a Markdown table for BENCHMARKS.md.
  */
-import { validate } from "../deploy.ts";
+import { defaultOptions, validate } from "../deploy.ts";
 
 const FILES = 100;
 const PER_FILE = 10;
@@ -80,14 +80,7 @@ try {
   Deno.chdir(project);
   for (let i = 0; i < RUNS + 1; i++) {
     const start = performance.now();
-    const result = await validate({
-      command: "validate",
-      helpTopic: "validate",
-      paths: ["prefect"],
-      strict: true,
-      codeChecks: true,
-      format: "text",
-    });
+    const result = await validate({ ...defaultOptions(), command: "validate", strict: true });
     if (!result.valid || result.deployments.length !== FILES * PER_FILE) {
       throw new Error(`expected ${FILES * PER_FILE} valid deployments`);
     }

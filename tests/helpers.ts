@@ -1,19 +1,11 @@
 /** Shared test helpers: option defaults, temporary projects, and running the CLI. */
-import type { Options } from "../deploy.ts";
+import { defaultOptions, type Options } from "../deploy.ts";
 
 export const REPO_ROOT = new URL("../", import.meta.url).pathname;
 export const DEPLOY_TS = new URL("../deploy.ts", import.meta.url).pathname;
 
 export function validateOptions(overrides: Partial<Options> = {}): Options {
-  return {
-    command: "validate",
-    helpTopic: "validate",
-    paths: ["prefect"],
-    strict: false,
-    codeChecks: true,
-    format: "text",
-    ...overrides,
-  };
+  return { ...defaultOptions(), command: "validate", helpTopic: "validate", ...overrides };
 }
 
 export interface CliResult {
@@ -52,4 +44,61 @@ export async function tempProject(files: Record<string, string | Uint8Array>) {
     else await Deno.writeFile(path, content);
   }
   return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
+/**
+ * Runs deploy.ts with the permissions of `deno task deploy`, against the given API. Only the
+ * variables passed in `env` (plus PATH) are visible, so the caller's Prefect settings never leak.
+ */
+export async function runDeploy(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; stdin?: string },
+): Promise<CliResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--frozen",
+      "--cached-only",
+      "--allow-read",
+      "--allow-env",
+      "--allow-net",
+      DEPLOY_TS,
+      ...args,
+    ],
+    cwd: options.cwd,
+    env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", ...options.env },
+    clearEnv: true,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const output = await child.output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+/** A tiny client for asserting on the server's state directly. */
+export function api(apiUrl: string) {
+  return async <T = unknown>(method: string, path: string, body?: unknown): Promise<T> => {
+    for (let attempt = 1;; attempt++) {
+      const response = await fetch(apiUrl + path, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      // SQLite-backed servers answer 503 when the database is busy; Prefect's client retries.
+      if (response.status === 503 && attempt < 10) {
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        continue;
+      }
+      if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+      return (text ? JSON.parse(text) : null) as T;
+    }
+  };
 }

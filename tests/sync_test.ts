@@ -1,0 +1,347 @@
+/**
+ * plan and apply against a real Prefect server: creation, zero-write idempotency, field-level
+ * updates that keep schedule IDs and other deployments' runs, ownership and prune, selection,
+ * templating, pre-flight errors. One server for the whole file; steps share its state in order.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { api, type CliResult, runDeploy, tempProject } from "./helpers.ts";
+import { startPrefectServer } from "./prefect_server.ts";
+import { startFaultProxy } from "./fault_proxy.ts";
+
+const FLOWS = `from prefect import flow
+
+
+@flow
+def etl(limit: int = 1, mode: str = "full"):
+    return limit
+
+
+@flow(name="report")
+def make_report(day: str = "today"):
+    return day
+`;
+
+const ALPHA = `name: alpha
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:etl
+    flow_name: etl
+    tags: [team-data]
+    parameters: {limit: 10}
+    work_pool: {name: pool-a}
+    schedules:
+      - slug: nightly
+        cron: "0 3 * * *"
+        timezone: UTC
+        active: true
+  - name: hourly
+    entrypoint: flows/etl.py:etl
+    flow_name: etl
+    parameters: {limit: 1, mode: "{{ $ETL_MODE }}"}
+    work_pool: {name: pool-a}
+    schedules:
+      - interval: 3600
+        anchor_date: "2026-01-01T00:00:00Z"
+        timezone: UTC
+        active: true
+`;
+
+const REPORT = `name: alpha
+deployments:
+  - name: daily
+    entrypoint: flows/etl.py:make_report
+    flow_name: report
+    parameters: {day: "{{ prefect.variables.report_day }}"}
+    work_pool: {name: pool-a}
+    schedules:
+      - cron: "0 7 * * *"
+        timezone: Europe/Berlin
+`;
+
+interface ServerDeployment {
+  id: string;
+  name: string;
+  tags: string[];
+  paused: boolean;
+  parameters: Record<string, unknown>;
+  schedules: {
+    id: string;
+    slug: string | null;
+    active: boolean;
+    schedule: Record<string, unknown>;
+  }[];
+}
+
+interface SyncJson {
+  deployments: {
+    flow: string;
+    name: string;
+    id: string | null;
+    action: string;
+    changes: { field: string; before: unknown; after: unknown }[];
+    effects: string[];
+    result?: string;
+  }[];
+  summary: Record<string, number>;
+  requests: { read: number; write: number };
+}
+
+Deno.test("plan and apply against a real Prefect server", async (t) => {
+  await using server = await startPrefectServer();
+  const call = api(server.apiUrl);
+  await call("POST", "/work_pools/", { name: "pool-a", type: "process" });
+  await call("POST", "/variables/", { name: "report_day", value: "monday" });
+  await using project = await tempProject({
+    "flows/etl.py": FLOWS,
+    "prefect/alpha.yaml": ALPHA,
+    "prefect/report.yaml": REPORT,
+  });
+  const env = { PREFECT_API_URL: server.apiUrl, ETL_MODE: "incremental" };
+  const deploy = (args: string[], extra: Record<string, string> = {}) =>
+    runDeploy(args, { cwd: project.dir, env: { ...env, ...extra } });
+  const json = (result: CliResult): SyncJson => {
+    try {
+      return JSON.parse(result.stdout);
+    } catch {
+      throw new Error(`not JSON (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
+    }
+  };
+  const byName = (flow: string, name: string) =>
+    call<ServerDeployment>("GET", `/deployments/name/${flow}/${name}`);
+  const scheduledRuns = async (deploymentId: string) =>
+    (await call<{ id: string }[]>("POST", "/flow_runs/filter", {
+      deployments: { id: { any_: [deploymentId] } },
+      flow_runs: { state: { type: { any_: ["SCHEDULED"] } } },
+    })).map((r) => r.id).sort();
+
+  await t.step("plan against an empty server lists three creates", async () => {
+    const result = await deploy(["plan", "--detailed-exitcode"]);
+    assertEquals(result.code, 2, result.stderr);
+    assertStringIncludes(result.stdout, "+ create  etl/nightly");
+    assertStringIncludes(result.stdout, "+ create  report/daily");
+    assertStringIncludes(
+      result.stdout,
+      "Plan: 3 to create, 0 to update, 0 to delete, 0 unchanged.",
+    );
+  });
+
+  const ids: Record<string, string> = {};
+  await t.step("apply creates them and prints the server's IDs", async () => {
+    const result = await deploy(["apply"]);
+    assertEquals(result.code, 0, result.stderr);
+    const lines = result.stdout.trim().split("\n");
+    assertEquals(lines.at(-1), "Apply: 3 created, 0 updated, 0 deleted, 0 unchanged.");
+    for (const line of lines.slice(0, -1)) {
+      const [key, id, outcome] = line.trim().split(/\s+/);
+      assertEquals(outcome, "created");
+      ids[key] = id;
+    }
+    assertEquals(Object.keys(ids).sort(), ["etl/hourly", "etl/nightly", "report/daily"]);
+    const nightly = await byName("etl", "nightly");
+    assertEquals(nightly.id, ids["etl/nightly"]);
+    assertEquals(nightly.tags.sort(), ["managed-by:deploy.ts/alpha", "team-data"]);
+    assertEquals(nightly.schedules.map((s) => s.slug), ["nightly"]);
+    const hourly = await byName("etl", "hourly");
+    assertEquals(hourly.parameters, { limit: 1, mode: "incremental" });
+    assertEquals(hourly.schedules.map((s) => s.slug), ["schedule-1"]);
+    const daily = await byName("report", "daily");
+    assertEquals(daily.parameters, { day: "monday" });
+  });
+
+  await t.step("a second apply makes zero writes and plan exits 0", async () => {
+    const before = await byName("etl", "nightly");
+    const applied = json(await deploy(["apply", "--format", "json"]));
+    assertEquals(applied.requests.write, 0);
+    assertEquals(applied.summary, { create: 0, update: 0, delete: 0, unchanged: 3, failed: 0 });
+    assert(applied.requests.read <= 6, `reads: ${applied.requests.read}`);
+    const plan = await deploy(["plan", "--detailed-exitcode"]);
+    assertEquals(plan.code, 0, plan.stdout + plan.stderr);
+    assertStringIncludes(plan.stdout, "No changes");
+    const after = await byName("etl", "nightly");
+    assertEquals(after.schedules.map((s) => s.id), before.schedules.map((s) => s.id));
+  });
+
+  await t.step("a no-op apply is proven write-free through a recording proxy", async () => {
+    await using proxy = startFaultProxy(server.apiUrl);
+    const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
+    assertEquals(result.code, 0, result.stderr);
+    assertEquals(proxy.writes().length, 0);
+    assert(proxy.requests.length <= 6, `${proxy.requests.length} requests`);
+  });
+
+  await t.step("changing a cron changes exactly that schedule and keeps its ID", async () => {
+    const before = await byName("etl", "nightly");
+    await Deno.writeTextFile(
+      `${project.dir}/prefect/alpha.yaml`,
+      ALPHA.replace('cron: "0 3 * * *"', 'cron: "30 3 * * *"'),
+    );
+    const plan = json(await deploy(["plan", "--format", "json"]));
+    const changed = plan.deployments.filter((d) => d.action !== "noop");
+    assertEquals(changed.map((d) => `${d.flow}/${d.name}`), ["etl/nightly"]);
+    assertEquals(changed[0].changes.map((c) => c.field), ["schedules[nightly].schedule"]);
+    assertEquals((changed[0].changes[0].after as { cron: string }).cron, "30 3 * * *");
+    await using proxy = startFaultProxy(server.apiUrl);
+    const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
+    assertEquals(result.code, 0, result.stderr);
+    assertEquals(proxy.writes().map((w) => `${w.method} ${w.path}`), [
+      `PATCH /deployments/${before.id}/schedules/${before.schedules[0].id}`,
+    ]);
+    const after = await byName("etl", "nightly");
+    assertEquals(after.schedules[0].id, before.schedules[0].id);
+    assertEquals(after.schedules[0].schedule.cron, "30 3 * * *");
+  });
+
+  await t.step("changing one parameter PATCHes only parameters", async () => {
+    await Deno.writeTextFile(
+      `${project.dir}/prefect/alpha.yaml`,
+      ALPHA.replace('cron: "0 3 * * *"', 'cron: "30 3 * * *"').replace(
+        "{limit: 10}",
+        "{limit: 20}",
+      ),
+    );
+    await using proxy = startFaultProxy(server.apiUrl);
+    const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
+    assertEquals(result.code, 0, result.stderr);
+    assertMatch(result.stdout, /etl\/nightly\s+\S+\s+updated/);
+    const writes = proxy.writes();
+    assertEquals(writes.map((w) => `${w.method} ${w.path}`), [
+      `PATCH /deployments/${ids["etl/nightly"]}`,
+    ]);
+    assertEquals(writes[0].body, { parameters: { limit: 20 } });
+  });
+
+  await t.step("updating deployment A keeps deployment B's scheduled runs", async () => {
+    const nightly = ids["etl/nightly"];
+    const hourly = ids["etl/hourly"];
+    await call("POST", `/deployments/${nightly}/schedule`, {});
+    await call("POST", `/deployments/${hourly}/schedule`, {});
+    const runsA = await scheduledRuns(nightly);
+    const runsB = await scheduledRuns(hourly);
+    assert(runsA.length > 0 && runsB.length > 0, "the scheduler endpoint made runs");
+    await Deno.writeTextFile(
+      `${project.dir}/prefect/alpha.yaml`,
+      ALPHA.replace('cron: "0 3 * * *"', 'cron: "30 3 * * *"').replace(
+        "{limit: 10}",
+        "{limit: 30}",
+      ),
+    );
+    const result = await deploy(["apply"]);
+    assertEquals(result.code, 0, result.stderr);
+    assertEquals(await scheduledRuns(hourly), runsB);
+    // Prefect's side effect the plan warns about, confirmed: A's future runs went.
+    assertEquals(await scheduledRuns(nightly), []);
+  });
+
+  await t.step("paused and an unstated schedule `active` are left as the UI set them", async () => {
+    const daily = await byName("report", "daily");
+    await call("PATCH", `/deployments/${daily.id}`, { paused: true });
+    await call("PATCH", `/deployments/${daily.id}/schedules/${daily.schedules[0].id}`, {
+      active: false,
+      parameters: {},
+    });
+    const plan = await deploy(["plan", "--detailed-exitcode"]);
+    assertEquals(plan.code, 0, plan.stdout);
+    // Stated values win: nightly says `active: true`.
+    const nightly = await byName("etl", "nightly");
+    await call("PATCH", `/deployments/${nightly.id}/schedules/${nightly.schedules[0].id}`, {
+      active: false,
+      parameters: {},
+    });
+    const changed = json(await deploy(["plan", "--format", "json"])).deployments
+      .filter((d) => d.action === "update");
+    assertEquals(changed.map((d) => d.changes.map((c) => c.field)), [[
+      "schedules[nightly].active",
+    ]]);
+    assertEquals((await deploy(["apply"])).code, 0);
+    assertEquals((await byName("etl", "nightly")).schedules[0].active, true);
+    assertEquals((await byName("report", "daily")).paused, true);
+  });
+
+  await t.step("--flow and -n select deployments; a pattern matching nothing fails", async () => {
+    const byFlow = json(await deploy(["plan", "--flow", "report", "--format", "json"]));
+    assertEquals(byFlow.deployments.map((d) => d.name), ["daily"]);
+    const byName = json(await deploy(["plan", "-n", "etl/night*", "--format", "json"]));
+    assertEquals(byName.deployments.map((d) => d.name), ["nightly"]);
+    const none = await deploy(["plan", "-n", "nope"]);
+    assertEquals(none.code, 1);
+    assertStringIncludes(none.stderr, 'No deployment in the manifests matches --name "nope".');
+  });
+
+  await t.step(
+    "a missing environment variable, Prefect variable or work pool stops apply before any write",
+    async () => {
+      await Deno.writeTextFile(
+        `${project.dir}/prefect/report.yaml`,
+        REPORT.replace("report_day", "missing_day").replace("pool-a", "pool-z"),
+      );
+      await using proxy = startFaultProxy(server.apiUrl);
+      const result = await runDeploy(["apply"], {
+        cwd: project.dir,
+        env: { PREFECT_API_URL: proxy.apiUrl },
+      });
+      assertEquals(result.code, 1);
+      assertEquals(proxy.writes().length, 0);
+      assertMatch(
+        result.stderr,
+        /prefect\/alpha\.yaml:\d+:\d+: error: Environment variable "ETL_MODE" is not set/,
+      );
+      assertMatch(
+        result.stderr,
+        /prefect\/report\.yaml:6:\d+: error: Prefect variable "missing_day" does not exist/,
+      );
+      assertMatch(
+        result.stderr,
+        /prefect\/report\.yaml:7:\d+: error: Work pool "pool-z" does not exist/,
+      );
+      assertEquals(result.stdout, "");
+      await Deno.writeTextFile(`${project.dir}/prefect/report.yaml`, REPORT);
+    },
+  );
+
+  await t.step("another project's deployments are never touched by --prune", async () => {
+    await using other = await tempProject({
+      "flows/etl.py": FLOWS,
+      "prefect/other.yaml": `name: beta
+deployments:
+  - name: weekly
+    entrypoint: flows/etl.py:etl
+    work_pool: {name: pool-a}
+`,
+    });
+    const result = await runDeploy(["apply"], { cwd: other.dir, env });
+    assertEquals(result.code, 0, result.stderr);
+  });
+
+  await t.step(
+    "--prune needs --yes without a terminal and deletes only this project's leftovers",
+    async () => {
+      await Deno.remove(`${project.dir}/prefect/report.yaml`);
+      const plan = await deploy(["plan", "--prune"]);
+      assertStringIncludes(plan.stdout, "- delete  report/daily");
+      assertStringIncludes(
+        plan.stdout,
+        "Plan: 0 to create, 0 to update, 1 to delete, 2 unchanged.",
+      );
+      const refused = await deploy(["apply", "--prune"]);
+      assertEquals(refused.code, 1);
+      assertStringIncludes(refused.stderr, "pass --yes to confirm");
+      await byName("report", "daily"); // still there
+      const pruned = await deploy(["apply", "--prune", "--yes"]);
+      assertEquals(pruned.code, 0, pruned.stderr);
+      assertMatch(pruned.stdout, /report\/daily\s+\S+\s+deleted/);
+      const left = await call<{ name: string }[]>("POST", "/deployments/filter", {});
+      assertEquals(left.map((d) => d.name).sort(), ["hourly", "nightly", "weekly"]);
+    },
+  );
+
+  await t.step("--prune refuses when the manifests declare no deployment", async () => {
+    await using empty = await tempProject({
+      "prefect/none.yaml": "name: alpha\ndeployments: []\n",
+    });
+    const result = await runDeploy(["apply", "--prune", "--yes"], { cwd: empty.dir, env });
+    assertEquals(result.code, 1);
+    assertStringIncludes(result.stderr, "--prune refuses to run");
+    const left = await call<unknown[]>("POST", "/deployments/filter", {});
+    assertEquals(left.length, 3);
+  });
+});
