@@ -270,7 +270,8 @@ export class PrefectClient {
     let csrfRefreshed = false;
     for (let attempt = 0;; attempt++) {
       const headers = this.#headers(body !== undefined);
-      if (isWrite) Object.assign(headers, await this.#csrfHeaders());
+      // The CSRF middleware guards every method but GET, the filter reads included.
+      if (method !== "GET") Object.assign(headers, await this.#csrfHeaders());
       let response: Response;
       let text: string;
       if (isWrite) this.writes++;
@@ -309,7 +310,7 @@ export class PrefectClient {
       }
       const status = response.status;
       if (
-        status === 403 && isWrite && !csrfRefreshed && text.includes("Invalid CSRF token")
+        status === 403 && method !== "GET" && !csrfRefreshed && text.includes("Invalid CSRF token")
       ) {
         this.#csrf = undefined;
         csrfRefreshed = true;
@@ -391,7 +392,9 @@ export class PrefectClient {
         `The Prefect API at ${this.displayUrl} refused the credentials (401 on ${where}). ` +
         "Check PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (self-hosted).";
     } else if (status === 403 && !path.startsWith("/csrf")) {
-      message = `The Prefect API refused ${where} (403): ${detail || "forbidden"}.`;
+      message = `The Prefect API refused ${where} (403): ${
+        detail.replace(/\.$/, "") || "forbidden"
+      }.`;
     } else {
       message = `${where} failed: ${status}${detail ? ` ${detail}` : ""}`;
     }

@@ -11,6 +11,8 @@ export interface RecordedRequest {
   headers: Headers;
   body: unknown;
   status: number;
+  /** performance.now() when the request arrived. */
+  at: number;
 }
 
 export interface FaultRule {
@@ -76,6 +78,7 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
       headers: request.headers,
       body,
       status: 0,
+      at: performance.now(),
     };
     proxy.requests.push(record);
     if (
@@ -116,9 +119,13 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
           controller.error(new Error("connection dropped by the fault proxy"));
         },
       });
+      // A promised length the body never reaches; 204 cannot carry a body, so it becomes 200.
       return new Response(broken, {
-        status: response.status,
-        headers: { "content-type": "application/json", "content-length": `${payload.length}` },
+        status: response.status === 204 ? 200 : response.status,
+        headers: {
+          "content-type": "application/json",
+          "content-length": `${Math.max(payload.length, 2)}`,
+        },
       });
     }
     const responseHeaders = new Headers(response.headers);

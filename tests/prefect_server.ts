@@ -131,6 +131,8 @@ export async function startPrefectServer(options: ServerOptions = {}): Promise<P
     PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED: "false",
     PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: "false",
     PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED: "false",
+    // Events are not needed here, and their writes compete for SQLite's lock (503s).
+    PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: "false",
     ...options.env,
   };
   const child = new Deno.Command(`${bin}/prefect`, {
