@@ -6,7 +6,7 @@
  * The Prefect API client lives in lib/prefect_client.ts.
  * Run `deno task deploy --help`.
  */
-import process from "node:process";
+import "./lib/npm_env.ts";
 import { parseArgs } from "node:util";
 import {
   type Document,
@@ -30,14 +30,15 @@ import {
   SettingsError,
   settingsFromEnvironment,
 } from "./lib/prefect_client.ts";
+import {
+  findFlow,
+  type FlowLookup,
+  parsePythonModule,
+  type PythonModule,
+} from "./lib/python_source.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
-
-// The yaml parser reads process.env.LOG_TOKENS and LOG_STREAM (its debug switches) for every
-// token. Under Deno each read is a permission-checked call: 40% of validation time, and two
-// more --allow-env names. No npm dependency needs the environment, so they get an empty one.
-Object.defineProperty(process, "env", { value: {}, configurable: true });
 
 // ─── Errors and exit codes ───────────────────────────────────────────────────
 
@@ -1257,7 +1258,7 @@ class ManifestChecker {
     private file: ManifestFile,
     private options: Options,
     private report: (d: Diagnostic) => void,
-    private sources: Map<string, string | undefined>,
+    private sources: FlowSources,
   ) {}
 
   private problem(
@@ -1297,8 +1298,7 @@ class ManifestChecker {
     top: { build: StepScope; push?: StepScope; pull: StepScope },
   ): DeploymentEntry {
     const here: PathSegment[] = ["deployments", index];
-    const target = parseEntrypoint(d.entrypoint);
-    const flow = d.flow_name ?? flowNameFromFunction(target.object);
+    const flow = this.sources.flowName(d.entrypoint, d.flow_name);
 
     // Deployment-level steps replace the top-level ones.
     const build = d.build !== undefined && d.build !== null
@@ -1364,7 +1364,7 @@ class ManifestChecker {
       );
     }
 
-    this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"]);
+    this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"], Boolean(d.flow_name));
 
     const scope = mergeScopes(build, push ?? emptyScope());
     for (const key of Object.keys(d) as (keyof Deployment)[]) {
@@ -1467,12 +1467,11 @@ class ManifestChecker {
     }
   }
 
-  private checkEntrypoint(entrypoint: string, path: PathSegment[]) {
+  private checkEntrypoint(entrypoint: string, path: PathSegment[], flowNameGiven: boolean) {
     if (!this.options.codeChecks || hasPlaceholder(entrypoint)) return;
     const { file, module, object } = parseEntrypoint(entrypoint);
-    const candidates = file ? [file] : moduleFileCandidates(module!);
-    const found = candidates.find((c) => readSmallText(c, this.sources) !== undefined);
-    if (found === undefined) {
+    const found = this.sources.entrypoint(entrypoint);
+    if (found.kind === "no-file") {
       if (file) {
         this.problem(
           path,
@@ -1484,23 +1483,55 @@ class ManifestChecker {
           path,
           "entrypoint-not-found",
           `Module "${module}" is not in this project (looked for ${
-            candidates.join(", ")
+            found.candidates.join(", ")
           }); it must be installed where the flow runs.`,
           "warning",
         );
       }
       return;
     }
+    if (found.kind === "unreadable") {
+      this.problem(
+        path,
+        "flow-source-unreadable",
+        `Flow file "${found.file}" was not read: ${found.reason}.`,
+        "warning",
+      );
+      return;
+    }
+    const syntax = found.module.syntaxError;
+    if (syntax) {
+      this.problem(
+        path,
+        "python-syntax",
+        `Flow file "${found.file}" has a Python syntax error at line ${syntax.line}, column ${syntax.column}; Prefect could not import it.`,
+      );
+      return;
+    }
     const name = object.split(".")[0];
-    if (
-      !new RegExp(`^(?:async[ \\t]+)?(?:def|class)[ \\t]+${name}[ \\t]*[(:]`, "m").test(
-        readSmallText(found, this.sources)!,
-      )
-    ) {
+    const lookup = found.lookup;
+    if (lookup.kind === "missing") {
+      const near = didYouMean(name, [...found.module.functions.keys()]);
+      if (found.module.classes.has(name) || object.includes(".")) return;
       this.problem(
         path,
         "flow-not-found",
-        `Function "${name}" is not defined at the top level of "${found}".`,
+        `Function "${name}" is not defined at the top level of "${found.file}".${
+          near ? ` Did you mean "${near}"?` : ""
+        }`,
+      );
+    } else if (lookup.kind === "not-a-flow") {
+      this.problem(
+        path,
+        "not-a-flow",
+        `Function "${name}" in "${found.file}" (line ${lookup.fn.line}) is not decorated with @flow; Prefect can only deploy flows.`,
+      );
+    } else if (lookup.kind === "dynamic-name" && !flowNameGiven) {
+      this.problem(
+        path,
+        "dynamic-flow-name",
+        `The flow name of "${name}" is computed when "${found.file}" is imported, so it cannot be read from the source; set \`flow_name\` in the manifest.`,
+        "warning",
       );
     }
   }
@@ -1663,24 +1694,72 @@ function moduleFileCandidates(module: string): string[] {
 /** Flow files larger than this are not read by the offline checks. */
 const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 
-/** Reads a flow source once per validation run; many deployments share one flow file. */
-function readSmallText(
-  path: string,
-  sourceCache: Map<string, string | undefined>,
-): string | undefined {
-  if (!sourceCache.has(path)) {
-    try {
-      sourceCache.set(
-        path,
-        Deno.statSync(path).size > MAX_SOURCE_BYTES
-          ? ""
-          : new TextDecoder().decode(Deno.readFileSync(path)),
-      );
-    } catch {
-      sourceCache.set(path, undefined);
-    }
+/** What an entrypoint leads to in the project's Python source. */
+export type EntrypointSource =
+  | { kind: "found"; file: string; module: PythonModule; lookup: FlowLookup }
+  | { kind: "no-file"; candidates: string[] }
+  | { kind: "unreadable"; file: string; reason: string };
+
+/** Reads and parses each flow file once per run; many deployments share one file. */
+export class FlowSources {
+  #modules = new Map<string, PythonModule | string | undefined>();
+
+  /** The parsed module, a reason it cannot be read, or undefined when there is no such file. */
+  module(path: string): PythonModule | string | undefined {
+    if (!this.#modules.has(path)) this.#modules.set(path, this.#read(path));
+    return this.#modules.get(path);
   }
-  return sourceCache.get(path);
+
+  #read(path: string): PythonModule | string | undefined {
+    let bytes: Uint8Array;
+    try {
+      if (!Deno.statSync(path).isFile) return undefined;
+      if (Deno.statSync(path).size > MAX_SOURCE_BYTES) {
+        return `it is larger than ${MAX_SOURCE_BYTES / 1024 / 1024} MB`;
+      }
+      bytes = Deno.readFileSync(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+    if (bytes.includes(0)) return "it is not a text file";
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      return "it is not UTF-8 text";
+    }
+    return parsePythonModule(text);
+  }
+
+  entrypoint(entrypoint: string): EntrypointSource {
+    const { file, module, object } = parseEntrypoint(entrypoint);
+    const candidates = file ? [file] : moduleFileCandidates(module!);
+    for (const candidate of candidates) {
+      const parsed = this.module(candidate);
+      if (parsed === undefined) continue;
+      if (typeof parsed === "string") {
+        return { kind: "unreadable", file: candidate, reason: parsed };
+      }
+      return {
+        kind: "found",
+        file: candidate,
+        module: parsed,
+        lookup: findFlow(parsed, object.split(".")[0]),
+      };
+    }
+    return { kind: "no-file", candidates };
+  }
+
+  /** The flow name Prefect would register: `flow_name`, else read from the source. */
+  flowName(entrypoint: string, flowName?: string | null): string {
+    if (flowName) return flowName;
+    if (!hasPlaceholder(entrypoint)) {
+      const found = this.entrypoint(entrypoint);
+      if (found.kind === "found" && found.lookup.kind === "flow") return found.lookup.flowName;
+    }
+    return flowNameFromFunction(parseEntrypoint(entrypoint).object);
+  }
 }
 
 // ─── Validate: everything ────────────────────────────────────────────────────
@@ -1698,7 +1777,7 @@ export async function validate(options: Options): Promise<ValidationResult> {
   const paths = await discoverManifests(options.paths, report);
   const deployments: DeploymentEntry[] = [];
   const loaded: ManifestFile[] = [];
-  const sources = new Map<string, string | undefined>();
+  const sources = new FlowSources();
   for (const path of paths) {
     const file = await loadManifest(path, report);
     if (file.data === undefined) continue;
@@ -1721,7 +1800,7 @@ export async function validate(options: Options): Promise<ValidationResult> {
       deployments.push(...new ManifestChecker(file, options, report, sources).check(checkable));
     }
   }
-  reportDuplicateDeployments(loaded, report);
+  reportDuplicateDeployments(loaded, report, sources);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
   diagnostics.sort((a, b) =>
     a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column
@@ -1738,7 +1817,11 @@ export async function validate(options: Options): Promise<ValidationResult> {
  * Deployment names are unique per flow across all files. Checked on the raw data, so two
  * deployments with other mistakes still learn that they collide.
  */
-function reportDuplicateDeployments(files: ManifestFile[], report: (d: Diagnostic) => void) {
+function reportDuplicateDeployments(
+  files: ManifestFile[],
+  report: (d: Diagnostic) => void,
+  sources: FlowSources,
+) {
   const seen = new Map<string, string>();
   for (const file of files) {
     const list = (file.data as { deployments?: unknown } | null)?.deployments;
@@ -1746,9 +1829,10 @@ function reportDuplicateDeployments(files: ManifestFile[], report: (d: Diagnosti
     list.forEach((item, index) => {
       const d = item as Record<string, unknown> | null;
       if (typeof d?.name !== "string" || typeof d.entrypoint !== "string") return;
-      const flow = typeof d.flow_name === "string"
-        ? d.flow_name
-        : flowNameFromFunction(parseEntrypoint(d.entrypoint).object);
+      const flow = sources.flowName(
+        d.entrypoint,
+        typeof d.flow_name === "string" ? d.flow_name : undefined,
+      );
       const key = `${flow}/${d.name}`;
       const path = ["deployments", index, "name"];
       const { line, column } = positionOf(file, path);
