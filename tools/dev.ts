@@ -1,0 +1,86 @@
+/**
+ * `deno task dev`: a throwaway local Prefect server (UI on), this repository's manifests
+ * applied to it, and the server kept running until Ctrl-C. The work pools the manifests name
+ * are created as process pools, as a developer would by hand.
+ */
+import { defaultOptions, validate } from "../deploy.ts";
+import { freePort, startPrefectServer } from "../tests/prefect_server.ts";
+
+const REPO_ROOT = new URL("../", import.meta.url).pathname;
+Deno.chdir(REPO_ROOT);
+
+const manifests = await validate({ ...defaultOptions(), command: "validate", strict: true });
+const pools = [
+  ...new Set(
+    manifests.deployments.map((d) => d.spec.work_pool?.name).filter((n): n is string => !!n),
+  ),
+];
+
+const preferred = Number(Deno.env.get("DEPLOY_DEV_PORT") ?? 4200);
+const port = isFree(preferred) ? preferred : freePort();
+console.error(`Starting a Prefect server on 127.0.0.1:${port} (first run installs Prefect)…`);
+const server = await startPrefectServer({ ui: true, scheduler: true, port });
+
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  console.error("\nStopping the Prefect server…");
+  await server.stop();
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);
+
+for (const pool of pools) {
+  const response = await fetch(`${server.apiUrl}/work_pools/`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: pool, type: "process" }),
+  });
+  await response.body?.cancel();
+  if (!response.ok && response.status !== 409) {
+    console.error(`Could not create work pool "${pool}": ${response.status}`);
+  }
+}
+
+const apply = await new Deno.Command(Deno.execPath(), {
+  args: [
+    "run",
+    "--frozen",
+    "--allow-read",
+    "--allow-env",
+    "--allow-net",
+    "deploy.ts",
+    "apply",
+    "--strict",
+  ],
+  env: { PREFECT_API_URL: server.apiUrl },
+  stdout: "inherit",
+  stderr: "inherit",
+}).output();
+
+console.log(`
+Prefect UI:   ${server.uiUrl}
+Prefect API:  ${server.apiUrl}
+
+In another terminal:
+  export PREFECT_API_URL=${server.apiUrl}
+  tools/deno task deploy plan          # after editing prefect/*.yaml
+  tools/deno task deploy apply
+  ${server.bin}/prefect worker start --pool ${pools[0] ?? "<pool>"} --type process
+
+Press Ctrl-C to stop the server (its database is thrown away).`);
+if (!apply.success) console.error("\nThe apply failed; the server keeps running so you can look.");
+
+await new Promise(() => {});
+
+function isFree(port: number): boolean {
+  try {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port });
+    listener.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
