@@ -2740,13 +2740,15 @@ export interface AppliedDeployment extends PlannedDeployment {
   error?: string;
 }
 
-/** Runs tasks with at most `limit` in flight. */
-async function inPool(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+/** Runs tasks with at most `limit()` in flight; a lowered limit retires workers as they finish. */
+async function inPool(tasks: (() => Promise<void>)[], limit: () => number): Promise<void> {
   let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) await tasks[next++]();
+  const worker = async (index: number) => {
+    while (next < tasks.length && index < limit()) await tasks[next++]();
   };
-  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  await Promise.all(
+    Array.from({ length: Math.min(limit(), tasks.length) }, (_, index) => worker(index)),
+  );
 }
 
 /**
@@ -2790,7 +2792,9 @@ export async function applyPlan(
       results[index] = result;
       onDone(result);
     }),
-    concurrency,
+    // A busy server (SQLite answers 503 to concurrent writers) gets half the parallel writes
+    // per complaint: retrying eight writers at once only wastes the backoff.
+    () => Math.max(1, Math.floor(concurrency / 2 ** client.overloaded)),
   );
   return results;
 }
@@ -3056,6 +3060,56 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
   }
 }
 
+/** Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent. */
+function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
+  const found: Diagnostic[] = [];
+  const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) => {
+    const { line, column } = positionOf(entry.file, path, "key");
+    found.push({
+      severity: "warning",
+      file: entry.file.path,
+      line,
+      column,
+      path: formatPath(path),
+      code,
+      message,
+    });
+  };
+  const files = new Set<ManifestFile>();
+  for (const entry of entries) {
+    const here = ["deployments", entry.index];
+    if (entry.spec.triggers?.length) {
+      warn(
+        entry,
+        [...here, "triggers"],
+        "triggers-not-synced",
+        "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
+      );
+    }
+    for (const key of ["build", "push"] as const) {
+      if (entry.spec[key]?.length) {
+        warn(
+          entry,
+          [...here, key],
+          "steps-not-run",
+          `deploy.ts does not run \`${key}\` steps; build and push images before apply.`,
+        );
+      }
+    }
+    const top = entry.file.data as DeployTsManifest;
+    if (!files.has(entry.file) && (top.build?.length || top.push?.length)) {
+      files.add(entry.file);
+      warn(
+        entry,
+        [top.build?.length ? "build" : "push"],
+        "steps-not-run",
+        "deploy.ts does not run `build` or `push` steps; build and push images before apply.",
+      );
+    }
+  }
+  return found;
+}
+
 async function runSync(options: Options): Promise<number> {
   const started = performance.now();
   const validation = await validate(options);
@@ -3082,6 +3136,7 @@ async function runSync(options: Options): Promise<number> {
   );
   const state = await readServerState(client, selected, project, options.prune);
 
+  reportDiagnostics(notSynced(selected), options.format);
   const problems: Diagnostic[] = [];
   const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
   for (const want of desired) {

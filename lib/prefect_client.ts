@@ -132,6 +132,8 @@ export class PrefectClient {
   readonly apiUrl: string;
   reads = 0;
   writes = 0;
+  /** How often the server said it was busy (429, 503): callers lower their concurrency. */
+  overloaded = 0;
   readonly #settings: ClientSettings;
   readonly #secrets: string[];
   #connected = false;
@@ -317,6 +319,7 @@ export class PrefectClient {
         attempt--;
         continue;
       }
+      if (status === 429 || status === 503) this.overloaded++;
       if (retryStatuses.includes(status) && attempt < maxRetries) {
         const delay = this.#backoff(attempt, response.headers.get("retry-after"));
         this.#settings.onRetry?.(
