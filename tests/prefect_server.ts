@@ -51,7 +51,21 @@ export async function ensurePrefect(): Promise<string> {
   if (!hasVenv) {
     log(`installing Prefect ${PREFECT_VERSION} into ${VENV_DIR} (once; about a minute)`);
     await Deno.mkdir(`${REPO_ROOT}.venv`, { recursive: true });
-    await run(python, ["-m", "venv", VENV_DIR], `${python} -m venv`);
+    try {
+      await run(python, ["-m", "venv", VENV_DIR], `${python} -m venv`);
+    } catch (error) {
+      // Debian's python3 without python3-venv has no ensurepip; virtualenv brings its own pip.
+      log(
+        `${python} -m venv failed; trying virtualenv (${(error as Error).message.split("\n")[0]})`,
+      );
+      await Deno.remove(VENV_DIR, { recursive: true }).catch(() => {});
+      await run(
+        python,
+        ["-m", "pip", "install", "--quiet", "--user", "virtualenv"],
+        "pip install virtualenv",
+      );
+      await run(python, ["-m", "virtualenv", "--quiet", VENV_DIR], `${python} -m virtualenv`);
+    }
   } else {
     log(`updating ${VENV_DIR} to ${REQUIREMENTS}`);
   }
