@@ -94,12 +94,12 @@ export function parsePythonModule(source: string): PythonModule {
       }
       if (name) module.classes.set(text(name), { node: statement, bases });
     } else if (statement.name === "AssignStatement") {
-      const targets = statement.getChildren("VariableName");
-      const value = statement.lastChild;
-      if (targets.length === 1 && value && value.name !== "VariableName") {
-        module.assignments.set(text(targets[0]), value);
-      } else if (targets.length === 1 && value && value !== targets[0]) {
-        module.assignments.set(text(targets[0]), value);
+      // `NAME = value` or `NAME: hint = value`; chained and tuple targets are not constants.
+      const target = statement.firstChild;
+      const assign = statement.getChildren("AssignOp");
+      const value = assign[0]?.nextSibling;
+      if (target?.name === "VariableName" && assign.length === 1 && value) {
+        module.assignments.set(text(target), value);
       }
     } else if (statement.name === "ImportStatement") {
       readImport(statement, text, module.imports);

@@ -168,9 +168,25 @@ Deno.test("faults between deploy.ts and a real Prefect server", async (t) => {
       await using proxy = startFaultProxy(server.apiUrl);
       proxy.requireAuthorization = `Basic ${btoa(AUTH_STRING)}`;
       const secrets = { PREFECT_API_KEY: API_KEY, PREFECT_API_AUTH_STRING: AUTH_STRING };
-      const ok = await deployThrough(proxy.apiUrl, ["plan"], secrets);
+      const ok = await deployThrough(proxy.apiUrl, ["plan"], {
+        ...secrets,
+        PREFECT_CLIENT_CUSTOM_HEADERS: '{"X-Team": "data", "User-Agent": "not-allowed"}',
+      });
       assertEquals(ok.code, 0, ok.stderr);
       assertNoSecrets(ok);
+      assert(proxy.requests.every((r) => r.headers.get("x-team") === "data"), "custom header");
+      assert(
+        proxy.requests.every((r) => r.headers.get("user-agent")?.startsWith("deploy.ts")),
+        "protected headers are not overridden",
+      );
+      const badHeaders = await deployThrough(proxy.apiUrl, ["plan"], {
+        PREFECT_CLIENT_CUSTOM_HEADERS: "{not json",
+      });
+      assertEquals(badHeaders.code, 1);
+      assertStringIncludes(
+        badHeaders.stderr,
+        "error: PREFECT_CLIENT_CUSTOM_HEADERS must be a JSON object of strings",
+      );
       // A server that echoes the credentials back in an error.
       proxy.rules.push({
         method: "POST",

@@ -51,6 +51,7 @@ deployments:
   - name: daily
     entrypoint: flows/etl.py:make_report
     flow_name: report
+    description: "Owned by {{ prefect.blocks.string.report-owner }}"
     parameters: {day: "{{ prefect.variables.report_day }}"}
     work_pool: {name: pool-a}
     schedules:
@@ -91,6 +92,16 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
   const call = api(server.apiUrl);
   await call("POST", "/work_pools/", { name: "pool-a", type: "process" });
   await call("POST", "/variables/", { name: "report_day", value: "monday" });
+  const stringType = await call<{ id: string }>("GET", "/block_types/slug/string");
+  const [stringSchema] = await call<{ id: string }[]>("POST", "/block_schemas/filter", {
+    block_schemas: { block_type_id: { any_: [stringType.id] } },
+  });
+  await call("POST", "/block_documents/", {
+    name: "report-owner",
+    block_type_id: stringType.id,
+    block_schema_id: stringSchema.id,
+    data: { value: "team-data" },
+  });
   await using project = await tempProject({
     "flows/etl.py": FLOWS,
     "prefect/alpha.yaml": ALPHA,
@@ -146,6 +157,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     assertEquals(hourly.schedules.map((s) => s.slug), ["schedule-1"]);
     const daily = await byName("report", "daily");
     assertEquals(daily.parameters, { day: "monday" });
+    assertEquals((daily as unknown as { description: string }).description, "Owned by team-data");
   });
 
   await t.step("a second apply makes zero writes and plan exits 0", async () => {
@@ -154,7 +166,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     assertEquals(applied.requests.write, 0);
     assertEquals(applied.summary, { create: 0, update: 0, delete: 0, unchanged: 3, failed: 0 });
     assert(applied.requests.read <= 6, `reads: ${applied.requests.read}`);
-    const plan = await deploy(["plan", "--detailed-exitcode"]);
+    const plan = await deploy(["plan", "--detailed-exitcode", "--wait", "5"]);
     assertEquals(plan.code, 0, plan.stdout + plan.stderr);
     assertStringIncludes(plan.stdout, "No changes");
     const after = await byName("etl", "nightly");
@@ -287,11 +299,11 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
       );
       assertMatch(
         result.stderr,
-        /prefect\/report\.yaml:6:\d+: error: Prefect variable "missing_day" does not exist/,
+        /prefect\/report\.yaml:7:\d+: error: Prefect variable "missing_day" does not exist/,
       );
       assertMatch(
         result.stderr,
-        /prefect\/report\.yaml:7:\d+: error: Work pool "pool-z" does not exist/,
+        /prefect\/report\.yaml:8:\d+: error: Work pool "pool-z" does not exist/,
       );
       assertEquals(result.stdout, "");
       await Deno.writeTextFile(`${project.dir}/prefect/report.yaml`, REPORT);
