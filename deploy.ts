@@ -34,8 +34,10 @@ import {
   findFlow,
   type FlowLookup,
   parsePythonModule,
+  type PythonFunction,
   type PythonModule,
 } from "./lib/python_source.ts";
+import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -1062,6 +1064,48 @@ function typeHint(e: ErrorObject): string {
   return "";
 }
 
+/** Validators of one flow parameter's schema, compiled once each. */
+const parameterValidators = new Map<string, ValidateFunction>();
+let parameterAjv: Ajv | undefined;
+
+function parameterValidator(property: Json, definitions: Json | undefined): ValidateFunction {
+  const schema = { ...property, ...(definitions ? { definitions } : {}) };
+  const key = JSON.stringify(schema);
+  let validator = parameterValidators.get(key);
+  if (!validator) {
+    // Prefect's keywords (`position`) and later drafts' (`prefixItems`) are not Ajv's: ignored.
+    parameterAjv ??= new Ajv({ strict: false, validateFormats: false });
+    validator = parameterAjv.compile(schema);
+    parameterValidators.set(key, validator);
+  }
+  return validator;
+}
+
+/** "an integer", "a string or null", "one of \"a\", \"b\"". */
+function describeSchema(schema: Json): string {
+  if (Array.isArray(schema.enum)) {
+    return `one of ${schema.enum.map((v) => JSON.stringify(v)).join(", ")}`;
+  }
+  if ("const" in schema) return JSON.stringify(schema.const);
+  if (Array.isArray(schema.anyOf)) return (schema.anyOf as Json[]).map(describeSchema).join(" or ");
+  if (typeof schema.$ref === "string") return `a ${schema.$ref.split("/").pop()}`;
+  if (typeof schema.type === "string") {
+    if (schema.type === "null") return "null";
+    const name = schema.type === "array"
+      ? "list"
+      : schema.type === "object"
+      ? "mapping"
+      : schema.type;
+    return `${article(name)} ${name}`;
+  }
+  return "a value";
+}
+
+/** Prefect's parameter references (`{"__prefect_kind": "json", ...}`) resolve at run time. */
+function isPrefectKind(value: unknown): boolean {
+  return !!value && typeof value === "object" && "__prefect_kind" in value;
+}
+
 // ─── Validate: meaning ───────────────────────────────────────────────────────
 
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
@@ -1250,6 +1294,8 @@ export interface DeploymentEntry {
   line: number;
   column: number;
   spec: Deployment;
+  /** The flow function, when its source was found and parsed. */
+  flowSource?: { file: string; module: PythonModule; fn: PythonFunction };
 }
 
 /** Semantic checks on one parsed, schema-valid manifest. */
@@ -1365,6 +1411,10 @@ class ManifestChecker {
     }
 
     this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"], Boolean(d.flow_name));
+    const flowSource = this.sources.flowFunction(d.entrypoint);
+    if (flowSource && this.options.codeChecks) {
+      this.checkParameters(d, here, flowSource, schedules);
+    }
 
     const scope = mergeScopes(build, push ?? emptyScope());
     for (const key of Object.keys(d) as (keyof Deployment)[]) {
@@ -1373,7 +1423,7 @@ class ManifestChecker {
     }
 
     const { line, column } = positionOf(this.file, here);
-    return { file: this.file, index, flow, name: d.name, line, column, spec: d };
+    return { file: this.file, index, flow, name: d.name, line, column, spec: d, flowSource };
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
@@ -1533,6 +1583,97 @@ class ManifestChecker {
         `The flow name of "${name}" is computed when "${found.file}" is imported, so it cannot be read from the source; set \`flow_name\` in the manifest.`,
         "warning",
       );
+    }
+  }
+
+  /**
+   * The "missing parameters" guard: every parameter a deployment or schedule passes must be one
+   * the flow takes, of the type its signature says, and every required one must be given.
+   */
+  private checkParameters(
+    d: Deployment,
+    here: PathSegment[],
+    source: { file: string; module: PythonModule; fn: PythonFunction },
+    schedules: [Schedule, PathSegment[]][],
+  ) {
+    const schema = (d.parameter_openapi_schema as Json | undefined) ??
+      this.sources.parameterSchema(source);
+    const properties = (schema.properties ?? {}) as Record<string, Json>;
+    // Prefect's schema lists *args and **kwargs as required; Python never needs them.
+    const variadic = new Set(
+      source.fn.parameters.filter((p) => p.kind.startsWith("var_")).map((p) => p.name),
+    );
+    const required = ((schema.required ?? []) as string[]).filter((name) => !variadic.has(name));
+    const takesAnyKeyword = source.fn.parameters.some((p) => p.kind === "var_keyword");
+    const flow = `flow "${source.fn.name}" (${source.file})`;
+    const checkValues = (values: unknown, path: PathSegment[]) => {
+      if (!values || typeof values !== "object" || Array.isArray(values)) return;
+      for (const [name, value] of Object.entries(values)) {
+        const property = properties[name];
+        if (!property) {
+          if (takesAnyKeyword) continue;
+          const guess = didYouMean(name, Object.keys(properties));
+          this.problem(
+            [...path, name],
+            "unknown-parameter",
+            `The ${flow} has no parameter "${name}".${
+              guess ? ` Did you mean "${guess}"?` : ""
+            } Prefect would reject the run.`,
+            "error",
+            "key",
+          );
+          continue;
+        }
+        if (hasPlaceholder(value) || isPrefectKind(value)) continue;
+        const valid = parameterValidator(property, schema.definitions as Json | undefined);
+        if (!valid(value)) {
+          this.problem(
+            [...path, name],
+            "parameter-type",
+            `Parameter "${name}" of the ${flow} expects ${describeSchema(property)}, not ${
+              describeValue(value)
+            }.`,
+          );
+        }
+      }
+    };
+    checkValues(d.parameters, [...here, "parameters"]);
+    for (const [schedule, path] of schedules) {
+      checkValues(schedule.parameters, [...path, "parameters"]);
+    }
+    const given = (extra: unknown) =>
+      new Set(Object.keys({ ...d.parameters, ...(extra as object ?? {}) }));
+    const names = (missing: string[]) => missing.map((m) => `"${m}"`).join(", ");
+    if (schedules.length) {
+      for (const [schedule, path] of schedules) {
+        const missing = required.filter((name) => !given(schedule.parameters).has(name));
+        if (missing.length) {
+          this.problem(
+            path,
+            "missing-parameter",
+            `This schedule's runs would lack ${names(missing)}, required by the ${flow}; set ${
+              missing.length > 1 ? "them" : "it"
+            } in the deployment's or the schedule's parameters.`,
+            "error",
+            "key",
+          );
+        }
+      }
+    } else {
+      const missing = required.filter((name) => !given(undefined).has(name));
+      if (missing.length) {
+        this.problem(
+          d.parameters ? [...here, "parameters"] : [...here, "name"],
+          "missing-parameter",
+          `The ${flow} requires ${
+            names(missing)
+          }, which the deployment does not set: every run must pass ${
+            missing.length > 1 ? "them" : "it"
+          }.`,
+          "warning",
+          "key",
+        );
+      }
     }
   }
 
@@ -1703,6 +1844,7 @@ export type EntrypointSource =
 /** Reads and parses each flow file once per run; many deployments share one file. */
 export class FlowSources {
   #modules = new Map<string, PythonModule | string | undefined>();
+  #schemas = new Map<PythonFunction, Json>();
 
   /** The parsed module, a reason it cannot be read, or undefined when there is no such file. */
   module(path: string): PythonModule | string | undefined {
@@ -1749,6 +1891,28 @@ export class FlowSources {
       };
     }
     return { kind: "no-file", candidates };
+  }
+
+  /** The flow's function when the entrypoint leads to a parsed, error-free flow. */
+  flowFunction(
+    entrypoint: string,
+  ): { file: string; module: PythonModule; fn: PythonFunction } | undefined {
+    if (hasPlaceholder(entrypoint)) return undefined;
+    const found = this.entrypoint(entrypoint);
+    if (found.kind !== "found" || found.module.syntaxError) return undefined;
+    const lookup = found.lookup;
+    if (lookup.kind !== "flow" && lookup.kind !== "dynamic-name") return undefined;
+    return { file: found.file, module: found.module, fn: lookup.fn };
+  }
+
+  /** Prefect's parameter schema of the flow, computed once per flow function. */
+  parameterSchema(source: { module: PythonModule; fn: PythonFunction }): Json {
+    let schema = this.#schemas.get(source.fn);
+    if (!schema) {
+      schema = parameterSchema(source.module, source.fn);
+      this.#schemas.set(source.fn, schema);
+    }
+    return schema;
   }
 
   /** The flow name Prefect would register: `flow_name`, else read from the source. */
@@ -2269,11 +2433,16 @@ export function desiredDeployments(
     const fields: Json = {
       entrypoint: field<string>("entrypoint"),
       path: null,
-      description: field<string | null>("description") ?? null,
+      // As `prefect deploy`: the flow's docstring when the manifest gives no description.
+      description: field<string | null>("description") ??
+        (entry.flowSource?.fn.docstring ? cleandoc(entry.flowSource.fn.docstring) : null),
       version: field<string | null>("version") ?? null,
       tags,
       parameters: field<Json>("parameters") ?? {},
-      parameter_openapi_schema: field<Json>("parameter_openapi_schema") ?? EMPTY_PARAMETER_SCHEMA,
+      parameter_openapi_schema: field<Json>("parameter_openapi_schema") ??
+        (entry.flowSource
+          ? parameterSchema(entry.flowSource.module, entry.flowSource.fn)
+          : EMPTY_PARAMETER_SCHEMA),
       enforce_parameter_schema: asBoolean(
         field("enforce_parameter_schema"),
         at("enforce_parameter_schema"),

@@ -121,6 +121,7 @@ Deno.test("validate reads flow names and reports functions that are not flows", 
     const found = result.diagnostics.filter((d) => d.code !== "no-work-pool")
       .map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}: ${d.message}`);
     assertEquals(found, [
+      '2:5 warning missing-parameter: The flow "named_one" (flows/etl.py) requires "x", which the deployment does not set: every run must pass it.',
       '5:17 error not-a-flow: Function "not_a_flow" in "flows/etl.py" (line 32) is not decorated with @flow; Prefect can only deploy flows.',
       '7:17 warning dynamic-flow-name: The flow name of "dynamic" is computed when "flows/etl.py" is imported, so it cannot be read from the source; set `flow_name` in the manifest.',
       '9:17 error python-syntax: Flow file "flows/broken.py" has a Python syntax error at line 1, column 10; Prefect could not import it.',

@@ -3,7 +3,8 @@ import { assertEquals, assertStringIncludes } from "./assert.ts";
 import { cronProblem, type Diagnostic, intervalSeconds, validate } from "../deploy.ts";
 import { tempProject, validateOptions } from "./helpers.ts";
 
-const FLOW = "from prefect import flow\n\n@flow\ndef etl(since=None):\n    pass\n";
+const FLOW =
+  "from prefect import flow\n\n@flow\ndef etl(since=None, broken=None, jinja=None):\n    pass\n";
 
 /** Validates manifests in a temporary project (with flows/etl.py) and returns the diagnostics. */
 async function diagnose(
@@ -330,5 +331,75 @@ Deno.test("interval: seconds, ISO-8601 durations and HH:MM:SS", () => {
   ];
   for (const [input, seconds] of cases) {
     assertEquals(intervalSeconds(input), seconds, String(input));
+  }
+});
+
+Deno.test("validate: parameters are checked against the flow's signature", async () => {
+  await using project = await tempProject({
+    "flows/load.py": `from typing import Literal, Optional
+from prefect import flow
+
+
+@flow
+def load(table: str, batch_size: int = 100, mode: Literal["full", "delta"] = "full"):
+    pass
+
+
+@flow
+def flexible(table: str, **options):
+    pass
+`,
+    "prefect/m.yaml": `deployments:
+  - name: a
+    entrypoint: flows/load.py:load
+    work_pool: {name: p}
+    parameters:
+      table: events
+      batch_sise: 10
+      mode: partial
+    schedules:
+      - {cron: "0 1 * * *", timezone: UTC, active: true, slug: s1}
+      - cron: "0 2 * * *"
+        timezone: UTC
+        active: true
+        slug: s2
+        parameters: {batch_size: "{{ $BATCH }}"}
+  - name: b
+    entrypoint: flows/load.py:load
+    work_pool: {name: p}
+    parameters: {batch_size: "ten"}
+    schedules:
+      - {cron: "0 1 * * *", timezone: UTC, active: true, slug: s1, parameters: {table: x}}
+      - {cron: "0 2 * * *", timezone: UTC, active: true, slug: s2}
+  - name: c
+    entrypoint: flows/load.py:load
+    work_pool: {name: p}
+  - name: d
+    entrypoint: flows/load.py:flexible
+    work_pool: {name: p}
+    parameters: {table: t, anything: 1}
+`,
+  });
+  const cwd = Deno.cwd();
+  Deno.chdir(project.dir);
+  try {
+    const result = await validate(validateOptions());
+    assertEquals(
+      result.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`),
+      [
+        "7:7 error unknown-parameter",
+        "8:13 error parameter-type",
+        "19:30 error parameter-type",
+        "22:9 error missing-parameter",
+        "23:5 warning missing-parameter",
+      ],
+    );
+    const [unknown, type, , missing, manual] = result.diagnostics.map((d) => d.message);
+    assertStringIncludes(unknown, 'has no parameter "batch_sise". Did you mean "batch_size"?');
+    assertStringIncludes(type, 'expects one of "full", "delta", not a string "partial"');
+    assertStringIncludes(missing, 'would lack "table", required by the flow "load"');
+    assertStringIncludes(manual, 'requires "table", which the deployment does not set');
+  } finally {
+    Deno.chdir(cwd);
   }
 });
