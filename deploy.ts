@@ -66,6 +66,7 @@ COMMANDS
   validate [PATH...]   Check manifests offline: YAML, schema, schedules, entrypoints
   plan [PATH...]       Show what apply would change on the Prefect server (read-only)
   apply [PATH...]      Make the server match the manifests; print every deployment's ID
+  inspect ENTRYPOINT   Flow name and parameter schema read from Python source (no Python needed)
   schema               Print the manifests' JSON Schema
 
 OPTIONS
@@ -184,6 +185,28 @@ EXAMPLES
   deploy apply --flow refinement
   deploy apply --prune --yes --format json
 `,
+  inspect: `deploy inspect — read a flow's name and parameters from its source
+
+USAGE
+  deploy inspect ENTRYPOINT [--format text|json]
+
+  ENTRYPOINT is path/to/file.py:function (or package.module:function). The file is parsed, not
+  run: no Python, no dependencies, no import-time side effects. Prints the flow name Prefect
+  would register and the parameter_openapi_schema it would generate — the same JSON, key order
+  aside, as Prefect's own parameter_schema().
+
+OPTIONS
+      --format FORMAT   text (default: a table of parameters) or json
+                        ({"flow_name", "function", "parameter_openapi_schema"})
+  -h, --help            Show this help
+
+EXIT STATUS
+  0 a flow was read, 1 the file or function is missing, unreadable or not a flow
+
+EXAMPLES
+  deploy inspect flows/refinement.py:refine
+  deploy inspect flows/refinement.py:refine --format json | jq .parameter_openapi_schema
+`,
   schema: `deploy schema — print the manifests' JSON Schema (draft-07)
 
 USAGE
@@ -204,7 +227,7 @@ EXAMPLES
 type Format = "text" | "json" | "github";
 
 export interface Options {
-  command: "validate" | "plan" | "apply" | "schema" | "help" | "version";
+  command: "validate" | "plan" | "apply" | "inspect" | "schema" | "help" | "version";
   helpTopic: string;
   paths: string[];
   strict: boolean;
@@ -223,7 +246,7 @@ export interface Options {
   concurrency: number;
 }
 
-const COMMANDS = ["validate", "plan", "apply", "schema"] as const;
+const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
 
 export function parseCommandLine(argv: string[]): Options {
   const [first, ...rest] = argv;
@@ -258,6 +281,7 @@ export function parseCommandLine(argv: string[]): Options {
     validate: input,
     plan: { ...sync, "detailed-exitcode": { type: "boolean" } },
     apply: { ...sync, yes: { type: "boolean" }, concurrency: { type: "string" } },
+    inspect: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     schema: { help: { type: "boolean", short: "h" } },
   } as const;
   let parsed;
@@ -276,6 +300,12 @@ export function parseCommandLine(argv: string[]): Options {
   const format = (values.format as string | undefined) ?? "text";
   if (!["text", "json", "github"].includes(format)) {
     throw new UsageError(`--format must be text, json or github, not "${format}".`);
+  }
+  if (command === "inspect") {
+    if (parsed.positionals.length !== 1) {
+      throw new UsageError("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
+    }
+    if (format === "github") throw new UsageError("inspect: --format must be text or json.");
   }
   const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
   const apiUrl = values["api-url"] as string | undefined;
@@ -1096,7 +1126,7 @@ function describeSchema(schema: Json): string {
       : schema.type === "object"
       ? "mapping"
       : schema.type;
-    return `${article(name)} ${name}`;
+    return article(name);
   }
   return "a value";
 }
@@ -3378,6 +3408,108 @@ async function runSync(options: Options): Promise<number> {
   return results.some((r) => r.result === "failed") ? EXIT_FAILURE : EXIT_OK;
 }
 
+// ─── Inspect ─────────────────────────────────────────────────────────────────
+
+/** `deploy inspect`: one flow's name and parameter schema, read from its source. */
+function runInspect(entrypoint: string, format: Format): number {
+  if (!entrypoint.includes(":") && !entrypoint.includes(".")) {
+    throw new UsageError(
+      `inspect: "${entrypoint}" is not an entrypoint; write path/file.py:function.`,
+    );
+  }
+  const sources = new FlowSources();
+  const found = sources.entrypoint(entrypoint);
+  const { object } = parseEntrypoint(entrypoint);
+  if (found.kind === "no-file") {
+    throw new UserError(
+      `No flow file for "${entrypoint}": looked for ${found.candidates.join(", ")}.`,
+    );
+  }
+  if (found.kind === "unreadable") {
+    throw new UserError(`Flow file "${found.file}" was not read: ${found.reason}.`);
+  }
+  const syntax = found.module.syntaxError;
+  if (syntax) {
+    throw new UserError(
+      `${found.file}:${syntax.line}:${syntax.column}: Python syntax error; Prefect could not import this file either.`,
+    );
+  }
+  const lookup = found.lookup;
+  if (lookup.kind === "missing") {
+    const near = didYouMean(object, [...found.module.functions.keys()]);
+    throw new UserError(
+      `Flow not found: function "${object}" is not defined at the top level of "${found.file}".${
+        near ? ` Did you mean "${near}"?` : ""
+      }`,
+    );
+  }
+  if (lookup.kind === "not-a-flow") {
+    throw new UserError(
+      `${found.file}:${lookup.fn.line}: function "${object}" is not decorated with @flow.`,
+    );
+  }
+  const flowName = lookup.kind === "flow" ? lookup.flowName : null;
+  const schema = sources.parameterSchema({ module: found.module, fn: lookup.fn });
+  if (format === "json") {
+    console.log(JSON.stringify(
+      { flow_name: flowName, function: lookup.fn.name, parameter_openapi_schema: schema },
+      null,
+      2,
+    ));
+    return EXIT_OK;
+  }
+  if (lookup.kind === "dynamic-name") {
+    console.error(
+      `warning: the flow name is computed when "${found.file}" is imported; set flow_name in the manifest.`,
+    );
+  }
+  console.log(
+    `flow ${flowName ?? "(computed at import)"}  —  ${found.file}:${lookup.fn.line} ${
+      lookup.fn.isAsync ? "async " : ""
+    }def ${lookup.fn.name}`,
+  );
+  const properties = schema.properties as Record<string, Json>;
+  const required = new Set((schema.required ?? []) as string[]);
+  const rows = Object.entries(properties).map(([name, p]) => [
+    name,
+    typeLabel(p),
+    required.has(name) ? "required" : "default" in p ? `= ${JSON.stringify(p.default)}` : "",
+    typeof p.description === "string" ? p.description.split("\n")[0] : "",
+  ]);
+  if (!rows.length) console.log("  (no parameters)");
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const row of rows) {
+    console.log(
+      `  ${row.map((cell, i) => i < 3 ? cell.padEnd(widths[i]) : cell).join("  ").trimEnd()}`,
+    );
+  }
+  return EXIT_OK;
+}
+
+/** A parameter's type as a Python reader would write it: `list[str] | None`, `date-time`. */
+function typeLabel(schema: Json): string {
+  if (typeof schema.$ref === "string") return schema.$ref.split("/").pop()!;
+  if (Array.isArray(schema.anyOf)) return (schema.anyOf as Json[]).map(typeLabel).join(" | ");
+  if (Array.isArray(schema.enum)) return schema.enum.map((v) => JSON.stringify(v)).join(" | ");
+  if ("const" in schema) return JSON.stringify(schema.const);
+  switch (schema.type) {
+    case "array": {
+      const items = schema.prefixItems
+        ? (schema.prefixItems as Json[]).map(typeLabel).join(", ")
+        : typeLabel((schema.items ?? {}) as Json);
+      return `${schema.prefixItems ? "tuple" : schema.uniqueItems ? "set" : "list"}[${items}]`;
+    }
+    case "object":
+      return typeof schema.additionalProperties === "object"
+        ? `dict[str, ${typeLabel(schema.additionalProperties as Json)}]`
+        : "dict";
+    case undefined:
+      return "any";
+    default:
+      return typeof schema.format === "string" ? schema.format : String(schema.type);
+  }
+}
+
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
 export async function main(argv: string[]): Promise<number> {
@@ -3398,6 +3530,8 @@ export async function main(argv: string[]): Promise<number> {
       case "plan":
       case "apply":
         return await runSync(options);
+      case "inspect":
+        return runInspect(options.paths[0], options.format);
     }
   } catch (error) {
     if (error instanceof UsageError) {

@@ -108,10 +108,27 @@ export function parsePythonModule(source: string): PythonModule {
   return module;
 }
 
+/** Offsets where lines start, so positions cost a binary search, not a scan of the file. */
+const lineStarts = new Map<string, number[]>();
+
 function position(source: string, offset: number): { line: number; column: number } {
-  const before = source.slice(0, offset);
-  const line = before.split("\n").length;
-  return { line, column: offset - before.lastIndexOf("\n") };
+  let starts = lineStarts.get(source);
+  if (!starts) {
+    starts = [0];
+    for (let i = source.indexOf("\n"); i !== -1; i = source.indexOf("\n", i + 1)) {
+      starts.push(i + 1);
+    }
+    lineStarts.clear();
+    lineStarts.set(source, starts);
+  }
+  let low = 0;
+  let high = starts.length - 1;
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (starts[middle] <= offset) low = middle;
+    else high = middle - 1;
+  }
+  return { line: low + 1, column: offset - starts[low] + 1 };
 }
 
 function readDecorator(node: SyntaxNode, text: (n: SyntaxNode) => string): PythonDecorator {

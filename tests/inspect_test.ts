@@ -1,0 +1,58 @@
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { runCli, tempProject } from "./helpers.ts";
+
+Deno.test("inspect prints the flow name and a parameter table", async () => {
+  const result = await runCli(["inspect", "flows/refinement.py:refine"]);
+  assertEquals(result.code, 0, result.stderr);
+  const [header, ...rows] = result.stdout.trim().split("\n");
+  assertEquals(header, "flow refinement  —  flows/refinement.py:17 def refine");
+  assertEquals(rows.map((r) => r.trim().split(/\s{2,}/).slice(0, 3)), [
+    ["since", "date-time | null", "= null"],
+    ["incremental", "boolean", "= true"],
+    ["batch_size", "integer", "= 500"],
+  ]);
+});
+
+Deno.test("inspect --format json prints the contract's three fields", async () => {
+  const result = await runCli(["inspect", "flows/backfill.py:backfill", "--format", "json"]);
+  assertEquals(result.code, 0, result.stderr);
+  const output = JSON.parse(result.stdout);
+  assertEquals(Object.keys(output), ["flow_name", "function", "parameter_openapi_schema"]);
+  assertEquals(output.flow_name, "backfill");
+  assertEquals(output.parameter_openapi_schema.required, ["start", "end"]);
+  assertEquals(output.parameter_openapi_schema.properties.start.format, "date");
+});
+
+Deno.test("inspect: every unusable input gets one line and exit 1", async () => {
+  await using project = await tempProject({
+    "flows/broken.py": "from prefect import flow\n\n@flow\ndef f(a:\n",
+    "flows/binary.py": new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 0]),
+    "flows/big.py": "x = 1\n".repeat(1024 * 1024),
+    "flows/ok.py": "from prefect import flow\n\n\ndef helper(): ...\n",
+  });
+  const cases: [string[], string][] = [
+    [
+      ["inspect", "flows/none.py:f"],
+      'No flow file for "flows/none.py:f": looked for flows/none.py.',
+    ],
+    [["inspect", "flows/broken.py:f"], "Python syntax error"],
+    [
+      ["inspect", "flows/binary.py:f"],
+      'Flow file "flows/binary.py" was not read: it is not a text file.',
+    ],
+    [["inspect", "flows/big.py:f"], "was not read: it is larger than 5 MB."],
+    [["inspect", "flows/ok.py:helper"], 'function "helper" is not decorated with @flow.'],
+    [["inspect", "flows/ok.py:helpr"], 'Flow not found: function "helpr" is not defined'],
+    [["inspect"], "inspect: give one ENTRYPOINT"],
+    [["inspect", "a.py:f", "--format", "github"], "--format must be text or json"],
+  ];
+  for (const [args, message] of cases) {
+    const started = performance.now();
+    const result = await runCli(args, { cwd: project.dir });
+    assertEquals(result.code, 1, `${args.join(" ")}: ${result.stdout}`);
+    assertStringIncludes(result.stderr, message);
+    assertEquals(result.stderr.trim().split("\n")[0].startsWith("error: "), true);
+    assert(!result.stderr.includes("    at "), "no stack trace");
+    assert(performance.now() - started < 10_000, `${args.join(" ")} took too long`);
+  }
+});
