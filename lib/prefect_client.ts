@@ -137,7 +137,8 @@ export class PrefectClient {
   readonly #settings: ClientSettings;
   readonly #secrets: string[];
   #connected = false;
-  #csrf: { token: string; client: string; expires: number } | "disabled" | undefined;
+  #csrf: { token: string; client: string; expires: number } | undefined;
+  #csrfFetch: Promise<void> | undefined;
 
   constructor(settings: ClientSettings) {
     this.#settings = settings;
@@ -272,7 +273,7 @@ export class PrefectClient {
     let csrfRefreshed = false;
     for (let attempt = 0;; attempt++) {
       const headers = this.#headers(body !== undefined);
-      // The CSRF middleware guards every method but GET, the filter reads included.
+      // The CSRF middleware (off by default) guards every method but GET, filter reads included.
       if (method !== "GET") Object.assign(headers, await this.#csrfHeaders());
       let response: Response;
       let text: string;
@@ -312,10 +313,12 @@ export class PrefectClient {
       }
       const status = response.status;
       if (
-        status === 403 && method !== "GET" && !csrfRefreshed && text.includes("Invalid CSRF token")
+        status === 403 && method !== "GET" && !csrfRefreshed && !this.isCloud &&
+        /CSRF token|client identifier/i.test(text)
       ) {
-        this.#csrf = undefined;
+        // Rejected before it ran: fetch a token (once for all requests in flight) and resend.
         csrfRefreshed = true;
+        await this.#refreshCsrf();
         attempt--;
         continue;
       }
@@ -352,25 +355,34 @@ export class PrefectClient {
     return headers;
   }
 
-  /** Fetches a CSRF token on the first write; a server without CSRF protection says so once. */
+  /** The CSRF headers once the server has asked for them; tokens are renewed before expiry. */
   async #csrfHeaders(): Promise<Record<string, string>> {
-    if (this.isCloud || this.#csrf === "disabled") return {};
-    if (!this.#csrf || this.#csrf.expires < Date.now() + 5000) {
+    if (!this.#csrf) return {};
+    if (this.#csrf.expires < Date.now() + 5000) await this.#refreshCsrf();
+    return this.#csrf
+      ? { "Prefect-Csrf-Token": this.#csrf.token, "Prefect-Csrf-Client": this.#csrf.client }
+      : {};
+  }
+
+  /** One token fetch shared by every request waiting for it. */
+  #refreshCsrf(): Promise<void> {
+    this.#csrfFetch ??= (async () => {
       const client = crypto.randomUUID();
-      const { status, data } = await this.request<
-        { token?: string; expiration?: string; detail?: string }
-      >("GET", `/csrf-token?client=${client}`, undefined, { accept: [404, 422] });
-      if (status !== 200 || !data?.token) {
-        this.#csrf = "disabled";
-        return {};
-      }
-      this.#csrf = {
-        token: data.token,
-        client,
-        expires: data.expiration ? Date.parse(data.expiration) : Date.now() + 3_600_000,
-      };
-    }
-    return { "Prefect-Csrf-Token": this.#csrf.token, "Prefect-Csrf-Client": this.#csrf.client };
+      const { status, data } = await this.request<{ token?: string; expiration?: string }>(
+        "GET",
+        `/csrf-token?client=${client}`,
+        undefined,
+        { accept: [404, 422] },
+      );
+      this.#csrf = status === 200 && data?.token
+        ? {
+          token: data.token,
+          client,
+          expires: data.expiration ? Date.parse(data.expiration) : Date.now() + 3_600_000,
+        }
+        : undefined;
+    })().finally(() => this.#csrfFetch = undefined);
+    return this.#csrfFetch;
   }
 
   #backoff(attempt: number, retryAfter: string | null): number {

@@ -51,7 +51,7 @@ deployments:
   - name: daily
     entrypoint: flows/etl.py:make_report
     flow_name: report
-    description: "Owned by {{ prefect.blocks.string.report-owner }}"
+    description: "Owned by {{ prefect.blocks.secret.report-owner }}"
     parameters: {day: "{{ prefect.variables.report_day }}"}
     work_pool: {name: pool-a}
     schedules:
@@ -92,14 +92,14 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
   const call = api(server.apiUrl);
   await call("POST", "/work_pools/", { name: "pool-a", type: "process" });
   await call("POST", "/variables/", { name: "report_day", value: "monday" });
-  const stringType = await call<{ id: string }>("GET", "/block_types/slug/string");
-  const [stringSchema] = await call<{ id: string }[]>("POST", "/block_schemas/filter", {
-    block_schemas: { block_type_id: { any_: [stringType.id] } },
+  const secretType = await call<{ id: string }>("GET", "/block_types/slug/secret");
+  const [secretSchema] = await call<{ id: string }[]>("POST", "/block_schemas/filter", {
+    block_schemas: { block_type_id: { any_: [secretType.id] } },
   });
   await call("POST", "/block_documents/", {
     name: "report-owner",
-    block_type_id: stringType.id,
-    block_schema_id: stringSchema.id,
+    block_type_id: secretType.id,
+    block_schema_id: secretSchema.id,
     data: { value: "team-data" },
   });
   await using project = await tempProject({
