@@ -1874,7 +1874,6 @@ export type EntrypointSource =
 /** Reads and parses each flow file once per run; many deployments share one file. */
 export class FlowSources {
   #modules = new Map<string, PythonModule | string | undefined>();
-  #schemas = new Map<PythonFunction, Json>();
 
   /** The parsed module, a reason it cannot be read, or undefined when there is no such file. */
   module(path: string): PythonModule | string | undefined {
@@ -1935,14 +1934,9 @@ export class FlowSources {
     return { file: found.file, module: found.module, fn: lookup.fn };
   }
 
-  /** Prefect's parameter schema of the flow, computed once per flow function. */
+  /** Prefect's parameter schema of the flow. */
   parameterSchema(source: { module: PythonModule; fn: PythonFunction }): Json {
-    let schema = this.#schemas.get(source.fn);
-    if (!schema) {
-      schema = parameterSchema(source.module, source.fn);
-      this.#schemas.set(source.fn, schema);
-    }
-    return schema;
+    return parameterSchema(source.module, source.fn);
   }
 
   /** The flow name Prefect would register: `flow_name`, else read from the source. */
@@ -2572,7 +2566,9 @@ export async function readServerState(
   project: string,
   prune: boolean,
 ): Promise<ServerState> {
-  const version = await client.checkServer();
+  // The version check runs alongside the reads; its clearer message wins when both fail.
+  const versionCheck = client.checkServer();
+  versionCheck.catch(() => {});
   const flowNames = [...new Set(entries.map((e) => e.flow))];
   const poolNames = [
     ...new Set(
@@ -2584,7 +2580,7 @@ export async function readServerState(
   const refs = templateReferences(entries.map((e) => e.spec));
   const nothing = Promise.resolve([]);
   type Flow = { id: string; name: string };
-  const [flows, deployments, owned, pools, variables] = await Promise.all([
+  const reads = Promise.all([
     flowNames.length
       ? client.filterAll<Flow>("/flows/filter", { flows: { name: { any_: flowNames } } })
       : nothing as Promise<Flow[]>,
@@ -2609,6 +2605,9 @@ export async function readServerState(
       })
       : nothing as Promise<{ name: string; value: unknown }[]>,
   ]);
+  reads.catch(() => {});
+  const version = await versionCheck;
+  const [flows, deployments, owned, pools, variables] = await reads;
   const blocks = new Map<string, unknown>();
   await Promise.all(refs.blocks.map(async (key) => {
     const [type, name] = key.split("/");

@@ -85,8 +85,19 @@ interface Context {
   definitions: Map<string, Json>;
 }
 
-/** Prefect's parameter schema for `fn` of `module`. */
+const computed = new WeakMap<PythonFunction, Json>();
+
+/** Prefect's parameter schema for `fn` of `module`, computed once per parsed function. */
 export function parameterSchema(module: PythonModule, fn: PythonFunction): Json {
+  let schema = computed.get(fn);
+  if (!schema) {
+    schema = computeParameterSchema(module, fn);
+    computed.set(fn, schema);
+  }
+  return schema;
+}
+
+function computeParameterSchema(module: PythonModule, fn: PythonFunction): Json {
   const ctx: Context = { module, definitions: new Map() };
   const descriptions = docstringArguments(fn.docstring);
   const properties: Json = {};
