@@ -2270,7 +2270,19 @@ class TemplateResolver {
       case "runtime":
         return KEEP;
       case "env": {
-        const value = this.values.env(ref.name);
+        let value: string | undefined;
+        try {
+          value = this.values.env(ref.name);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotCapable)) throw error;
+          this.problems.push({
+            path,
+            code: "env-not-permitted",
+            message: `Environment variable "${ref.name}" may not be read: the compiled deploy ` +
+              `reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_${ref.name}.`,
+          });
+          return KEEP;
+        }
         if (value === undefined) {
           this.problems.push({
             path,

@@ -52,19 +52,17 @@ export async function tempProject(files: Record<string, string | Uint8Array>) {
  */
 export async function runDeploy(
   args: string[],
-  options: { cwd: string; env?: Record<string, string>; stdin?: string },
+  options: {
+    cwd: string;
+    env?: Record<string, string>;
+    stdin?: string;
+    /** Permission flags; default those of `deno task deploy`. */
+    permissions?: string[];
+  },
 ): Promise<CliResult> {
+  const permissions = options.permissions ?? ["--allow-read", "--allow-env", "--allow-net"];
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--frozen",
-      "--cached-only",
-      "--allow-read",
-      "--allow-env",
-      "--allow-net",
-      DEPLOY_TS,
-      ...args,
-    ],
+    args: ["run", "--frozen", "--cached-only", ...permissions, DEPLOY_TS, ...args],
     cwd: options.cwd,
     env: { NO_COLOR: "1", PATH: Deno.env.get("PATH") ?? "", ...options.env },
     clearEnv: true,

@@ -7,6 +7,7 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./asser
 import { api, type CliResult, runDeploy, tempProject } from "./helpers.ts";
 import { startPrefectServer } from "./prefect_server.ts";
 import { startFaultProxy } from "./fault_proxy.ts";
+import { BINARY_PERMISSIONS } from "../tools/compile.ts";
 
 const FLOWS = `from prefect import flow
 
@@ -346,14 +347,56 @@ deployments:
     },
   );
 
+  await t.step("the compiled binary's permissions are enough for plan and apply", async () => {
+    await using shipped = await tempProject({
+      "flows/etl.py": FLOWS,
+      "prefect/shipped.yaml": `name: shipped
+deployments:
+  - name: release
+    entrypoint: flows/etl.py:etl
+    parameters: {mode: "{{ $DEPLOY_MODE }}"}
+    work_pool: {name: pool-a}
+`,
+    });
+    const asBinary = (args: string[], extra: Record<string, string> = {}) =>
+      runDeploy(args, {
+        cwd: shipped.dir,
+        env: { PREFECT_API_URL: server.apiUrl, DEPLOY_MODE: "full", ...extra },
+        permissions: BINARY_PERMISSIONS,
+      });
+    const applied = await asBinary(["apply", "--wait", "5"]);
+    assertEquals(applied.code, 0, applied.stderr);
+    assertMatch(applied.stdout, /etl\/release\s+\S+\s+created/);
+    assertEquals(
+      applied.stdout.trim().split("\n").at(-1),
+      "Apply: 1 created, 0 updated, 0 deleted, 0 unchanged.",
+    );
+    const plan = await asBinary(["plan", "--detailed-exitcode"]);
+    assertEquals(plan.code, 0, plan.stdout + plan.stderr);
+    await Deno.writeTextFile(
+      `${shipped.dir}/prefect/shipped.yaml`,
+      (await Deno.readTextFile(`${shipped.dir}/prefect/shipped.yaml`)).replace(
+        "DEPLOY_MODE",
+        "MODE",
+      ),
+    );
+    const forbidden = await asBinary(["plan"], { MODE: "full" });
+    assertEquals(forbidden.code, 1);
+    assertMatch(
+      forbidden.stderr,
+      /shipped\.yaml:5:\d+: error: Environment variable "MODE" may not be read/,
+    );
+  });
+
   await t.step("--prune refuses when the manifests declare no deployment", async () => {
     await using empty = await tempProject({
       "prefect/none.yaml": "name: alpha\ndeployments: []\n",
     });
+    const before = await call<unknown[]>("POST", "/deployments/filter", {});
     const result = await runDeploy(["apply", "--prune", "--yes"], { cwd: empty.dir, env });
     assertEquals(result.code, 1);
     assertStringIncludes(result.stderr, "--prune refuses to run");
-    const left = await call<unknown[]>("POST", "/deployments/filter", {});
-    assertEquals(left.length, 3);
+    const after = await call<unknown[]>("POST", "/deployments/filter", {});
+    assertEquals(after.length, before.length);
   });
 });
