@@ -98,6 +98,8 @@ USAGE
 OPTIONS
       --manifest-dir DIR   Same as giving DIR as a PATH
       --strict             Treat warnings (policy, deprecation) as errors
+      --env NAME           Apply the overlay <dir>/environments/NAME.yaml first; with
+                           --format json, the deployments are printed as resolved
       --no-code-checks     Skip checks that read flow source (entrypoint file and function)
       --format FORMAT      text (default), json, or github (workflow annotations)
   -h, --help               Show this help
@@ -125,6 +127,7 @@ OPTIONS
       --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
       --flow NAME              Only deployments of this flow (repeatable; * wildcard)
   -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
+      --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
       --strict                 Treat validation warnings as errors
       --no-code-checks         Skip checks that read flow source
   SERVER
@@ -163,6 +166,7 @@ OPTIONS
       --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
       --flow NAME              Only deployments of this flow (repeatable; * wildcard)
   -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
+      --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
       --strict                 Treat validation warnings as errors
       --no-code-checks         Skip checks that read flow source
   SERVER
@@ -233,6 +237,8 @@ export interface Options {
   strict: boolean;
   codeChecks: boolean;
   format: Format;
+  /** `--env NAME`: the overlay prefect/environments/NAME.yaml. */
+  env?: string;
   /** `--flow` patterns. */
   flows: string[];
   /** `-n/--name` patterns. */
@@ -267,6 +273,7 @@ export function parseCommandLine(argv: string[]): Options {
     strict: { type: "boolean" },
     "no-code-checks": { type: "boolean" },
     format: { type: "string" },
+    env: { type: "string" },
     help: { type: "boolean", short: "h" },
   } as const;
   const sync = {
@@ -308,6 +315,10 @@ export function parseCommandLine(argv: string[]): Options {
     if (format === "github") throw new UsageError("inspect: --format must be text or json.");
   }
   const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  const env = values.env as string | undefined;
+  if (env !== undefined && !/^[\w.-]+$/.test(env)) {
+    throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
+  }
   const apiUrl = values["api-url"] as string | undefined;
   if (apiUrl !== undefined && !/^https?:\/\/./.test(apiUrl)) {
     throw new UsageError(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
@@ -330,6 +341,7 @@ export function parseCommandLine(argv: string[]): Options {
     strict: Boolean(values.strict),
     codeChecks: !values["no-code-checks"],
     format: format as Format,
+    env,
     flows: (values.flow as string[] | undefined) ?? [],
     names: (values.name as string[] | undefined) ?? [],
     prune: Boolean(values.prune),
@@ -1950,10 +1962,177 @@ export class FlowSources {
   }
 }
 
+// ─── Validate: environments ──────────────────────────────────────────────────
+
+/** What an environment overlay changes (schema: `#/definitions/environment_change`). */
+interface EnvironmentChange {
+  name?: string;
+  name_prefix?: string;
+  name_suffix?: string;
+  tags?: string[];
+  parameters?: Json;
+  work_pool?: Json;
+  paused?: boolean;
+  schedules?: { active?: boolean };
+}
+
+export interface Environment {
+  name: string;
+  file: ManifestFile;
+  defaults: EnvironmentChange;
+  deployments: Record<string, EnvironmentChange>;
+  /** Keys of `deployments` that matched a deployment. */
+  used: Set<string>;
+}
+
+/** Overlays live beside the manifests, one level down, so they are never read as manifests. */
+export function environmentPath(options: Options): string {
+  const first = options.paths[0] ?? "prefect";
+  let dir = first;
+  try {
+    if (Deno.statSync(first).isFile) {
+      dir = first.includes("/") ? first.slice(0, first.lastIndexOf("/")) : ".";
+    }
+  } catch {
+    // a missing PATH is reported by discovery
+  }
+  return `${dir.replace(/\/+$/, "")}/environments/${options.env}.yaml`;
+}
+
+async function loadEnvironment(
+  options: Options,
+  report: (d: Diagnostic) => void,
+): Promise<Environment | undefined> {
+  const path = environmentPath(options);
+  try {
+    await Deno.stat(path);
+  } catch {
+    report(fileDiagnostic(
+      path,
+      "environment-not-found",
+      `Environment "${options.env}" has no overlay: ${path} does not exist.`,
+    ));
+    return undefined;
+  }
+  const file = await loadManifest(path, report);
+  if (file.data === undefined) return undefined;
+  const problems = schemaProblems(file.data ?? {}, schema.definitions.environment as SchemaNode);
+  for (const p of problems) {
+    const { line, column } = positionOf(file, p.path, p.at);
+    report({
+      severity: "error",
+      file: path,
+      line,
+      column,
+      path: formatPath(p.path),
+      code: p.code,
+      message: p.message,
+    });
+  }
+  if (problems.length) return undefined;
+  const data = (file.data ?? {}) as { defaults?: EnvironmentChange; deployments?: Json };
+  return {
+    name: options.env!,
+    file,
+    defaults: data.defaults ?? {},
+    deployments: (data.deployments ?? {}) as Record<string, EnvironmentChange>,
+    used: new Set(),
+  };
+}
+
+/**
+ * Rewrites a manifest's deployments for the environment, before any check runs, so every check
+ * sees what will be deployed. Maps merge over the manifest's values; tags are added.
+ */
+function applyEnvironment(data: unknown, environment: Environment, sources: FlowSources) {
+  const list = (data as { deployments?: unknown } | null)?.deployments;
+  if (!Array.isArray(list)) return;
+  list.forEach((item, index) => {
+    const d = item as Record<string, unknown> | null;
+    if (!d || typeof d !== "object" || typeof d.name !== "string") return;
+    const flow = typeof d.entrypoint === "string"
+      ? sources.flowName(d.entrypoint, typeof d.flow_name === "string" ? d.flow_name : undefined)
+      : undefined;
+    const keys = [`${flow}/${d.name}`, d.name].filter((k) => k in environment.deployments);
+    keys.forEach((k) => environment.used.add(k));
+    const changes = [environment.defaults, ...keys.map((k) => environment.deployments[k])];
+    const result = { ...d };
+    let name = d.name;
+    let prefix = "";
+    let suffix = "";
+    for (const change of changes) {
+      if (change.name !== undefined) name = change.name;
+      if (change.name_prefix !== undefined) prefix = change.name_prefix;
+      if (change.name_suffix !== undefined) suffix = change.name_suffix;
+      if (change.tags) {
+        const tags = Array.isArray(result.tags) ? result.tags as string[] : [];
+        result.tags = [...tags, ...change.tags.filter((t) => !tags.includes(t))];
+      }
+      if (change.parameters) {
+        result.parameters = { ...(result.parameters as Json ?? {}), ...change.parameters };
+      }
+      if (change.work_pool) {
+        const pool = (result.work_pool ?? {}) as Json;
+        const jobVariables = pool.job_variables || change.work_pool.job_variables
+          ? {
+            job_variables: {
+              ...(pool.job_variables as Json ?? {}),
+              ...(change.work_pool.job_variables as Json ?? {}),
+            },
+          }
+          : {};
+        result.work_pool = { ...pool, ...change.work_pool, ...jobVariables };
+      }
+      if (change.paused !== undefined) result.paused = change.paused;
+      if (change.schedules?.active !== undefined) {
+        const active = change.schedules.active;
+        if (Array.isArray(result.schedules)) {
+          result.schedules = result.schedules.map((s) =>
+            s && typeof s === "object" ? { ...s, active } : s
+          );
+        }
+        if (result.schedule && typeof result.schedule === "object") {
+          result.schedule = { ...result.schedule, active };
+        }
+      }
+    }
+    result.name = `${prefix}${name}${suffix}`;
+    list[index] = result;
+  });
+}
+
+/** Overlay entries that name no deployment are typos: reported in the overlay, at the key. */
+function reportUnusedEnvironmentKeys(
+  environment: Environment,
+  deployments: DeploymentEntry[],
+  report: (d: Diagnostic) => void,
+) {
+  const names = deployments.flatMap((d) => [`${d.flow}/${d.name}`]);
+  for (const key of Object.keys(environment.deployments)) {
+    if (environment.used.has(key)) continue;
+    const path = ["deployments", key];
+    const { line, column } = positionOf(environment.file, path, "key");
+    const guess = didYouMean(key, names);
+    report({
+      severity: "error",
+      file: environment.file.path,
+      line,
+      column,
+      path: formatPath(path),
+      code: "unknown-deployment",
+      message: `"${key}" matches no deployment in the manifests (write flow/name or name).${
+        guess ? ` Did you mean "${guess}"?` : ""
+      }`,
+    });
+  }
+}
+
 // ─── Validate: everything ────────────────────────────────────────────────────
 
 export interface ValidationResult {
   files: string[];
+  /** The environment overlay applied (`--env`), if any. */
+  environment?: string;
   deployments: DeploymentEntry[];
   diagnostics: Diagnostic[];
   valid: boolean;
@@ -1966,9 +2145,11 @@ export async function validate(options: Options): Promise<ValidationResult> {
   const deployments: DeploymentEntry[] = [];
   const loaded: ManifestFile[] = [];
   const sources = new FlowSources();
+  const environment = options.env ? await loadEnvironment(options, report) : undefined;
   for (const path of paths) {
     const file = await loadManifest(path, report);
     if (file.data === undefined) continue;
+    if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);
     for (const p of problems) {
       const { line, column } = positionOf(file, p.path, p.at);
@@ -1989,12 +2170,14 @@ export async function validate(options: Options): Promise<ValidationResult> {
     }
   }
   reportDuplicateDeployments(loaded, report, sources);
+  if (environment) reportUnusedEnvironmentKeys(environment, deployments, report);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
   diagnostics.sort((a, b) =>
     a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column
   );
   return {
     files: paths,
+    environment: options.env ? environmentPath(options) : undefined,
     deployments,
     diagnostics,
     valid: !diagnostics.some((d) => d.severity === "error"),
@@ -3128,6 +3311,8 @@ export function validationJson(result: ValidationResult): unknown {
   return {
     valid: result.valid,
     files: result.files,
+    // Only with --env, so the contract's four keys stay as they are otherwise.
+    ...(result.environment ? { environment: result.environment } : {}),
     deployments: result.deployments.map((d) => ({
       flow: d.flow,
       name: d.name,
