@@ -1,7 +1,7 @@
 // Generated from deployments.schema.json by `deno task types`. Do not edit.
 
 /**
- * Default build steps for every deployment; `--build-image` runs them.
+ * Default build steps for every deployment. `prefect deploy` runs them; deploy.ts does not (build images before `apply`) and says so.
  */
 export type Steps = (Step[] | null)
 /**
@@ -9,7 +9,7 @@ export type Steps = (Step[] | null)
  */
 export type Template = string
 /**
- * Default push steps for every deployment; `--push-image` runs them.
+ * Default push steps for every deployment. `prefect deploy` runs them; deploy.ts does not (push images before `apply`) and says so.
  */
 export type Steps1 = (Step[] | null)
 /**
@@ -38,11 +38,11 @@ grace_period_seconds?: number
  */
 export type Steps3 = (Step[] | null)
 /**
- * Steps run before registering (replaces the top-level `build`); `--build-image` runs them.
+ * Build steps of this deployment (replace the top-level `build`); deploy.ts does not run them.
  */
 export type Steps4 = (Step[] | null)
 /**
- * Steps run after build (replaces the top-level `push`); `--push-image` runs them.
+ * Push steps of this deployment (replace the top-level `push`); deploy.ts does not run them.
  */
 export type Steps5 = (Step[] | null)
 

@@ -1,6 +1,7 @@
 import { Ajv } from "ajv";
 import { assert, assertEquals } from "./assert.ts";
 import { generateTypes, TYPES_PATH } from "./generate_types.ts";
+import { generateReference, REFERENCE_PATH } from "../tools/reference.ts";
 import { EDITOR_KEYWORDS, schemaProblems } from "../deploy.ts";
 import schema from "../schema/deployments.schema.json" with { type: "json" };
 
@@ -82,5 +83,23 @@ Deno.test("vscode: the schema is mapped onto prefect/*.yaml", async () => {
   assertEquals(
     settings["yaml.schemas"]["./schema/deployments.schema.json"].includes("prefect/*.yaml"),
     true,
+  );
+});
+
+Deno.test("docs: docs/manifest-reference.md is what `deno task docs` generates", async () => {
+  const formatted = await new Deno.Command(Deno.execPath(), {
+    args: ["fmt", "--ext", "md", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    cwd: new URL("../", import.meta.url).pathname,
+  }).spawn();
+  const writer = formatted.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(generateReference()));
+  await writer.close();
+  const expected = new TextDecoder().decode((await formatted.output()).stdout);
+  assertEquals(
+    await Deno.readTextFile(REFERENCE_PATH),
+    expected,
+    "docs/manifest-reference.md is stale: run `deno task docs` and commit the result",
   );
 });
