@@ -91,6 +91,7 @@ await using proxy = startFaultProxy(server.apiUrl);
 const baseEnv = { ...server.clientEnv, PREFECT_API_URL: proxy.apiUrl, NO_COLOR: "1" };
 
 const rows: string[] = [];
+const floors: string[] = [];
 for (const n of sizes) {
   const ours = await makeProject(`t${n}`, n);
   const theirs = await makeProject(`p${n}`, n);
@@ -130,6 +131,17 @@ for (const n of sizes) {
       } ms ${b.reads}r/${b.writes}w`,
     );
   }
+  // The server's own cost of listing the N deployments (what any no-op must read), measured
+  // directly: the floor under a no-op apply.
+  const floorStart = performance.now();
+  for (let offset = 0; offset < n; offset += 200) {
+    await fetch(`${server.apiUrl}/deployments/filter`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ flows: { name: { like_: `t${n}-flow-` } }, limit: 200, offset }),
+    }).then((r) => r.arrayBuffer());
+  }
+  floors.push(`| ${n} | ${((performance.now() - floorStart) / 1000).toFixed(2)} s |`);
   for (const [phase, [a, b]] of Object.entries(results)) {
     const flag = (m: Measure) => m.ok ? "" : " (failed)";
     rows.push(
@@ -145,5 +157,11 @@ for (const n of sizes) {
 console.log(
   `| N | apply | deploy.ts | reads / writes | prefect deploy --all | reads / writes | prefect ÷ deploy.ts |
 |--:|---|--:|--:|--:|--:|--:|
-${rows.join("\n")}`,
+${rows.join("\n")}
+
+Server floor — listing the N deployments with \`POST /deployments/filter\`, nothing else:
+
+| N | time |
+|--:|--:|
+${floors.join("\n")}`,
 );
