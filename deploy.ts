@@ -3170,6 +3170,7 @@ export async function applyPlan(
     return flowIds.get(name)!;
   };
 
+  client.writeConcurrency = concurrency;
   const results: AppliedDeployment[] = new Array(plan.length);
   await inPool(
     plan.map((item, index) => async () => {

@@ -132,8 +132,16 @@ export class PrefectClient {
   readonly apiUrl: string;
   reads = 0;
   writes = 0;
-  /** How often the server said it was busy (429, 503): callers lower their concurrency. */
+  /** How often the server said it was busy (429, 503). */
   overloaded = 0;
+  /**
+   * Writes in flight at most; halved each time the server says it is busy. A SQLite-backed
+   * server answers concurrent writers with 503 (SQLITE_BUSY), and retries that all come back at
+   * once only collide again, so retries queue for a slot too.
+   */
+  writeConcurrency = Number.POSITIVE_INFINITY;
+  #writesInFlight = 0;
+  #writeWaiters: (() => void)[] = [];
   readonly #settings: ClientSettings;
   readonly #secrets: string[];
   #connected = false;
@@ -277,8 +285,10 @@ export class PrefectClient {
       if (method !== "GET") Object.assign(headers, await this.#csrfHeaders());
       let response: Response;
       let text: string;
-      if (isWrite) this.writes++;
-      else this.reads++;
+      if (isWrite) {
+        this.writes++;
+        await this.#acquireWriteSlot();
+      } else this.reads++;
       try {
         response = await fetch(this.apiUrl + path, {
           method,
@@ -289,6 +299,7 @@ export class PrefectClient {
         text = await response.text();
         this.#connected = true;
       } catch (error) {
+        if (isWrite) this.#releaseWriteSlot();
         const reason = networkReason(error);
         // A refused first connection means a wrong URL or a server that is not up: fail fast.
         const retryable = this.#connected && (!isWrite || options.resendAfterDrop !== false);
@@ -311,6 +322,7 @@ export class PrefectClient {
           path,
         );
       }
+      if (isWrite) this.#releaseWriteSlot();
       const status = response.status;
       if (
         status === 403 && method !== "GET" && !csrfRefreshed && !this.isCloud &&
@@ -338,6 +350,20 @@ export class PrefectClient {
       }
       throw this.#httpError(method, path, status, data);
     }
+  }
+
+  async #acquireWriteSlot(): Promise<void> {
+    const limit = () =>
+      Math.max(1, Math.floor(this.writeConcurrency / 2 ** Math.min(this.overloaded, 30)));
+    while (this.#writesInFlight >= limit()) {
+      await new Promise<void>((resolve) => this.#writeWaiters.push(resolve));
+    }
+    this.#writesInFlight++;
+  }
+
+  #releaseWriteSlot() {
+    this.#writesInFlight--;
+    this.#writeWaiters.shift()?.();
   }
 
   #headers(hasBody: boolean): Record<string, string> {
