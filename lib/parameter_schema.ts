@@ -250,15 +250,15 @@ function genericSchema(origin: string | undefined, args: SyntaxNode[], ctx: Cont
   if (origin === "typing.Literal" || origin === "typing_extensions.Literal") {
     return literalSchema(args, ctx);
   }
-  if (LISTS.has(origin)) return { type: "array", items: itemSchema(args[0], ctx) };
+  if (LISTS.has(origin)) return { type: "array", items: typeSchema(args[0], ctx) };
   if (SETS.has(origin)) {
-    return { type: "array", items: itemSchema(args[0], ctx), uniqueItems: true };
+    return { type: "array", items: typeSchema(args[0], ctx), uniqueItems: true };
   }
   if (TUPLES.has(origin)) {
     if (args.length === 2 && args[1].name === "Ellipsis") {
-      return { type: "array", items: itemSchema(args[0], ctx) };
+      return { type: "array", items: typeSchema(args[0], ctx) };
     }
-    const prefixItems = args.map((a) => itemSchema(a, ctx));
+    const prefixItems = args.map((a) => typeSchema(a, ctx));
     return {
       type: "array",
       prefixItems,
@@ -267,17 +267,13 @@ function genericSchema(origin: string | undefined, args: SyntaxNode[], ctx: Cont
     };
   }
   if (DICTS.has(origin)) {
-    const value = args[1] ? itemSchema(args[1], ctx) : {};
+    const value = args[1] ? typeSchema(args[1], ctx) : {};
     return {
       type: "object",
       additionalProperties: Object.keys(value).length ? value : true,
     };
   }
   throw new Unschemable();
-}
-
-function itemSchema(node: SyntaxNode, ctx: Context): Json {
-  return typeSchema(node, ctx);
 }
 
 function literalSchema(args: SyntaxNode[], ctx: Context): Json {
@@ -423,7 +419,7 @@ function modelDefinition(name: string, ctx: Context): Json {
         defaultValue = evaluate(value, ctx);
       }
     }
-    if (titleFits(property, ctx)) property = { ...property, title: fieldTitle(field) };
+    if (titleFits(property)) property = { ...property, title: fieldTitle(field) };
     if (description) property.description = description;
     if (hasDefault && defaultValue !== UNKNOWN) property.default = defaultValue;
     if (!hasDefault) required.push(field);
@@ -438,7 +434,7 @@ function modelDefinition(name: string, ctx: Context): Json {
 }
 
 /** pydantic leaves the title off fields whose schema is a model or enum (nullable or not). */
-function titleFits(property: Json, _ctx: Context): boolean {
+function titleFits(property: Json): boolean {
   if (property.$ref) return false;
   const branches = property.anyOf as Json[] | undefined;
   if (branches?.length === 2 && branches.some((b) => b.type === "null" && !b.$ref)) {

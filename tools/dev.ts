@@ -5,6 +5,7 @@
  */
 import { defaultOptions, validate } from "../deploy.ts";
 import { freePort, startPrefectServer } from "../tests/prefect_server.ts";
+import { BINARY_PERMISSIONS } from "./compile.ts";
 
 const REPO_ROOT = new URL("../", import.meta.url).pathname;
 Deno.chdir(REPO_ROOT);
@@ -45,16 +46,8 @@ for (const pool of pools) {
 }
 
 const apply = await new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--frozen",
-    "--allow-read",
-    "--allow-env",
-    "--allow-net",
-    "deploy.ts",
-    "apply",
-    "--strict",
-  ],
+  // The compiled binary's permissions, so dev behaves as the release command will.
+  args: ["run", "--frozen", ...BINARY_PERMISSIONS, "deploy.ts", "apply", "--strict"],
   env: { PREFECT_API_URL: server.apiUrl },
   stdout: "inherit",
   stderr: "inherit",
