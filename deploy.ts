@@ -49,6 +49,10 @@ export class UserError extends Error {}
 /** A wrong command line: printed with a pointer to `--help`. */
 export class UsageError extends UserError {}
 
+/** The compiled binary (and `deno task deploy`) may read only below the directory it runs in. */
+const READ_OUTSIDE =
+  "deploy reads only inside the directory it runs in; run it from the project root";
+
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 /** `plan --detailed-exitcode` with changes pending. */
@@ -428,6 +432,8 @@ async function discoverManifests(
     } catch (error) {
       const reason = error instanceof Deno.errors.NotFound
         ? "no such file or directory"
+        : error instanceof Deno.errors.NotCapable
+        ? READ_OUTSIDE
         : (error as Error).message;
       report(fileDiagnostic(path, "path-not-found", `Cannot read "${path}": ${reason}.`));
       continue;
@@ -3738,6 +3744,9 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof SettingsError
     ) {
       console.error(redact(`error: ${error.message}`));
+    } else if (error instanceof Deno.errors.NotCapable && /read access/.test(error.message)) {
+      const path = error.message.match(/"([^"]+)"/)?.[1] ?? "a file";
+      console.error(`error: Cannot read "${path}": ${READ_OUTSIDE}.`);
     } else if (error instanceof Deno.errors.NotCapable) {
       console.error(
         `error: ${

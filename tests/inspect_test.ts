@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import { runCli, tempProject } from "./helpers.ts";
+import { runCli, runDeploy, tempProject } from "./helpers.ts";
+import { BINARY_PERMISSIONS } from "../tools/compile.ts";
 
 Deno.test("inspect prints the flow name and a parameter table", async () => {
   const result = await runCli(["inspect", "flows/refinement.py:refine"]);
@@ -55,4 +56,19 @@ Deno.test("inspect: every unusable input gets one line and exit 1", async () => 
     assert(!result.stderr.includes("    at "), "no stack trace");
     assert(performance.now() - started < 10_000, `${args.join(" ")} took too long`);
   }
+});
+
+Deno.test("with the binary's permissions, a path outside the project gets one clear line", async () => {
+  await using project = await tempProject({ "prefect/none.yaml": "deployments: []\n" });
+  await using outside = await tempProject({ "flows/f.py": "from prefect import flow\n" });
+  const result = await runDeploy(["inspect", `${outside.dir}/flows/f.py:f`], {
+    cwd: project.dir,
+    permissions: BINARY_PERMISSIONS,
+  });
+  assertEquals(result.code, 1);
+  assertEquals(
+    result.stderr.trim(),
+    `error: Cannot read "${outside.dir}/flows/f.py": deploy reads only inside the directory it ` +
+      "runs in; run it from the project root.",
+  );
 });
