@@ -1645,7 +1645,7 @@ class ManifestChecker {
     schedules: [Schedule, PathSegment[]][],
   ) {
     const schema = (d.parameter_openapi_schema as Json | undefined) ??
-      this.sources.parameterSchema(source);
+      parameterSchema(source.module, source.fn);
     const properties = (schema.properties ?? {}) as Record<string, Json>;
     // Prefect's schema lists *args and **kwargs as required; Python never needs them.
     const variadic = new Set(
@@ -1950,11 +1950,6 @@ export class FlowSources {
     const lookup = found.lookup;
     if (lookup.kind !== "flow" && lookup.kind !== "dynamic-name") return undefined;
     return { file: found.file, module: found.module, fn: lookup.fn };
-  }
-
-  /** Prefect's parameter schema of the flow. */
-  parameterSchema(source: { module: PythonModule; fn: PythonFunction }): Json {
-    return parameterSchema(source.module, source.fn);
   }
 
   /** The flow name Prefect would register: `flow_name`, else read from the source. */
@@ -2327,37 +2322,51 @@ function wildcard(pattern: string): RegExp {
   return new RegExp(`^${escaped.join(".*")}$`);
 }
 
-/** `--flow` and `-n` selection; a pattern that matches nothing is an error, as a typo. */
-export function selectDeployments<T extends { flow: string; name: string }>(
-  items: T[],
-  flows: string[],
-  names: string[],
-): T[] {
-  const flowPatterns = flows.map((p) => ({ text: p, re: wildcard(p), hits: 0 }));
+/** `--flow` and `-n` patterns: which items they match, and which patterns matched nothing. */
+export interface Selection {
+  matches(item: { flow: string; name: string }): boolean;
+  /** The patterns no item matched so far, as flags: `--name "x"`. */
+  unmatched(): string[];
+}
+
+export function selection(flows: string[], names: string[]): Selection {
+  const flowPatterns = flows.map((p) => ({ flag: "--flow", text: p, re: wildcard(p), hits: 0 }));
   const namePatterns = names.map((p) => ({
+    flag: "--name",
     text: p,
     re: wildcard(p),
     qualified: p.includes("/"),
     hits: 0,
   }));
-  const selected = items.filter((item) => {
-    const flowHit = flowPatterns.filter((p) => p.re.test(item.flow));
-    const nameHit = namePatterns.filter((p) =>
-      p.re.test(p.qualified ? `${item.flow}/${item.name}` : item.name)
-    );
-    const ok = (flowPatterns.length === 0 || flowHit.length > 0) &&
-      (namePatterns.length === 0 || nameHit.length > 0);
-    if (ok) [...flowHit, ...nameHit].forEach((p) => p.hits++);
-    return ok;
-  });
-  const unmatched = [
-    ...flowPatterns.filter((p) => !p.hits).map((p) => `--flow "${p.text}"`),
-    ...namePatterns.filter((p) => !p.hits).map((p) => `--name "${p.text}"`),
-  ];
+  return {
+    matches(item: { flow: string; name: string }): boolean {
+      const flowHit = flowPatterns.filter((p) => p.re.test(item.flow));
+      const nameHit = namePatterns.filter((p) =>
+        p.re.test(p.qualified ? `${item.flow}/${item.name}` : item.name)
+      );
+      const ok = (flowPatterns.length === 0 || flowHit.length > 0) &&
+        (namePatterns.length === 0 || nameHit.length > 0);
+      if (ok) [...flowHit, ...nameHit].forEach((p) => p.hits++);
+      return ok;
+    },
+    unmatched(): string[] {
+      return [...flowPatterns, ...namePatterns].filter((p) => !p.hits)
+        .map((p) => `${p.flag} "${p.text}"`);
+    },
+  };
+}
+
+/** The manifests' deployments `--flow` and `-n` select; a pattern matching none is a typo. */
+export function selectDeployments<T extends { flow: string; name: string }>(
+  items: T[],
+  flows: string[],
+  names: string[],
+): T[] {
+  const select = selection(flows, names);
+  const selected = items.filter((item) => select.matches(item));
+  const unmatched = select.unmatched();
   if (unmatched.length) {
-    throw new UserError(
-      `No deployment in the manifests matches ${unmatched.join(" or ")}.`,
-    );
+    throw new UserError(`No deployment in the manifests matches ${unmatched.join(" or ")}.`);
   }
   return selected;
 }
@@ -2778,7 +2787,10 @@ export async function readServerState(
       ),
     ),
   ];
-  const refs = templateReferences(entries.map((e) => e.spec));
+  // Steps keep their Prefect variables and blocks for the worker: only the fields are resolved.
+  const refs = templateReferences(
+    entries.map(({ spec: { pull: _pull, build: _build, push: _push, ...fields } }) => fields),
+  );
   const nothing = Promise.resolve([]);
   type Flow = { id: string; name: string };
   const reads = Promise.all([
@@ -3054,7 +3066,8 @@ const RUNS_DELETED =
 export function planDeployments(
   desired: DesiredDeployment[],
   state: ServerState,
-  prune: { project: string; selected: (d: { flow: string; name: string }) => boolean } | null,
+  /** With --prune: which of this project's server deployments may be deleted. */
+  prune: { selected: (d: { flow: string; name: string }) => boolean } | null,
 ): PlannedDeployment[] {
   const planned: PlannedDeployment[] = desired.map((want) => {
     const key = `${want.flow}/${want.name}`;
@@ -3564,23 +3577,12 @@ async function runSync(options: Options): Promise<number> {
     return EXIT_FAILURE;
   }
 
-  const selectedFilter = (d: { flow: string; name: string }) =>
-    selectDeployments([d], options.flows, options.names).length > 0;
+  // --prune deletes only within the selection, when there is one.
+  const pruneScope = selection(options.flows, options.names);
   const plan = planDeployments(
     desired,
     state,
-    options.prune
-      ? {
-        project,
-        selected: (d) => {
-          try {
-            return selectedFilter(d);
-          } catch {
-            return false;
-          }
-        },
-      }
-      : null,
+    options.prune ? { selected: (d) => pruneScope.matches(d) } : null,
   );
 
   if (options.command === "plan") {
@@ -3652,7 +3654,7 @@ function runInspect(entrypoint: string, format: Format): number {
     );
   }
   const flowName = lookup.kind === "flow" ? lookup.flowName : null;
-  const schema = sources.parameterSchema({ module: found.module, fn: lookup.fn });
+  const schema = parameterSchema(found.module, lookup.fn);
   if (format === "json") {
     console.log(JSON.stringify(
       { flow_name: flowName, function: lookup.fn.name, parameter_openapi_schema: schema },
