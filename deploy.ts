@@ -60,6 +60,19 @@ export const EXIT_CHANGES = 2;
 
 // ─── Arguments ───────────────────────────────────────────────────────────────
 
+/** Options plan and apply share, in their help texts. */
+const SYNC_OPTIONS = `  SELECTION AND INPUT
+      --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
+      --flow NAME              Only deployments of this flow (repeatable; * wildcard)
+  -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
+      --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
+      --strict                 Treat validation warnings as errors
+      --no-code-checks         Skip checks that read flow source
+  SERVER
+      --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
+      --wait SECONDS           Wait up to SECONDS for the API to answer /health first
+`;
+
 const HELP: Record<string, string> = {
   main: `deploy ${VERSION} — declarative Prefect deployments
 
@@ -127,17 +140,7 @@ USAGE
   and the Prefect side effects of each change. Ends with a summary line. Writes nothing.
 
 OPTIONS
-  SELECTION AND INPUT
-      --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
-      --flow NAME              Only deployments of this flow (repeatable; * wildcard)
-  -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
-      --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
-      --strict                 Treat validation warnings as errors
-      --no-code-checks         Skip checks that read flow source
-  SERVER
-      --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
-      --wait SECONDS           Wait up to SECONDS for the API to answer /health first
-  PLAN
+${SYNC_OPTIONS}  PLAN
       --prune                  Also plan deleting this project's deployments the manifests
                                no longer declare (tag managed-by:deploy.ts/<project>)
       --detailed-exitcode      Exit 2 when changes are pending, 0 when there are none
@@ -166,17 +169,7 @@ USAGE
   summary line last. Every deployment written carries the tag managed-by:deploy.ts/<project>.
 
 OPTIONS
-  SELECTION AND INPUT
-      --manifest-dir DIR       Same as giving DIR as a PATH (default: prefect/)
-      --flow NAME              Only deployments of this flow (repeatable; * wildcard)
-  -n, --name PATTERN           Only deployments named PATTERN or FLOW/PATTERN (repeatable; *)
-      --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
-      --strict                 Treat validation warnings as errors
-      --no-code-checks         Skip checks that read flow source
-  SERVER
-      --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
-      --wait SECONDS           Wait up to SECONDS for the API to answer /health first
-      --concurrency N          Deployments written in parallel (default 8)
+${SYNC_OPTIONS}      --concurrency N          Deployments written in parallel (default 8)
   APPLY
       --prune                  Delete this project's deployments the manifests no longer declare
       --yes                    Confirm --prune deletions without asking (needed without a terminal)
@@ -460,6 +453,19 @@ async function discoverManifests(
 
 function fileDiagnostic(file: string, code: string, message: string): Diagnostic {
   return { severity: "error", file, line: 0, column: 0, path: "", code, message };
+}
+
+/** A diagnostic at `path` inside a loaded manifest or overlay, located through its YAML. */
+function diagnosticAt(
+  file: ManifestFile,
+  path: PathSegment[],
+  code: string,
+  message: string,
+  severity: Severity = "error",
+  at: "key" | "value" = "value",
+): Diagnostic {
+  const { line, column } = positionOf(file, path, at);
+  return { severity, file: file.path, line, column, path: formatPath(path), code, message };
 }
 
 /** Reads and parses one manifest; every problem becomes a diagnostic, never an exception. */
@@ -1362,16 +1368,7 @@ class ManifestChecker {
     severity: Severity = "error",
     at: "key" | "value" = "value",
   ) {
-    const { line, column } = positionOf(this.file, path, at);
-    this.report({
-      severity,
-      file: this.file.path,
-      line,
-      column,
-      path: formatPath(path),
-      code,
-      message,
-    });
+    this.report(diagnosticAt(this.file, path, code, message, severity, at));
   }
 
   check(manifest: DeployTsManifest): DeploymentEntry[] {
@@ -1902,8 +1899,9 @@ export class FlowSources {
   #read(path: string): PythonModule | string | undefined {
     let bytes: Uint8Array;
     try {
-      if (!Deno.statSync(path).isFile) return undefined;
-      if (Deno.statSync(path).size > MAX_SOURCE_BYTES) {
+      const info = Deno.statSync(path);
+      if (!info.isFile) return undefined;
+      if (info.size > MAX_SOURCE_BYTES) {
         return `it is larger than ${MAX_SOURCE_BYTES / 1024 / 1024} MB`;
       }
       bytes = Deno.readFileSync(path);
@@ -2018,18 +2016,7 @@ async function loadEnvironment(
   const file = await loadManifest(path, report);
   if (file.data === undefined) return undefined;
   const problems = schemaProblems(file.data ?? {}, schema.definitions.environment as SchemaNode);
-  for (const p of problems) {
-    const { line, column } = positionOf(file, p.path, p.at);
-    report({
-      severity: "error",
-      file: path,
-      line,
-      column,
-      path: formatPath(p.path),
-      code: p.code,
-      message: p.message,
-    });
-  }
+  for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
   if (problems.length) return undefined;
   const data = (file.data ?? {}) as { defaults?: EnvironmentChange; deployments?: Json };
   return {
@@ -2111,20 +2098,17 @@ function reportUnusedEnvironmentKeys(
   const names = deployments.flatMap((d) => [`${d.flow}/${d.name}`]);
   for (const key of Object.keys(environment.deployments)) {
     if (environment.used.has(key)) continue;
-    const path = ["deployments", key];
-    const { line, column } = positionOf(environment.file, path, "key");
     const guess = didYouMean(key, names);
-    report({
-      severity: "error",
-      file: environment.file.path,
-      line,
-      column,
-      path: formatPath(path),
-      code: "unknown-deployment",
-      message: `"${key}" matches no deployment in the manifests (write flow/name or name).${
+    report(diagnosticAt(
+      environment.file,
+      ["deployments", key],
+      "unknown-deployment",
+      `"${key}" matches no deployment in the manifests (write flow/name or name).${
         guess ? ` Did you mean "${guess}"?` : ""
       }`,
-    });
+      "error",
+      "key",
+    ));
   }
 }
 
@@ -2152,18 +2136,7 @@ export async function validate(options: Options): Promise<ValidationResult> {
     if (file.data === undefined) continue;
     if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);
-    for (const p of problems) {
-      const { line, column } = positionOf(file, p.path, p.at);
-      report({
-        severity: "error",
-        file: path,
-        line,
-        column,
-        path: formatPath(p.path),
-        code: p.code,
-        message: p.message,
-      });
-    }
+    for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
     loaded.push(file);
     const checkable = schemaValidParts(file.data, problems);
     if (checkable) {
@@ -2206,20 +2179,14 @@ function reportDuplicateDeployments(
         typeof d.flow_name === "string" ? d.flow_name : undefined,
       );
       const key = `${flow}/${d.name}`;
-      const path = ["deployments", index, "name"];
-      const { line, column } = positionOf(file, path);
-      const first = seen.get(key);
-      if (first) {
-        report({
-          severity: "error",
-          file: file.path,
-          line,
-          column,
-          path: formatPath(path),
-          code: "duplicate-deployment",
-          message: `Deployment "${key}" is declared twice; the first is at ${first}.`,
-        });
-      } else seen.set(key, `${file.path}:${line}:${column}`);
+      const at = diagnosticAt(
+        file,
+        ["deployments", index, "name"],
+        "duplicate-deployment",
+        `Deployment "${key}" is declared twice; the first is at ${seen.get(key)}.`,
+      );
+      if (seen.has(key)) report(at);
+      else seen.set(key, `${file.path}:${at.line}:${at.column}`);
     });
   }
 }
@@ -2712,18 +2679,7 @@ export function desiredDeployments(
       slugs.add(s.slug);
     });
 
-    for (const p of resolver.problems) {
-      const { line, column } = positionOf(entry.file, p.path);
-      report({
-        severity: "error",
-        file: entry.file.path,
-        line,
-        column,
-        path: formatPath(p.path),
-        code: p.code,
-        message: p.message,
-      });
-    }
+    for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
       entry,
       flow: entry.flow,
@@ -3478,18 +3434,8 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
 /** Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent. */
 function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
   const found: Diagnostic[] = [];
-  const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) => {
-    const { line, column } = positionOf(entry.file, path, "key");
-    found.push({
-      severity: "warning",
-      file: entry.file.path,
-      line,
-      column,
-      path: formatPath(path),
-      code,
-      message,
-    });
-  };
+  const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
+    found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
   const files = new Set<ManifestFile>();
   for (const entry of entries) {
     const here = ["deployments", entry.index];
@@ -3557,18 +3503,13 @@ async function runSync(options: Options): Promise<number> {
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
     if (typeof pool === "string" && !state.pools.has(pool)) {
-      const path = ["deployments", want.entry.index, "work_pool", "name"];
-      const { line, column } = positionOf(want.entry.file, path);
-      problems.push({
-        severity: "error",
-        file: want.entry.file.path,
-        line,
-        column,
-        path: formatPath(path),
-        code: "missing-work-pool",
-        message: `Work pool "${pool}" does not exist on ${client.displayUrl}. Create it ` +
+      problems.push(diagnosticAt(
+        want.entry.file,
+        ["deployments", want.entry.index, "work_pool", "name"],
+        "missing-work-pool",
+        `Work pool "${pool}" does not exist on ${client.displayUrl}. Create it ` +
           `(prefect work-pool create "${pool}" --type process) or fix the name.`,
-      });
+      ));
     }
   }
   if (problems.length) {

@@ -524,7 +524,8 @@ function evaluate(node: SyntaxNode, ctx: Context, depth = 0): Value {
     }
     case "MemberExpression": {
       // An enum member: its value.
-      const [object, , property] = [node.firstChild!, null, node.lastChild!];
+      const object = node.firstChild!;
+      const property = node.lastChild!;
       if (object.name === "VariableName" && ctx.module.classes.has(text(object, ctx))) {
         const members = enumMembers(text(object, ctx), ctx);
         const member = text(property, ctx);
