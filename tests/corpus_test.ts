@@ -1,5 +1,6 @@
 /**
- * The 95 real prefect.yaml files of ../shared/corpus/prefect-yaml: each loads without a crash,
+ * The 95 real prefect.yaml files of tests/fixtures/corpus/prefect-yaml (provenance in its
+ * INDEX.tsv; DEPLOY_CORPUS_DIR reads another copy): each loads without a crash,
  * and its verdict and diagnostics (line, column, severity, code) match the reviewed golden file.
  *
  * After a deliberate change, regenerate with `UPDATE_GOLDEN=1 deno task test` and review the
@@ -9,8 +10,8 @@ import { assert, assertEquals } from "./assert.ts";
 import { validate } from "../deploy.ts";
 import { validateOptions } from "./helpers.ts";
 
-const corpusDir = Deno.env.get("DEPLOY_CORPUS_DIR") ??
-  new URL("../../shared/corpus/prefect-yaml/", import.meta.url).pathname;
+const corpusDir = (Deno.env.get("DEPLOY_CORPUS_DIR") ??
+  new URL("./fixtures/corpus/prefect-yaml/", import.meta.url).pathname).replace(/\/*$/, "/");
 const goldenPath = new URL("./fixtures/corpus_golden.json", import.meta.url);
 
 interface Verdict {
