@@ -24,8 +24,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PREFECT_CLI_PROMPT=false \
     DO_NOT_TRACK=1
-# The same fully pinned set the tests run against (Prefect 3.8.8 and a working FastAPI/SQLAlchemy).
-COPY tests/prefect-requirements.txt /tmp/requirements.txt
+# The pinned release the tests run against, every package pinned (tests/prefect_server.ts).
+COPY tests/prefect-pins/3.8.8.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir -r /tmp/requirements.txt \
  && useradd --create-home --uid 10001 app
 WORKDIR /app

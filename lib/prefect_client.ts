@@ -128,10 +128,53 @@ export function settingsFromEnvironment(
 /** A setting is missing or malformed; the message names it. */
 export class SettingsError extends Error {}
 
+/**
+ * What a server's API accepts beyond Prefect 3.0.3's, by release. Each flag is checked against
+ * the real server's OpenAPI schema at every release the test harness runs (tests/sync_test.ts).
+ */
+export interface ServerCapabilities {
+  /** Schedules have a `slug` and their own `parameters` (3.2.0). */
+  scheduleSlugs: boolean;
+  /** `PATCH /deployments/{id}` takes `pull_steps` and `parameter_openapi_schema` (3.2.0). */
+  patchesStepsAndSchema: boolean;
+  /** `concurrency_options.grace_period_seconds` (3.6.6). */
+  concurrencyGracePeriod: boolean;
+}
+
+/** Older releases' deployments have no concurrency options or global limit, which sync uses. */
+export const OLDEST_SUPPORTED = "3.0.3";
+
+/** The capabilities of a Prefect 3 release; `undefined` (Prefect Cloud) has them all. */
+export function capabilitiesOf(version: string | undefined): ServerCapabilities {
+  const since = (release: string) =>
+    version === undefined || compareVersions(version, release) >= 0;
+  return {
+    scheduleSlugs: since("3.2.0"),
+    patchesStepsAndSchema: since("3.2.0"),
+    concurrencyGracePeriod: since("3.6.6"),
+  };
+}
+
+/**
+ * Orders release numbers by their numeric parts (`3.10.0` after `3.9.1`); a pre-release or
+ * development suffix (`3.2.0rc1`, `3.1.15.dev3`) counts as the release it leads to.
+ */
+export function compareVersions(a: string, b: string): number {
+  const parts = (v: string) => (v.match(/^\d+(\.\d+)*/)?.[0] ?? "0").split(".").map(Number);
+  const [x, y] = [parts(a), parts(b)];
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d) return Math.sign(d);
+  }
+  return 0;
+}
+
 export class PrefectClient {
   readonly apiUrl: string;
   reads = 0;
   writes = 0;
+  /** What the server accepts, known once `checkServer()` has read its version. */
+  capabilities: ServerCapabilities = capabilitiesOf(undefined);
   /** How often the server said it was busy (429, 503). */
   overloaded = 0;
   /**
@@ -255,6 +298,16 @@ export class PrefectClient {
         "/admin/version",
       );
     }
+    if (compareVersions(version, OLDEST_SUPPORTED) < 0) {
+      throw new PrefectApiError(
+        `The server at ${this.displayUrl} runs Prefect ${version}; deploy.ts needs Prefect ` +
+          `${OLDEST_SUPPORTED} or later (deployment concurrency options arrived in 3.0.3).`,
+        200,
+        "GET",
+        "/admin/version",
+      );
+    }
+    this.capabilities = capabilitiesOf(version);
     return version;
   }
 

@@ -1,83 +1,166 @@
 /**
  * A real, throwaway Prefect 3 server for tests, benchmarks and `deno task dev`.
  *
- * Prefect is pip-installed into `.venv/prefect-<version>` on first use, from
- * `tests/prefect-requirements.txt` (every package pinned: the one place the version is set).
- * Each server gets its own PREFECT_HOME with a SQLite database, listens on 127.0.0.1 on a free
- * port, has telemetry off, and is stopped by `stop()` or `await using`.
+ * Any release in PREFECT_VERSIONS can run; DEPLOY_TEST_PREFECT_VERSION picks one (default the
+ * pinned release). Each has its own pin set, `tests/prefect-pins/<version>.txt` (every package
+ * pinned, with the reason for each constraint), and is pip-installed on first use into its own
+ * `.venv/prefect-<version>-<digest of the pins>`, so a changed pin set gets a new environment
+ * instead of altering one in use. Each server gets its own PREFECT_HOME, listens on 127.0.0.1 on
+ * a free port, has telemetry off, and is stopped by `stop()` or `await using`. Its database is
+ * SQLite in PREFECT_HOME, or with DEPLOY_TEST_DATABASE=postgres (or `database: "postgres"`) a
+ * throwaway PostgreSQL of its own (tests/postgres_server.ts).
  */
+import { type Postgres, startPostgres } from "./postgres_server.ts";
 
 const REPO_ROOT = new URL("../", import.meta.url).pathname;
-const REQUIREMENTS = new URL("./prefect-requirements.txt", import.meta.url).pathname;
+const PINS_DIR = new URL("./prefect-pins/", import.meta.url).pathname;
 
-/** The pinned Prefect version, read from the requirements file. */
-export const PREFECT_VERSION: string = (() => {
-  const match = Deno.readTextFileSync(REQUIREMENTS).match(/^prefect==(\S+)$/m);
-  if (!match) throw new Error(`${REQUIREMENTS} does not pin prefect`);
-  return match[1];
+/** Every Prefect release the harness runs, oldest first; each has a pin file. */
+export const PREFECT_VERSIONS = [
+  "3.0.11",
+  "3.1.15",
+  "3.2.15",
+  "3.4.25",
+  "3.6.29",
+  "3.8.8",
+  "3.9.1",
+] as const;
+
+/** The release the whole suite, the dev task, the benchmarks and the app image use. */
+export const PINNED_PREFECT_VERSION = "3.8.8";
+
+/**
+ * A release named as listed, by its minor (`3.1`), or as `oldest`, `newest` or `pinned`;
+ * anything else throws, naming the releases there are.
+ */
+export function resolveVersion(name: string): string {
+  const wanted = name.trim();
+  const aliases: Record<string, string> = {
+    oldest: PREFECT_VERSIONS[0],
+    newest: PREFECT_VERSIONS[PREFECT_VERSIONS.length - 1],
+    pinned: PINNED_PREFECT_VERSION,
+  };
+  const found = aliases[wanted] ??
+    PREFECT_VERSIONS.find((v) => v === wanted || v.startsWith(`${wanted}.`));
+  if (!found) {
+    throw new Error(
+      `DEPLOY_TEST_PREFECT_VERSION "${name}" is not a release the harness runs; use one of ` +
+        `${PREFECT_VERSIONS.join(", ")} (or a minor such as 3.1, or oldest, newest, pinned).`,
+    );
+  }
+  return found;
+}
+
+/** The release this process runs: DEPLOY_TEST_PREFECT_VERSION, else the pinned one. */
+export const PREFECT_VERSION: string = resolveVersion(
+  Deno.env.get("DEPLOY_TEST_PREFECT_VERSION") || PINNED_PREFECT_VERSION,
+);
+
+export type Database = "sqlite" | "postgres";
+
+/** The backend servers get unless told otherwise: DEPLOY_TEST_DATABASE, default SQLite. */
+export const DATABASE: Database = (() => {
+  const value = (Deno.env.get("DEPLOY_TEST_DATABASE") || "sqlite").toLowerCase();
+  if (value !== "sqlite" && value !== "postgres") {
+    throw new Error(`DEPLOY_TEST_DATABASE must be sqlite or postgres, not "${value}".`);
+  }
+  return value;
 })();
 
-const VENV_DIR = `${REPO_ROOT}.venv/prefect-${PREFECT_VERSION}`;
+export const pinsFile = (version: string) => `${PINS_DIR}${version}.txt`;
+
+/** The pin lines of a requirements file (`name==version`), comments and blanks left out. */
+export function pinLines(text: string): string[] {
+  return text.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean);
+}
+
+async function digestOf(lines: string[]): Promise<string> {
+  const bytes = new TextEncoder().encode(lines.join("\n"));
+  return Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 const STARTUP_TIMEOUT_MS = 120_000;
 
 function log(message: string) {
   console.error(`[prefect-harness] ${message}`);
 }
 
-async function run(command: string, args: string[], what: string) {
+async function run(command: string, args: string[], what: string): Promise<string> {
   const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" })
     .output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   if (!output.success) {
-    const text = new TextDecoder().decode(output.stderr) + new TextDecoder().decode(output.stdout);
+    const text = decode(output.stderr) + decode(output.stdout);
     throw new Error(`${what} failed:\n${text.split("\n").slice(-30).join("\n")}`);
+  }
+  return decode(output.stdout);
+}
+
+/** A new, empty virtual environment at `dir`. */
+export async function createVenv(dir: string): Promise<void> {
+  const python = Deno.env.get("PYTHON") ?? "python3";
+  await Deno.mkdir(dir.slice(0, dir.lastIndexOf("/")), { recursive: true });
+  try {
+    await run(python, ["-m", "venv", dir], `${python} -m venv`);
+  } catch (error) {
+    // Debian's python3 without python3-venv has no ensurepip; virtualenv brings its own pip.
+    log(`${python} -m venv failed; trying virtualenv (${(error as Error).message.split("\n")[0]})`);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await run(
+      python,
+      ["-m", "pip", "install", "--quiet", "--user", "virtualenv"],
+      "pip install virtualenv",
+    );
+    await run(python, ["-m", "virtualenv", "--quiet", dir], `${python} -m virtualenv`);
   }
 }
 
 /**
- * Returns the virtual environment's bin directory, creating or updating the environment when
- * it is missing or was installed from another version of the requirements file. The marker,
- * written last, holds the requirements' digest.
+ * A virtual environment at `dir` with exactly the pinned `requirements`; its bin directory.
+ * The marker, written last, holds the digest of the pins. With `exact`, a package the pins
+ * leave out fails the install instead of being resolved silently.
  */
-export async function ensurePrefect(): Promise<string> {
-  const bin = `${VENV_DIR}/bin`;
-  const marker = `${VENV_DIR}/.installed`;
-  const requirements = await Deno.readFile(REQUIREMENTS);
-  const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", requirements)))
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
+export async function ensureVenv(
+  dir: string,
+  requirements: string,
+  what: string,
+  { exact = false }: { exact?: boolean } = {},
+): Promise<string> {
+  const bin = `${dir}/bin`;
+  const marker = `${dir}/.installed`;
+  const pins = pinLines(await Deno.readTextFile(requirements));
+  const digest = await digestOf(pins);
   const installed = await Deno.readTextFile(marker).catch(() => undefined);
   if (installed?.trim() === digest) return bin;
-  const python = Deno.env.get("PYTHON") ?? "python3";
-  const hasVenv = await Deno.stat(`${bin}/pip`).then(() => true, () => false);
-  if (!hasVenv) {
-    log(`installing Prefect ${PREFECT_VERSION} into ${VENV_DIR} (once; about a minute)`);
-    await Deno.mkdir(`${REPO_ROOT}.venv`, { recursive: true });
-    try {
-      await run(python, ["-m", "venv", VENV_DIR], `${python} -m venv`);
-    } catch (error) {
-      // Debian's python3 without python3-venv has no ensurepip; virtualenv brings its own pip.
-      log(
-        `${python} -m venv failed; trying virtualenv (${(error as Error).message.split("\n")[0]})`,
-      );
-      await Deno.remove(VENV_DIR, { recursive: true }).catch(() => {});
-      await run(
-        python,
-        ["-m", "pip", "install", "--quiet", "--user", "virtualenv"],
-        "pip install virtualenv",
-      );
-      await run(python, ["-m", "virtualenv", "--quiet", VENV_DIR], `${python} -m virtualenv`);
-    }
+  if (await Deno.stat(`${bin}/pip`).then(() => false, () => true)) {
+    log(`installing ${what} into ${dir} (once; about a minute)`);
+    await createVenv(dir);
   } else {
-    log(`updating ${VENV_DIR} to ${REQUIREMENTS}`);
+    log(`updating ${dir} to ${requirements}`);
   }
   await Deno.remove(marker).catch(() => {});
-  await run(
-    `${bin}/pip`,
-    ["install", "--quiet", "--disable-pip-version-check", "-r", REQUIREMENTS],
-    `pip install -r ${REQUIREMENTS}`,
+  const pip = (args: string[], step: string) =>
+    run(`${bin}/pip`, ["--disable-pip-version-check", ...args], step);
+  await pip(
+    ["install", "--quiet", ...(exact ? ["--no-deps"] : []), "-r", requirements],
+    `pip install -r ${requirements}`,
   );
+  // Catches a pin set that is incomplete or inconsistent (a dependency missing or of a version
+  // another package does not accept).
+  if (exact) await pip(["check"], `pip check (the pins in ${requirements})`);
   await Deno.writeTextFile(marker, `${digest}\n`);
-  log(`Prefect ${PREFECT_VERSION} ready`);
+  log(`${what} ready`);
   return bin;
+}
+
+/** The bin directory of `version`'s virtual environment, installing it on first use. */
+export async function ensurePrefect(version: string = PREFECT_VERSION): Promise<string> {
+  const file = pinsFile(version);
+  const pins = pinLines(await Deno.readTextFile(file));
+  if (!pins.includes(`prefect==${version}`)) throw new Error(`${file} does not pin prefect`);
+  const dir = `${REPO_ROOT}.venv/prefect-${version}-${(await digestOf(pins)).slice(0, 8)}`;
+  return await ensureVenv(dir, file, `Prefect ${version}`, { exact: true });
 }
 
 export interface PrefectServer {
@@ -85,10 +168,15 @@ export interface PrefectServer {
   apiUrl: string;
   /** The UI's address (served only when started with `ui: true`). */
   uiUrl: string;
-  /** The server's PREFECT_HOME; its SQLite database and log live here. */
+  /** The server's PREFECT_HOME; its log (and SQLite database) live here. */
   home: string;
   /** The virtual environment's bin directory (prefect, python). */
   bin: string;
+  /** The Prefect release it runs. */
+  version: string;
+  database: Database;
+  /** Its SQLAlchemy URL (the PostgreSQL one has no password: trust on 127.0.0.1). */
+  databaseUrl: string;
   /** Environment for Prefect client processes (CLI, workers) talking to this server. */
   clientEnv: Record<string, string>;
   stop(): Promise<void>;
@@ -104,6 +192,10 @@ export interface ServerOptions {
   port?: number;
   /** Extra server settings, e.g. PREFECT_SERVER_API_AUTH_STRING. */
   env?: Record<string, string>;
+  /** Default DEPLOY_TEST_DATABASE, else SQLite. */
+  database?: Database;
+  /** Default DEPLOY_TEST_PREFECT_VERSION, else the pinned release. */
+  version?: string;
 }
 
 export function freePort(): number {
@@ -127,14 +219,25 @@ function quietEnv(home: string): Record<string, string> {
 }
 
 export async function startPrefectServer(options: ServerOptions = {}): Promise<PrefectServer> {
-  const bin = await ensurePrefect();
+  const version = options.version ?? PREFECT_VERSION;
+  const database = options.database ?? DATABASE;
+  const bin = await ensurePrefect(version);
   const home = await Deno.makeTempDir({ prefix: "deploy-ts-prefect-" });
+  let postgres: Postgres | undefined;
+  try {
+    postgres = database === "postgres" ? await startPostgres(freePort()) : undefined;
+  } catch (error) {
+    await Deno.remove(home, { recursive: true }).catch(() => {});
+    throw error;
+  }
   const port = options.port ?? freePort();
   const apiUrl = `http://127.0.0.1:${port}/api`;
   const scheduler = String(options.scheduler ?? false);
+  const databaseUrl = postgres?.url ?? `sqlite+aiosqlite:///${home}/prefect.db`;
+  // Setting names as of Prefect 3.1; 3.0.11 reads them too (as aliases of its own).
   const env = {
     ...quietEnv(home),
-    PREFECT_SERVER_DATABASE_CONNECTION_URL: `sqlite+aiosqlite:///${home}/prefect.db`,
+    PREFECT_SERVER_DATABASE_CONNECTION_URL: databaseUrl,
     PREFECT_SERVER_UI_ENABLED: String(options.ui ?? false),
     PREFECT_UI_API_URL: apiUrl,
     PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED: scheduler,
@@ -183,6 +286,7 @@ export async function startPrefectServer(options: ServerOptions = {}): Promise<P
     await child.status;
     clearTimeout(killer);
     await logging.catch(() => {});
+    await postgres?.stop();
     if (!Deno.env.get("DEPLOY_KEEP_PREFECT_HOME")) {
       await Deno.remove(home, { recursive: true }).catch(() => {});
     }
@@ -196,7 +300,7 @@ export async function startPrefectServer(options: ServerOptions = {}): Promise<P
       await logging.catch(() => {});
       const tail = (await Deno.readTextFile(`${home}/server.log`)).split("\n").slice(-25);
       await stop();
-      throw new Error(`Prefect server exited during start-up:\n${tail.join("\n")}`);
+      throw new Error(`Prefect ${version} server exited during start-up:\n${tail.join("\n")}`);
     }
     try {
       const response = await fetch(`${apiUrl}/health`, { signal: AbortSignal.timeout(2000) });
@@ -217,6 +321,9 @@ export async function startPrefectServer(options: ServerOptions = {}): Promise<P
     uiUrl: `http://127.0.0.1:${port}`,
     home,
     bin,
+    version,
+    database,
+    databaseUrl,
     clientEnv: { ...quietEnv(home), PREFECT_API_URL: apiUrl },
     stop,
     [Symbol.asyncDispose]: stop,

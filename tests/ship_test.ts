@@ -9,6 +9,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { REPO_ROOT } from "./helpers.ts";
 import { parseCommandLine } from "../deploy.ts";
 import { BINARY_PERMISSIONS, COMPILE_ARGS } from "../tools/compile.ts";
+import { PINNED_PREFECT_VERSION } from "./prefect_server.ts";
 
 const read = (path: string) => Deno.readTextFileSync(`${REPO_ROOT}${path}`);
 
@@ -79,7 +80,7 @@ Deno.test("the Dockerfile compiles in a Deno stage and ships a glibc, non-root i
   const user = app.lines.filter((l) => l.startsWith("USER ")).at(-1);
   assert(user && !/USER (root|0)$/.test(user), `runs as ${user}`);
   assert(
-    app.lines.some((l) => l.includes("tests/prefect-requirements.txt")),
+    app.lines.some((l) => l.includes(`tests/prefect-pins/${PINNED_PREFECT_VERSION}.txt`)),
     "the image installs the Prefect the tests run against",
   );
 });

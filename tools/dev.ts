@@ -1,14 +1,26 @@
 /**
- * `deno task dev`: a throwaway local Prefect server (UI on), this repository's manifests
- * applied to it, and the server kept running until Ctrl-C. The work pools the manifests name
- * are created as process pools, as a developer would by hand.
+ * `deno task dev [--postgres]`: a throwaway local Prefect server (UI on), this repository's
+ * manifests applied to it, and the server kept running until Ctrl-C. The work pools the
+ * manifests name are created as process pools, as a developer would by hand. Its database is
+ * SQLite, or with `--postgres` (or DEPLOY_TEST_DATABASE=postgres) a throwaway PostgreSQL, as
+ * production servers run; DEPLOY_TEST_PREFECT_VERSION picks another Prefect release.
  */
+import { parseArgs } from "node:util";
 import { defaultOptions, validate } from "../deploy.ts";
-import { freePort, startPrefectServer } from "../tests/prefect_server.ts";
+import { DATABASE, freePort, startPrefectServer } from "../tests/prefect_server.ts";
 import { BINARY_PERMISSIONS } from "./compile.ts";
 
 const REPO_ROOT = new URL("../", import.meta.url).pathname;
 Deno.chdir(REPO_ROOT);
+
+let flags: { postgres?: boolean };
+try {
+  flags = parseArgs({ args: Deno.args, options: { postgres: { type: "boolean" } } }).values;
+} catch (error) {
+  console.error(`error: ${(error as Error).message} (usage: deno task dev [--postgres])`);
+  Deno.exit(1);
+}
+const database = flags.postgres ? "postgres" : DATABASE;
 
 const manifests = await validate({ ...defaultOptions(), command: "validate", strict: true });
 const pools = [
@@ -19,8 +31,12 @@ const pools = [
 
 const preferred = Number(Deno.env.get("DEPLOY_DEV_PORT") ?? 4200);
 const port = isFree(preferred) ? preferred : freePort();
-console.error(`Starting a Prefect server on 127.0.0.1:${port} (first run installs Prefect)…`);
-const server = await startPrefectServer({ ui: true, scheduler: true, port });
+console.error(
+  `Starting a Prefect server on 127.0.0.1:${port} with ${
+    database === "postgres" ? "a throwaway PostgreSQL" : "SQLite"
+  } (first run installs Prefect)…`,
+);
+const server = await startPrefectServer({ ui: true, scheduler: true, port, database });
 
 let stopping = false;
 const stop = async () => {
@@ -55,7 +71,8 @@ const apply = await new Deno.Command(Deno.execPath(), {
 
 console.log(`
 Prefect UI:   ${server.uiUrl}
-Prefect API:  ${server.apiUrl}
+Prefect API:  ${server.apiUrl}  (Prefect ${server.version})
+Database:     ${server.databaseUrl}
 
 In another terminal:
   export PREFECT_API_URL=${server.apiUrl}
