@@ -24,9 +24,11 @@ import rrule from "rrule";
 import schema from "./schema/deployments.schema.json" with { type: "json" };
 import denoConfig from "./deno.json" with { type: "json" };
 import {
+  capabilitiesOf,
   ConnectionLost,
   PrefectApiError,
   PrefectClient,
+  type ServerCapabilities,
   SettingsError,
   settingsFromEnvironment,
 } from "./lib/prefect_client.ts";
@@ -2695,10 +2697,13 @@ export function desiredDeployments(
 
 export interface ServerSchedule {
   id: string;
+  created?: string;
   schedule: Json;
   active: boolean;
-  parameters: Json;
-  slug: string | null;
+  /** Absent before Prefect 3.2. */
+  parameters?: Json;
+  /** Null when made by `prefect deploy`; absent before Prefect 3.2. */
+  slug?: string | null;
   max_scheduled_runs: number | null;
 }
 
@@ -2843,6 +2848,11 @@ export interface PlannedDeployment {
   /** Update: the PATCH body, changed fields only. */
   patch: Json;
   schedules: ScheduleOps;
+  /**
+   * Update of a field the server's PATCH does not take (Prefect < 3.2): the deployment is sent
+   * whole instead, with what the server keeps and the full list of schedule bodies.
+   */
+  repost?: { flowId: string; paused: boolean; schedules: Json[] };
 }
 
 /** Equality of JSON values with object keys in any order. */
@@ -2922,8 +2932,15 @@ function sameSchedule(desired: Json, actual: Json): boolean {
   }
 }
 
-/** What to send so the server's schedule becomes the desired one, keeping unstated parts. */
-function scheduleBody(desired: DesiredSchedule, actual?: ServerSchedule): Json {
+/**
+ * What to send so the server's schedule becomes the desired one, keeping unstated parts; no
+ * slug or parameters where the server has none (Prefect < 3.2 answers 422 to them).
+ */
+function scheduleBody(
+  desired: DesiredSchedule,
+  actual: ServerSchedule | undefined,
+  capabilities: ServerCapabilities,
+): Json {
   const schedule = { ...desired.schedule };
   const kind = ["cron", "interval", "rrule"].find((k) => schedule[k] !== undefined);
   if (actual && actual.schedule[kind!] !== undefined) {
@@ -2936,19 +2953,25 @@ function scheduleBody(desired: DesiredSchedule, actual?: ServerSchedule): Json {
   }
   const maxRuns = desired.max_scheduled_runs ?? actual?.max_scheduled_runs;
   return {
-    slug: desired.slug,
+    ...(capabilities.scheduleSlugs ? { slug: desired.slug } : {}),
     schedule,
     active: desired.active ?? actual?.active ?? true,
     // Always sent: the schedule PATCH resets absent parameters to {}.
-    parameters: desired.parameters,
+    ...(capabilities.scheduleSlugs ? { parameters: desired.parameters } : {}),
     ...(maxRuns ? { max_scheduled_runs: maxRuns } : {}),
   };
 }
 
+/**
+ * Pairs manifest schedules with the server's: by slug, then `replaces`, then a slug-less one
+ * with the same timing. A server without slugs (Prefect < 3.2) pairs by timing, then the rest
+ * in order (manifest order against the server's creation order), so a cron edit keeps its ID.
+ */
 function planSchedules(
   desired: DesiredSchedule[],
   actual: ServerSchedule[],
-): { ops: ScheduleOps; changes: Change[]; effects: string[] } {
+  capabilities: ServerCapabilities,
+): { ops: ScheduleOps; changes: Change[]; effects: string[]; bodies: Json[] } {
   const ops: ScheduleOps = { add: [], change: [], remove: [] };
   const changes: Change[] = [];
   const effects: string[] = [];
@@ -2958,26 +2981,40 @@ function planSchedules(
     if (found) unclaimed.delete(found);
     return found;
   };
+  const slugs = capabilities.scheduleSlugs;
   const pairs: [DesiredSchedule, ServerSchedule | undefined][] = desired.map((d) => [
     d,
-    claim((a) => a.slug === d.slug),
+    slugs ? claim((a) => a.slug === d.slug) : undefined,
   ]);
   for (const pair of pairs) {
     const [d] = pair;
     // A renamed slug (`replaces`), then a slug-less schedule with the same timing, keep their IDs.
-    pair[1] ??= (d.replaces ? claim((a) => a.slug === d.replaces) : undefined) ??
-      claim((a) => a.slug === null && sameSchedule(d.schedule, a.schedule));
+    pair[1] ??= (slugs && d.replaces ? claim((a) => a.slug === d.replaces) : undefined) ??
+      claim((a) => !a.slug && sameSchedule(d.schedule, a.schedule));
   }
+  if (!slugs) {
+    const oldestFirst = [...unclaimed]
+      .sort((a, b) => (a.created ?? "").localeCompare(b.created ?? ""));
+    for (const pair of pairs) {
+      if (pair[1] || !oldestFirst.length) continue;
+      pair[1] = oldestFirst.shift();
+      unclaimed.delete(pair[1]!);
+    }
+  }
+  const bodies: Json[] = [];
   for (const [d, a] of pairs) {
     const label = `schedules[${d.slug}]`;
+    const body = scheduleBody(d, a, capabilities);
+    bodies.push(body);
     if (!a) {
       ops.add.push(d);
-      changes.push({ field: label, before: null, after: scheduleBody(d) });
+      changes.push({ field: label, before: null, after: body });
       continue;
     }
-    const body = scheduleBody(d, a);
     const diffs: Change[] = [];
-    if (a.slug !== d.slug) diffs.push({ field: `${label}.slug`, before: a.slug, after: d.slug });
+    if (slugs && a.slug !== d.slug) {
+      diffs.push({ field: `${label}.slug`, before: a.slug, after: d.slug });
+    }
     if (!sameSchedule(d.schedule, a.schedule)) {
       diffs.push({ field: `${label}.schedule`, before: a.schedule, after: body.schedule });
     }
@@ -3000,23 +3037,26 @@ function planSchedules(
     }
   }
   for (const a of unclaimed) {
-    ops.remove.push({ id: a.id, slug: a.slug });
+    ops.remove.push({ id: a.id, slug: a.slug ?? null });
     changes.push({
       field: `schedules[${a.slug ?? a.id}]`,
       before: withoutNulls({ slug: a.slug, schedule: a.schedule, active: a.active }),
       after: null,
     });
-    if (a.slug === null) {
+    if (slugs && a.slug === null) {
       effects.push(
         `The slug-less schedule ${a.id} is deleted; its replacement gets a new ID.`,
       );
     }
   }
-  return { ops, changes, effects };
+  return { ops, changes, effects, bodies };
 }
 
 const RUNS_DELETED =
   "Prefect deletes this deployment's future auto-scheduled runs; its scheduler re-creates them.";
+
+/** Fields `PATCH /deployments/{id}` takes only from Prefect 3.2 on. */
+const PATCHED_SINCE_3_2 = ["pull_steps", "parameter_openapi_schema"];
 
 /** Compares the desired deployments with the server's: the plan, as pure data. */
 export function planDeployments(
@@ -3064,9 +3104,19 @@ export function planDeployments(
       changes.push({ field: "paused", before: have.paused, after: want.paused });
       patch.paused = want.paused;
     }
-    const schedules = planSchedules(want.schedules, have.schedules ?? []);
+    const capabilities = capabilitiesOf(state.version);
+    const schedules = planSchedules(want.schedules, have.schedules ?? [], capabilities);
     changes.push(...schedules.changes);
     effects.push(...schedules.effects);
+    const unpatchable = capabilities.patchesStepsAndSchema
+      ? []
+      : PATCHED_SINCE_3_2.filter((field) => field in patch);
+    if (unpatchable.length) {
+      effects.push(
+        `Prefect ${state.version} cannot PATCH ${unpatchable.join(" or ")}: the deployment is ` +
+          "sent whole (POST /deployments/, which keeps its ID) and its schedules get new IDs.",
+      );
+    }
     const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
       schedules.ops.remove.length > 0;
     if (deletesRuns) effects.unshift(RUNS_DELETED);
@@ -3078,6 +3128,15 @@ export function planDeployments(
       effects,
       patch,
       schedules: schedules.ops,
+      ...(unpatchable.length
+        ? {
+          repost: {
+            flowId: have.flow_id,
+            paused: want.paused ?? have.paused,
+            schedules: schedules.bodies,
+          },
+        }
+        : {}),
     };
   });
   if (prune) {
@@ -3186,6 +3245,10 @@ async function applyOne(
       return { ...item, id, result: "created" };
     }
     case "update": {
+      if (item.repost) {
+        await createDeployment(client, item.desired!, item.repost.flowId, item.repost);
+        return { ...item, result: "updated" };
+      }
       if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
       await applySchedules(client, item.id!, item.schedules);
       return { ...item, result: "updated" };
@@ -3201,29 +3264,32 @@ async function applySchedules(client: PrefectClient, id: string, ops: ScheduleOp
   }
   for (const c of ops.change) await client.request("PATCH", `${path}/${c.id}`, c.body);
   if (ops.add.length) {
-    await client.request("POST", path, ops.add.map((s) => scheduleBody(s)), {
-      resendAfterDrop: false,
-    });
+    const bodies = ops.add.map((s) => scheduleBody(s, undefined, client.capabilities));
+    await client.request("POST", path, bodies, { resendAfterDrop: false });
   }
 }
 
 /**
  * Creates with one POST. The POST is an upsert that would replace schedules, so it is never
- * sent blindly twice: after a lost connection the deployment is looked up first.
+ * sent blindly twice: after a lost connection the deployment is looked up first. `existing`
+ * re-sends a deployment whole (an update Prefect < 3.2 cannot PATCH).
  */
 async function createDeployment(
   client: PrefectClient,
   want: DesiredDeployment,
   flowId: string,
+  existing?: { paused: boolean; schedules: Json[] },
 ): Promise<string> {
+  const schedules = existing?.schedules ??
+    want.schedules.map((s) => scheduleBody(s, undefined, client.capabilities));
   // POST /deployments/ drops max_scheduled_runs; such schedules go through the sub-resource.
-  const inline = !want.schedules.some((s) => s.max_scheduled_runs !== undefined);
+  const inline = !schedules.some((s) => s.max_scheduled_runs !== undefined);
   const body = {
     name: want.name,
     flow_id: flowId,
     ...want.fields,
-    paused: want.paused ?? false,
-    schedules: inline ? want.schedules.map((s) => scheduleBody(s)) : [],
+    paused: want.paused ?? existing?.paused ?? false,
+    schedules: inline ? schedules : [],
   };
   const byName = `/deployments/name/${encodeURIComponent(want.flow)}/${
     encodeURIComponent(want.name)
@@ -3232,18 +3298,21 @@ async function createDeployment(
   for (let attempt = 1; id === undefined; attempt++) {
     try {
       id = (await client.request<{ id: string }>("POST", "/deployments/", body, {
-        resendAfterDrop: false,
+        // Re-sending an existing deployment whole is idempotent: it already exists either way.
+        resendAfterDrop: existing !== undefined,
       })).data.id;
     } catch (error) {
-      if (!(error instanceof ConnectionLost) || attempt >= 3) throw error;
+      if (!(error instanceof ConnectionLost) || existing || attempt >= 3) throw error;
       const found = await client.request<{ id: string }>("GET", byName, undefined, {
         accept: [404],
       });
       if (found.status === 200) id = found.data.id;
     }
   }
-  if (!inline && want.schedules.length) {
-    await applySchedules(client, id, { add: want.schedules, change: [], remove: [] });
+  if (!inline) {
+    await client.request("POST", `/deployments/${id}/schedules`, schedules, {
+      resendAfterDrop: false,
+    });
   }
   return id;
 }
@@ -3471,6 +3540,66 @@ function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
   return found;
 }
 
+/**
+ * Manifest parts the server's release cannot store, as errors at their place (pre-flight, so
+ * before any write). Schedule slugs are not among them: without slugs, schedules are matched
+ * by timing and order instead (planSchedules), and `onNote` says so once.
+ */
+function beyondServer(
+  entries: DeploymentEntry[],
+  version: string | undefined,
+  capabilities: ServerCapabilities,
+  onNote: (text: string) => void,
+): Diagnostic[] {
+  const found: Diagnostic[] = [];
+  let hasSchedules = false;
+  for (const entry of entries) {
+    const here = ["deployments", entry.index];
+    const { schedules, schedule, concurrency_limit: limit } = entry.spec;
+    const located: [Schedule, PathSegment[]][] = schedules?.length
+      ? schedules.map((s, i) => [s, [...here, "schedules", i]])
+      : schedule && Object.keys(schedule).length
+      ? [[schedule, [...here, "schedule"]]]
+      : [];
+    hasSchedules ||= located.length > 0;
+    for (const [s, path] of located) {
+      if (!capabilities.scheduleSlugs && s.parameters && Object.keys(s.parameters).length) {
+        found.push(diagnosticAt(
+          entry.file,
+          [...path, "parameters"],
+          "unsupported-by-server",
+          `Prefect ${version} has no schedule parameters (they arrived in 3.2), so this ` +
+            "schedule's runs would not get them. Move them to the deployment's `parameters` or " +
+            "upgrade the server.",
+          "error",
+          "key",
+        ));
+      }
+    }
+    if (
+      !capabilities.concurrencyGracePeriod && limit !== null && typeof limit === "object" &&
+      limit.grace_period_seconds !== undefined
+    ) {
+      found.push(diagnosticAt(
+        entry.file,
+        [...here, "concurrency_limit", "grace_period_seconds"],
+        "unsupported-by-server",
+        `Prefect ${version} has no concurrency grace period (it arrived in 3.6.6). Remove ` +
+          "`grace_period_seconds` or upgrade the server.",
+        "error",
+        "key",
+      ));
+    }
+  }
+  if (hasSchedules && !capabilities.scheduleSlugs) {
+    onNote(
+      `Prefect ${version} keeps no schedule slugs: schedules are matched by timing, then in ` +
+        "order of creation.",
+    );
+  }
+  return found;
+}
+
 async function runSync(options: Options): Promise<number> {
   const started = performance.now();
   const validation = await validate(options);
@@ -3500,6 +3629,7 @@ async function runSync(options: Options): Promise<number> {
   reportDiagnostics(notSynced(selected), options.format);
   const problems: Diagnostic[] = [];
   const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
+  problems.push(...beyondServer(selected, state.version, client.capabilities, progress));
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
     if (typeof pool === "string" && !state.pools.has(pool)) {

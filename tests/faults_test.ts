@@ -259,4 +259,22 @@ Deno.test("faults between deploy.ts and a real Prefect server", async (t) => {
     assertStringIncludes(result.stderr, "runs Prefect 2.20.1; deploy.ts needs Prefect 3.");
     assertEquals(proxy.writes().length, 0);
   });
+
+  await t.step("a Prefect 3 release older than 3.0.3 is refused in one line", async () => {
+    await using proxy = startFaultProxy(server.apiUrl);
+    proxy.rules.push({
+      method: "GET",
+      path: /^\/admin\/version$/,
+      times: 1,
+      respond: 200,
+      responseBody: '"3.0.2"',
+    });
+    const result = await deployThrough(proxy.apiUrl, ["apply"]);
+    assertEquals(result.code, 1);
+    assertEquals(result.stderr.trim().split("\n").filter((l) => l.startsWith("error:")), [
+      `error: The server at ${proxy.apiUrl} runs Prefect 3.0.2; deploy.ts needs Prefect 3.0.3 ` +
+      "or later (deployment concurrency options arrived in 3.0.3).",
+    ]);
+    assertEquals(proxy.writes().length, 0);
+  });
 });

@@ -8,6 +8,7 @@ import { api, type CliResult, runDeploy, tempProject } from "./helpers.ts";
 import { startPrefectServer } from "./prefect_server.ts";
 import { startFaultProxy } from "./fault_proxy.ts";
 import { BINARY_PERMISSIONS } from "../tools/compile.ts";
+import { capabilitiesOf } from "../lib/prefect_client.ts";
 
 const FLOWS = `from prefect import flow
 
@@ -60,17 +61,21 @@ deployments:
         timezone: Europe/Berlin
 `;
 
+type Json = Record<string, unknown>;
+
 interface ServerDeployment {
   id: string;
   name: string;
   tags: string[];
   paused: boolean;
-  parameters: Record<string, unknown>;
+  parameters: Json;
+  parameter_openapi_schema: { properties: Json };
   schedules: {
     id: string;
-    slug: string | null;
+    slug?: string | null;
     active: boolean;
-    schedule: Record<string, unknown>;
+    schedule: Json;
+    parameters?: Json;
   }[];
 }
 
@@ -91,6 +96,9 @@ interface SyncJson {
 Deno.test("plan and apply against a real Prefect server", async (t) => {
   await using server = await startPrefectServer();
   const call = api(server.apiUrl);
+  const capabilities = capabilitiesOf(server.version);
+  // Prefect < 3.2 rejects schedule fields it does not have.
+  const scheduleFields = capabilities.scheduleSlugs ? { parameters: {} } : {};
   await call("POST", "/work_pools/", { name: "pool-a", type: "process" });
   await call("POST", "/variables/", { name: "report_day", value: "monday" });
   const secretType = await call<{ id: string }>("GET", "/block_types/slug/secret");
@@ -126,6 +134,25 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
       flow_runs: { state: { type: { any_: ["SCHEDULED"] } } },
     })).map((r) => r.id).sort();
 
+  await t.step("the version table agrees with the server's own OpenAPI schema", async () => {
+    assertEquals(await call<string>("GET", "/admin/version"), server.version);
+    const { components: { schemas } } = await call<
+      { components: { schemas: Record<string, { properties?: Record<string, unknown> }> } }
+    >("GET", "/openapi.json");
+    const has = (model: string, field: string) => field in (schemas[model]?.properties ?? {});
+    assertEquals(
+      {
+        scheduleSlugs: has("DeploymentScheduleCreate", "slug") &&
+          has("DeploymentScheduleCreate", "parameters") &&
+          has("DeploymentScheduleUpdate", "slug") && has("DeploymentSchedule", "slug"),
+        patchesStepsAndSchema: has("DeploymentUpdate", "pull_steps") &&
+          has("DeploymentUpdate", "parameter_openapi_schema"),
+        concurrencyGracePeriod: has("ConcurrencyOptions", "grace_period_seconds"),
+      },
+      capabilities,
+    );
+  });
+
   await t.step("plan against an empty server lists three creates", async () => {
     const result = await deploy(["plan", "--detailed-exitcode"]);
     assertEquals(result.code, 2, result.stderr);
@@ -152,10 +179,15 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     const nightly = await byName("etl", "nightly");
     assertEquals(nightly.id, ids["etl/nightly"]);
     assertEquals(nightly.tags.sort(), ["managed-by:deploy.ts/alpha", "team-data"]);
-    assertEquals(nightly.schedules.map((s) => s.slug), ["nightly"]);
     const hourly = await byName("etl", "hourly");
     assertEquals(hourly.parameters, { limit: 1, mode: "incremental" });
-    assertEquals(hourly.schedules.map((s) => s.slug), ["schedule-1"]);
+    if (capabilities.scheduleSlugs) {
+      assertEquals(nightly.schedules.map((s) => s.slug), ["nightly"]);
+      assertEquals(hourly.schedules.map((s) => s.slug), ["schedule-1"]);
+    } else {
+      assertEquals(nightly.schedules.map((s) => s.slug), [undefined]);
+      assertEquals(nightly.schedules.map((s) => s.schedule.cron), ["0 3 * * *"]);
+    }
     const daily = await byName("report", "daily");
     assertEquals(daily.parameters, { day: "monday" });
     assertEquals((daily as unknown as { description: string }).description, "Owned by team-data");
@@ -250,7 +282,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     await call("PATCH", `/deployments/${daily.id}`, { paused: true });
     await call("PATCH", `/deployments/${daily.id}/schedules/${daily.schedules[0].id}`, {
       active: false,
-      parameters: {},
+      ...scheduleFields,
     });
     const plan = await deploy(["plan", "--detailed-exitcode"]);
     assertEquals(plan.code, 0, plan.stdout);
@@ -258,7 +290,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     const nightly = await byName("etl", "nightly");
     await call("PATCH", `/deployments/${nightly.id}/schedules/${nightly.schedules[0].id}`, {
       active: false,
-      parameters: {},
+      ...scheduleFields,
     });
     const changed = json(await deploy(["plan", "--format", "json"])).deployments
       .filter((d) => d.action === "update");
@@ -269,6 +301,48 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     assertEquals((await byName("etl", "nightly")).schedules[0].active, true);
     assertEquals((await byName("report", "daily")).paused, true);
   });
+
+  await t.step(
+    "a changed flow signature updates the parameter schema and keeps the deployment's ID",
+    async () => {
+      const before = await byName("report", "daily");
+      await Deno.writeTextFile(
+        `${project.dir}/flows/etl.py`,
+        FLOWS.replace('day: str = "today"', 'day: str = "today", lang: str = "en"'),
+      );
+      const plan = json(await deploy(["plan", "--format", "json"]));
+      const changed = plan.deployments.filter((d) => d.action !== "noop");
+      assertEquals(changed.map((d) => d.changes.map((c) => c.field)), [[
+        "parameter_openapi_schema",
+      ]]);
+      await using proxy = startFaultProxy(server.apiUrl);
+      const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
+      assertEquals(result.code, 0, result.stderr);
+      const writes = proxy.writes();
+      const after = await byName("report", "daily");
+      assertEquals(after.id, before.id);
+      assert("lang" in after.parameter_openapi_schema.properties, "the new parameter is there");
+      if (capabilities.patchesStepsAndSchema) {
+        assertEquals(writes.map((w) => `${w.method} ${w.path}`), [
+          `PATCH /deployments/${before.id}`,
+        ]);
+        assertEquals(Object.keys(writes[0].body as Json), ["parameter_openapi_schema"]);
+        assertEquals(after.schedules.map((s) => s.id), before.schedules.map((s) => s.id));
+      } else {
+        // PATCH does not take the field before Prefect 3.2: the deployment is sent whole, and
+        // the plan said its schedules would get new IDs.
+        assertMatch(changed[0].effects.join(" "), /cannot PATCH parameter_openapi_schema/);
+        assertEquals(writes.map((w) => `${w.method} ${w.path}`), ["POST /deployments/"]);
+        assertEquals(after.schedules.length, 1);
+      }
+      // What the UI set and the manifest leaves unstated survives either way.
+      assertEquals(after.paused, true);
+      assertEquals(after.schedules.map((s) => s.active), [false]);
+      assertEquals(after.schedules[0].schedule.cron, "0 7 * * *");
+      const again = await deploy(["plan", "--detailed-exitcode"]);
+      assertEquals(again.code, 0, again.stdout + again.stderr);
+    },
+  );
 
   await t.step("--flow and -n select deployments; a pattern matching nothing fails", async () => {
     const byFlow = json(await deploy(["plan", "--flow", "report", "--format", "json"]));
@@ -399,4 +473,57 @@ deployments:
     const after = await call<unknown[]>("POST", "/deployments/filter", {});
     assertEquals(after.length, before.length);
   });
+
+  await t.step(
+    "what the server's release cannot store is an error at its place, before any write",
+    async () => {
+      await using gamma = await tempProject({
+        "flows/capable.py": "from prefect import flow\n\n\n@flow\ndef capable(limit: int = 1):\n" +
+          "    return limit\n",
+        "prefect/gamma.yaml": `name: gamma
+deployments:
+  - name: capable
+    entrypoint: flows/capable.py:capable
+    work_pool: {name: pool-a}
+    concurrency_limit: {limit: 2, collision_strategy: CANCEL_NEW, grace_period_seconds: 120}
+    schedules:
+      - cron: "0 5 * * *"
+        timezone: UTC
+        active: false
+        parameters: {limit: 7}
+`,
+      });
+      await using proxy = startFaultProxy(server.apiUrl);
+      const result = await runDeploy(["apply"], {
+        cwd: gamma.dir,
+        env: { PREFECT_API_URL: proxy.apiUrl },
+      });
+      const expected = [
+        ...capabilities.concurrencyGracePeriod ? [] : [
+          `prefect/gamma.yaml:6:67: error: Prefect ${server.version} has no concurrency grace ` +
+          "period (it arrived in 3.6.6).",
+        ],
+        ...capabilities.scheduleSlugs ? [] : [
+          `prefect/gamma.yaml:11:9: error: Prefect ${server.version} has no schedule parameters`,
+        ],
+      ];
+      if (expected.length) {
+        assertEquals(result.code, 1, result.stdout);
+        for (const line of expected) assertStringIncludes(result.stderr, line);
+        assertEquals(proxy.writes(), []);
+        assertEquals(result.stdout, "");
+        const flows = await call<unknown[]>("POST", "/flows/filter", {
+          flows: { name: { any_: ["capable"] } },
+        });
+        assertEquals(flows, [], "not even the flow was created");
+      } else {
+        assertEquals(result.code, 0, result.stderr);
+        const capable = await call<
+          ServerDeployment & { concurrency_options: Json }
+        >("GET", "/deployments/name/capable/capable");
+        assertEquals(capable.schedules.map((s) => s.parameters), [{ limit: 7 }]);
+        assertEquals(capable.concurrency_options.grace_period_seconds, 120);
+      }
+    },
+  );
 });
