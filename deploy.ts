@@ -19,7 +19,7 @@ import {
   parseAllDocuments,
   visit,
 } from "yaml";
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { Ajv, type ErrorObject, type Options as AjvOptions, type ValidateFunction } from "ajv";
 import rrule from "rrule";
 import schema from "./schema/deployments.schema.json" with { type: "json" };
 import denoConfig from "./deno.json" with { type: "json" };
@@ -786,19 +786,36 @@ function positionOf(
 
 // ─── Validate: the JSON Schema ───────────────────────────────────────────────
 
-const SCHEMA_ID = schema.$id;
+export const SCHEMA_ID = schema.$id;
 /** Editor-only keywords the schema carries; registered so Ajv's strict mode accepts them. */
 export const EDITOR_KEYWORDS = ["markdownDescription", "defaultSnippets", "errorMessage"];
 
-let ajvInstance: Ajv | undefined;
-function ajv(): Ajv {
-  if (!ajvInstance) {
-    ajvInstance = new Ajv({ allErrors: true, verbose: true, strict: true });
-    for (const keyword of EDITOR_KEYWORDS) ajvInstance.addKeyword(keyword);
-    ajvInstance.addSchema(schema);
-  }
-  return ajvInstance;
+/** The Ajv that compiles the schema: here for its parts, ahead of time by `deno task validators`. */
+export function manifestAjv(options: AjvOptions = {}): Ajv {
+  const instance = new Ajv({ allErrors: true, verbose: true, strict: true, ...options });
+  for (const keyword of EDITOR_KEYWORDS) instance.addKeyword(keyword);
+  instance.addSchema(schema);
+  return instance;
 }
+
+let ajvInstance: Ajv | undefined;
+const ajv = () => ajvInstance ??= manifestAjv();
+
+/** Names the schema compiled ahead of time (FNV-1a of its JSON); another digest means stale. */
+export function schemaDigest(): string {
+  const text = JSON.stringify(schema);
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return (hash >>> 0).toString(16).padStart(8, "0");
+}
+
+// Compiling the schema costs more than validating 1,000 deployments with it, so
+// schema/validators.js holds it compiled (`deno task validators`). A stale or unreadable copy
+// is passed over for a compile here; tests/validators_test.ts fails until it is regenerated.
+const precompiled = await import("./schema/validators.js").then(
+  (generated) => generated.SCHEMA_DIGEST === schemaDigest() ? generated : undefined,
+  () => undefined,
+);
 
 const validators = new WeakMap<object, ValidateFunction>();
 
@@ -807,7 +824,9 @@ function validatorFor(part: SchemaNode): ValidateFunction {
   let fn = validators.get(part);
   if (!fn) {
     fn = part === schema
-      ? ajv().getSchema(SCHEMA_ID)!
+      ? precompiled?.validate ?? ajv().getSchema(SCHEMA_ID)!
+      : part === schema.definitions.environment && precompiled
+      ? precompiled.environment
       : ajv().compile({ ...part, definitions: schema.definitions });
     validators.set(part, fn);
   }
