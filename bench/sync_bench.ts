@@ -1,20 +1,47 @@
 /**
  * `deno task bench:sync`: deploy.ts apply against `prefect deploy --all`, side by side, on the
- * same generated deployments and the same real Prefect server (started by the test harness).
+ * same generated deployments and the same real Prefect server (started by the test harness),
+ * on SQLite and on PostgreSQL, in one run.
  *
- * For each N: a cold apply (everything created), a no-op apply (nothing changed), and a
- * one-change apply (one parameter of one deployment). Both tools talk to the server through
- * the same recording proxy, which counts their reads and writes the same way. Each tool gets its
- * own flow names, so both start cold. Prints a Markdown table for BENCHMARKS.md.
+ * For each backend and N: a cold apply (everything created), a no-op apply (nothing changed),
+ * and a one-change apply (one parameter of one deployment). Both tools talk to the server
+ * through the same recording proxy, which counts their reads and writes the same way. Each tool
+ * gets its own flow names, so both start cold. Then the server's own cost of listing the N
+ * deployments, and `deploy --version` (start-up), the two floors under a no-op apply. Prints
+ * Markdown tables for BENCHMARKS.md.
  *
- * Usage: deno task bench:sync [N...]   (default 10 100 500)
+ * Usage: deno task bench:sync [--database sqlite|postgres|both] [N...]   (default both; 10 100 500)
  */
-import { startPrefectServer } from "../tests/prefect_server.ts";
+import { parseArgs } from "node:util";
+import { type Database, startPrefectServer } from "../tests/prefect_server.ts";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
 
 const DEPLOY_TS = new URL("../deploy.ts", import.meta.url).pathname;
-const sizes = Deno.args.length ? Deno.args.map(Number) : [10, 100, 500];
+const args = parseArgs({
+  args: Deno.args,
+  options: { database: { type: "string", default: "both" } },
+  allowPositionals: true,
+});
+const sizes = args.positionals.length ? args.positionals.map(Number) : [10, 100, 500];
+const databases: Database[] = args.values.database === "both"
+  ? ["sqlite", "postgres"]
+  : [args.values.database as Database];
+if (
+  sizes.some((n) => !Number.isInteger(n) || n < 1) ||
+  databases.some((d) => !/^(sqlite|postgres)$/.test(d))
+) {
+  console.error("usage: deno task bench:sync [--database sqlite|postgres|both] [N...]");
+  Deno.exit(1);
+}
 const PER_FILE = 10;
+const RUN_DEPLOY_TS = [
+  "run",
+  "--frozen",
+  "--cached-only",
+  "--allow-read",
+  "--allow-env",
+  "--allow-net",
+];
 
 interface Measure {
   ms: number;
@@ -22,6 +49,8 @@ interface Measure {
   writes: number;
   ok: boolean;
 }
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 function manifest(prefix: string, n: number, changed: boolean): string {
   const deployments = Array.from({ length: n }, (_, i) =>
@@ -81,87 +110,93 @@ async function timed(
   return { ms, reads: proxy.requests.length - writes, writes, ok: output.success };
 }
 
-await using server = await startPrefectServer();
-await fetch(`${server.apiUrl}/work_pools/`, {
-  method: "POST",
-  headers: { "content-type": "application/json" },
-  body: JSON.stringify({ name: "bench-pool", type: "process" }),
-}).then((r) => r.body?.cancel());
-await using proxy = startFaultProxy(server.apiUrl);
-const baseEnv = { ...server.clientEnv, PREFECT_API_URL: proxy.apiUrl, NO_COLOR: "1" };
-
 const rows: string[] = [];
 const floors: string[] = [];
-for (const n of sizes) {
-  const ours = await makeProject(`t${n}`, n);
-  const theirs = await makeProject(`p${n}`, n);
-  const deploy = (dir: string) =>
-    timed(
+let version = "";
+for (const database of databases) {
+  await using server = await startPrefectServer({ database });
+  version = server.version;
+  await fetch(`${server.apiUrl}/work_pools/`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "bench-pool", type: "process" }),
+  }).then((r) => r.body?.cancel());
+  await using proxy = startFaultProxy(server.apiUrl);
+  const baseEnv = { ...server.clientEnv, PREFECT_API_URL: proxy.apiUrl, NO_COLOR: "1" };
+  const backend = database === "postgres" ? "PostgreSQL" : "SQLite";
+
+  for (const n of sizes) {
+    const ours = await makeProject(`t${n}`, n);
+    const theirs = await makeProject(`p${n}`, n);
+    const deploy = (dir: string) =>
+      timed(Deno.execPath(), [...RUN_DEPLOY_TS, DEPLOY_TS, "apply"], dir, baseEnv, proxy);
+    const prefectDeploy = (dir: string) =>
+      timed(`${server.bin}/prefect`, ["--no-prompt", "deploy", "--all"], dir, baseEnv, proxy);
+
+    const results: Record<string, [Measure, Measure]> = {};
+    for (const phase of ["cold", "no-op", "one change"]) {
+      const changed = phase === "one change";
+      await Deno.writeTextFile(`${ours}/prefect/bench.yaml`, manifest(`t${n}`, n, changed));
+      await Deno.writeTextFile(`${theirs}/prefect.yaml`, manifest(`p${n}`, n, changed));
+      console.error(`${backend} N=${n} ${phase}: deploy.ts…`);
+      const a = await deploy(ours);
+      console.error(`${backend} N=${n} ${phase}: prefect deploy --all…`);
+      const b = await prefectDeploy(theirs);
+      results[phase] = [a, b];
+      console.error(
+        `  deploy.ts ${a.ms.toFixed(0)} ms ${a.reads}r/${a.writes}w · prefect ${
+          b.ms.toFixed(0)
+        } ms ${b.reads}r/${b.writes}w`,
+      );
+    }
+    // The server's own cost of listing the N deployments (what any no-op must read), measured
+    // directly, and deploy.ts's start-up: the floors under a no-op apply.
+    const listStart = performance.now();
+    for (let offset = 0; offset < n; offset += 200) {
+      await fetch(`${server.apiUrl}/deployments/filter`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ flows: { name: { like_: `t${n}-flow-` } }, limit: 200, offset }),
+      }).then((r) => r.arrayBuffer());
+    }
+    const listing = performance.now() - listStart;
+    const startup = await timed(
       Deno.execPath(),
-      [
-        "run",
-        "--frozen",
-        "--cached-only",
-        "--allow-read",
-        "--allow-env",
-        "--allow-net",
-        DEPLOY_TS,
-        "apply",
-      ],
-      dir,
+      [...RUN_DEPLOY_TS, DEPLOY_TS, "--version"],
+      ours,
       baseEnv,
       proxy,
     );
-  const prefectDeploy = (dir: string) =>
-    timed(`${server.bin}/prefect`, ["--no-prompt", "deploy", "--all"], dir, baseEnv, proxy);
-
-  const results: Record<string, [Measure, Measure]> = {};
-  for (const phase of ["cold", "no-op", "one change"]) {
-    const changed = phase === "one change";
-    await Deno.writeTextFile(`${ours}/prefect/bench.yaml`, manifest(`t${n}`, n, changed));
-    await Deno.writeTextFile(`${theirs}/prefect.yaml`, manifest(`p${n}`, n, changed));
-    console.error(`N=${n} ${phase}: deploy.ts…`);
-    const a = await deploy(ours);
-    console.error(`N=${n} ${phase}: prefect deploy --all…`);
-    const b = await prefectDeploy(theirs);
-    results[phase] = [a, b];
-    console.error(
-      `  deploy.ts ${a.ms.toFixed(0)} ms ${a.reads}r/${a.writes}w · prefect ${
-        b.ms.toFixed(0)
-      } ms ${b.reads}r/${b.writes}w`,
+    const noop = results["no-op"][0];
+    floors.push(
+      `| ${backend} | ${n} | ${seconds(listing)} | ${seconds(startup.ms)} | ${seconds(noop.ms)} | ${
+        (noop.ms / (listing + startup.ms)).toFixed(2)
+      }× |`,
     );
+    for (const [phase, [a, b]] of Object.entries(results)) {
+      const flag = (m: Measure) => m.ok ? "" : " (failed)";
+      rows.push(
+        `| ${backend} | ${n} | ${phase} | ${seconds(a.ms)}${flag(a)} | ${a.reads} / ${a.writes} | ${
+          seconds(b.ms)
+        }${flag(b)} | ${b.reads} / ${b.writes} | ${(b.ms / a.ms).toFixed(1)}× |`,
+      );
+    }
+    await Deno.remove(ours, { recursive: true });
+    await Deno.remove(theirs, { recursive: true });
   }
-  // The server's own cost of listing the N deployments (what any no-op must read), measured
-  // directly: the floor under a no-op apply.
-  const floorStart = performance.now();
-  for (let offset = 0; offset < n; offset += 200) {
-    await fetch(`${server.apiUrl}/deployments/filter`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ flows: { name: { like_: `t${n}-flow-` } }, limit: 200, offset }),
-    }).then((r) => r.arrayBuffer());
-  }
-  floors.push(`| ${n} | ${((performance.now() - floorStart) / 1000).toFixed(2)} s |`);
-  for (const [phase, [a, b]] of Object.entries(results)) {
-    const flag = (m: Measure) => m.ok ? "" : " (failed)";
-    rows.push(
-      `| ${n} | ${phase} | ${(a.ms / 1000).toFixed(2)} s${flag(a)} | ${a.reads} / ${a.writes} | ${
-        (b.ms / 1000).toFixed(2)
-      } s${flag(b)} | ${b.reads} / ${b.writes} | ${(b.ms / a.ms).toFixed(1)}× |`,
-    );
-  }
-  await Deno.remove(ours, { recursive: true });
-  await Deno.remove(theirs, { recursive: true });
 }
 
 console.log(
-  `| N | apply | deploy.ts | reads / writes | prefect deploy --all | reads / writes | prefect ÷ deploy.ts |
-|--:|---|--:|--:|--:|--:|--:|
+  `Prefect ${version}, ${new Date().toISOString().slice(0, 10)}:
+
+| backend | N | apply | deploy.ts | reads / writes | prefect deploy --all | reads / writes | prefect ÷ deploy.ts |
+|---|--:|---|--:|--:|--:|--:|--:|
 ${rows.join("\n")}
 
-Server floor — listing the N deployments with \`POST /deployments/filter\`, nothing else:
+Floors under a no-op apply, same run: the server listing the N deployments with
+\`POST /deployments/filter\` and nothing else, and \`deploy --version\` (start-up):
 
-| N | time |
-|--:|--:|
+| backend | N | listing | deploy --version | no-op apply | no-op ÷ (listing + start-up) |
+|---|--:|--:|--:|--:|--:|
 ${floors.join("\n")}`,
 );
