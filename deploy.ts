@@ -40,6 +40,7 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import { locateSpot, readPlainYaml, type Spot } from "./lib/plain_yaml.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -408,7 +409,9 @@ const MAX_ALIAS_EXPANSIONS = 1000;
 export interface ManifestFile {
   path: string;
   text: string;
+  /** The full parser's tree; or, for plain YAML, `spots` (where each key and value is). */
   doc?: Document;
+  spots?: Spot;
   lineCounter: LineCounter;
   /** The document as plain data, aliases and merge keys resolved; undefined when unreadable. */
   data?: unknown;
@@ -482,7 +485,9 @@ export async function loadManifest(
     report({ severity, file: path, line, column: col, path: "", code, message });
   };
 
-  const size = (await Deno.stat(path)).size;
+  // Read synchronously, as flow sources are: each awaited file operation is a round trip to a
+  // worker thread, and for 100 manifests those waits were most of the time spent loading them.
+  const size = Deno.statSync(path).size;
   if (size > MAX_MANIFEST_BYTES) {
     report(fileDiagnostic(
       path,
@@ -493,7 +498,7 @@ export async function loadManifest(
     ));
     return file;
   }
-  const bytes = await Deno.readFile(path);
+  const bytes = Deno.readFileSync(path);
   if (bytes.subarray(0, 8192).includes(0)) {
     report(fileDiagnostic(path, "binary-file", "File is binary, not YAML."));
     return file;
@@ -529,7 +534,8 @@ export async function loadManifest(
     at(conflict.index, "merge-conflict", "Unresolved merge-conflict marker; resolve the conflict.");
     return file;
   }
-  const tabIndent = /^ *\t/m.exec(text);
+  // The scan for a tab is cheap; the line-by-line pattern only runs when there is one.
+  const tabIndent = text.includes("\t") ? /^ *\t/m.exec(text) : null;
   if (tabIndent) {
     at(
       tabIndent.index + tabIndent[0].length - 1,
@@ -541,6 +547,15 @@ export async function loadManifest(
   const deep = excessiveNesting(text);
   if (deep >= 0) {
     at(deep, "nesting-too-deep", `Nesting deeper than ${MAX_NESTING} levels is refused.`);
+    return file;
+  }
+
+  // Most manifests are plain YAML, which lib/plain_yaml.ts reads many times faster; the rest,
+  // and anything malformed, goes to the full parser, whose errors are reported.
+  const plain = readPlainYaml(text);
+  if (plain && !depthExceeds(plain.data, MAX_NESTING)) {
+    file.spots = plain.spots;
+    file.data = plain.data;
     return file;
   }
 
@@ -776,10 +791,15 @@ function positionOf(
   path: PathSegment[],
   prefer: "key" | "value" = "value",
 ): { line: number; column: number } {
-  if (!file.doc) return { line: 1, column: 1 };
-  const found = locate(file.doc, path);
-  const node = prefer === "key" ? found.key ?? found.value : found.value ?? found.key;
-  const offset = node?.range?.[0] ?? 0;
+  let offset: number;
+  if (file.spots) {
+    const spot = locateSpot(file.spots, path);
+    offset = prefer === "key" ? spot.key ?? spot.value : spot.value;
+  } else if (file.doc) {
+    const found = locate(file.doc, path);
+    const node = prefer === "key" ? found.key ?? found.value : found.value ?? found.key;
+    offset = node?.range?.[0] ?? 0;
+  } else return { line: 1, column: 1 };
   const { line, col } = file.lineCounter.linePos(offset);
   return { line, column: col };
 }
@@ -1139,18 +1159,27 @@ function typeHint(e: ErrorObject): string {
   return "";
 }
 
-/** Validators of one flow parameter's schema, compiled once each. */
-const parameterValidators = new Map<string, ValidateFunction>();
+/** Validators of one flow parameter's schema, compiled once each; an Error when it cannot be. */
+const parameterValidators = new Map<string, ValidateFunction | Error>();
 let parameterAjv: Ajv | undefined;
 
-function parameterValidator(property: Json, definitions: Json | undefined): ValidateFunction {
+function parameterValidator(
+  property: Json,
+  definitions: Json | undefined,
+): ValidateFunction | Error {
   const schema = { ...property, ...(definitions ? { definitions } : {}) };
   const key = JSON.stringify(schema);
   let validator = parameterValidators.get(key);
   if (!validator) {
     // Prefect's keywords (`position`) and later drafts' (`prefixItems`) are not Ajv's: ignored.
-    parameterAjv ??= new Ajv({ strict: false, validateFormats: false });
-    validator = parameterAjv.compile(schema);
+    // Checking each schema against the meta-schema first would cost more than all the checks;
+    // a schema Ajv cannot compile says so instead.
+    parameterAjv ??= new Ajv({ strict: false, validateFormats: false, validateSchema: false });
+    try {
+      validator = parameterAjv.compile(schema);
+    } catch (error) {
+      validator = error as Error;
+    }
     parameterValidators.set(key, validator);
   }
   return validator;
@@ -1692,7 +1721,14 @@ class ManifestChecker {
         }
         if (hasPlaceholder(value) || isPrefectKind(value)) continue;
         const valid = parameterValidator(property, schema.definitions as Json | undefined);
-        if (!valid(value)) {
+        if (valid instanceof Error) {
+          this.problem(
+            [...path, name],
+            "invalid-parameter-schema",
+            `Parameter "${name}" cannot be checked: its schema in \`parameter_openapi_schema\` ` +
+              `is not valid JSON Schema (${valid.message}).`,
+          );
+        } else if (!valid(value)) {
           this.problem(
             [...path, name],
             "parameter-type",

@@ -403,3 +403,30 @@ def flexible(table: str, **options):
     Deno.chdir(cwd);
   }
 });
+
+Deno.test("validate: a parameter_openapi_schema Ajv cannot compile is an error, not a crash", async () => {
+  await using project = await tempProject({
+    "flows/f.py": "from prefect import flow\n\n\n@flow\ndef f(n: int = 1):\n    return n\n",
+    "prefect/a.yaml": `deployments:
+  - name: d
+    entrypoint: flows/f.py:f
+    parameters: {n: 1}
+    work_pool: {name: p}
+    parameter_openapi_schema:
+      type: object
+      properties: {n: {type: integr}}
+`,
+  });
+  const cwd = Deno.cwd();
+  Deno.chdir(project.dir);
+  try {
+    const result = await validate(validateOptions());
+    assertEquals(
+      result.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`),
+      ["4:21 error invalid-parameter-schema"],
+    );
+    assertStringIncludes(result.diagnostics[0].message, "type must be JSONType");
+  } finally {
+    Deno.chdir(cwd);
+  }
+});
