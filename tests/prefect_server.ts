@@ -329,3 +329,12 @@ export async function startPrefectServer(options: ServerOptions = {}): Promise<P
     [Symbol.asyncDispose]: stop,
   };
 }
+
+// `deno run -A tests/prefect_server.ts [VERSION...]` installs releases ahead of use (CI does, in
+// the background of the main suite): a name as DEPLOY_TEST_PREFECT_VERSION takes, default the
+// pinned one.
+if (import.meta.main) {
+  for (const name of Deno.args.length ? Deno.args : [PINNED_PREFECT_VERSION]) {
+    await ensurePrefect(resolveVersion(name));
+  }
+}
