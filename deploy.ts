@@ -38,6 +38,18 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import { DeployLock, LockError } from "./lib/lock.ts";
+import {
+  canonicalJson,
+  digest,
+  looksLikeSavedPlan,
+  parseSavedPlan,
+  PLAN_FORMAT,
+  PLAN_FORMAT_VERSION,
+  planDifferences,
+  PlanFileError,
+  type SavedPlan,
+} from "./lib/saved_plan.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -71,6 +83,10 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
   SERVER
       --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
       --wait SECONDS           Wait up to SECONDS for the API to answer /health first
+  OWNERSHIP
+      --adopt                  Take over declared deployments that another project or
+                               environment owns (deployments nobody owns are adopted anyway,
+                               shown as "adopt")
 `;
 
 const HELP: Record<string, string> = {
@@ -136,13 +152,15 @@ USAGE
   deploy plan [PATH...] [options]
 
   Validates the manifests, reads the server's deployments in a few filter requests, and lists
-  per deployment: + create, ~ update (each changed field, before → after), - delete (--prune),
-  and the Prefect side effects of each change. Ends with a summary line. Writes nothing.
+  per deployment: + create, ~ update (each changed field, before → after), > adopt (a
+  deployment nobody owns yet), - delete (--prune), and the Prefect side effects of each change.
+  Ends with a summary line. Writes nothing to the server and takes no lock.
 
 OPTIONS
 ${SYNC_OPTIONS}  PLAN
-      --prune                  Also plan deleting this project's deployments the manifests
-                               no longer declare (tag managed-by:deploy.ts/<project>)
+      --prune                  Also plan deleting this project's deployments (in this
+                               environment) that the manifests no longer declare
+      --out FILE               Save the plan; "deploy apply FILE" applies exactly it
       --detailed-exitcode      Exit 2 when changes are pending, 0 when there are none
       --format FORMAT          text (default), json, or github
   -h, --help                   Show this help
@@ -154,25 +172,34 @@ EXAMPLES
   deploy plan
   deploy plan --flow refinement --detailed-exitcode
   deploy plan -n 'refinement/*' --format json
-  deploy plan --prune --api-url http://127.0.0.1:4200/api
+  deploy plan --env prod --prune --out prod.plan      # review it, then: deploy apply prod.plan
 `,
   apply: `deploy apply — make the Prefect server match the manifests
 
 USAGE
   deploy apply [PATH...] [options]
+  deploy apply PLANFILE [options]
 
   Validates everything and checks every referenced work pool, template value and block first:
   any problem stops it before the first write. Then it creates what is missing (flow, then one
   POST), updates what differs (one PATCH of the changed fields; schedules row by row, keyed by
   slug, so their IDs survive) and leaves the rest alone: applying unchanged manifests writes
-  nothing. Prints "flow/name  <id>  created|updated|unchanged|deleted" per deployment and a
-  summary line last. Every deployment written carries the tag managed-by:deploy.ts/<project>.
+  nothing. Prints "flow/name  <id>  created|updated|adopted|unchanged|deleted" per deployment
+  and a summary line last. Every deployment written carries the ownership tag
+  managed-by:deploy.ts/<project> (and deploy.ts/env:<name> with --env). While it writes, it
+  holds a lock on the server for the project and environment: a second apply waits.
+
+  With PLANFILE (from "deploy plan --out"), applies exactly that plan — same manifests,
+  selection, environment and server — and refuses, writing nothing, if any of them moved.
 
 OPTIONS
 ${SYNC_OPTIONS}      --concurrency N          Deployments written in parallel (default 8)
+      --lock-timeout SECONDS   Wait this long for another apply's lock (default 300)
   APPLY
-      --prune                  Delete this project's deployments the manifests no longer declare
+      --prune                  Delete this project's deployments (in this environment) that the
+                               manifests no longer declare
       --yes                    Confirm --prune deletions without asking (needed without a terminal)
+      --plan FILE              Same as giving PLANFILE
       --format FORMAT          text (default), json, or github
   -h, --help                   Show this help
 
@@ -185,6 +212,7 @@ EXAMPLES
   deploy apply --wait 60                 # Fly.io release_command: the API may still be starting
   deploy apply --flow refinement
   deploy apply --prune --yes --format json
+  deploy apply prod.plan                 # the plan a reviewer approved, or nothing
 `,
   inspect: `deploy inspect — read a flow's name and parameters from its source
 
@@ -242,6 +270,13 @@ export interface Options {
   names: string[];
   prune: boolean;
   yes: boolean;
+  /** `--adopt`: take over deployments another project or environment owns. */
+  adopt: boolean;
+  /** `plan --out FILE`. */
+  out?: string;
+  /** `apply PLANFILE` / `apply --plan FILE`. */
+  planFile?: string;
+  lockTimeout: number;
   detailedExitcode: boolean;
   apiUrl?: string;
   /** Seconds to wait for /health; 0 = do not wait. */
@@ -280,11 +315,18 @@ export function parseCommandLine(argv: string[]): Options {
     "api-url": { type: "string" },
     wait: { type: "string" },
     prune: { type: "boolean" },
+    adopt: { type: "boolean" },
   } as const;
   const optionsByCommand = {
     validate: input,
-    plan: { ...sync, "detailed-exitcode": { type: "boolean" } },
-    apply: { ...sync, yes: { type: "boolean" }, concurrency: { type: "string" } },
+    plan: { ...sync, "detailed-exitcode": { type: "boolean" }, out: { type: "string" } },
+    apply: {
+      ...sync,
+      yes: { type: "boolean" },
+      concurrency: { type: "string" },
+      plan: { type: "string" },
+      "lock-timeout": { type: "string" },
+    },
     inspect: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     schema: { help: { type: "boolean", short: "h" } },
   } as const;
@@ -312,6 +354,9 @@ export function parseCommandLine(argv: string[]): Options {
     if (format === "github") throw new UsageError("inspect: --format must be text or json.");
   }
   const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  if (values.plan !== undefined && paths.length) {
+    throw new UsageError("apply: a saved plan (--plan) brings its own manifests; drop the PATHs.");
+  }
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
     throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
@@ -323,6 +368,18 @@ export function parseCommandLine(argv: string[]): Options {
   const wait = values.wait === undefined ? 0 : Number(values.wait);
   if (!Number.isFinite(wait) || wait < 0) {
     throw new UsageError(`--wait must be a number of seconds, not "${values.wait}".`);
+  }
+  const lockTimeout = values["lock-timeout"] === undefined ? 300 : Number(values["lock-timeout"]);
+  if (!Number.isFinite(lockTimeout) || lockTimeout < 0) {
+    throw new UsageError(
+      `--lock-timeout must be a number of seconds, not "${values["lock-timeout"]}".`,
+    );
+  }
+  const out = values.out as string | undefined;
+  if (out !== undefined && /\.ya?ml$/i.test(out)) {
+    throw new UsageError(
+      `--out "${out}" would look like a manifest; name the plan e.g. prod.plan.`,
+    );
   }
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
@@ -343,6 +400,10 @@ export function parseCommandLine(argv: string[]): Options {
     names: (values.name as string[] | undefined) ?? [],
     prune: Boolean(values.prune),
     yes: Boolean(values.yes),
+    adopt: Boolean(values.adopt),
+    out,
+    planFile: values.plan as string | undefined,
+    lockTimeout,
     detailedExitcode: Boolean(values["detailed-exitcode"]),
     apiUrl,
     wait,
@@ -362,6 +423,8 @@ export function defaultOptions(): Options {
     names: [],
     prune: false,
     yes: false,
+    adopt: false,
+    lockTimeout: 300,
     detailedExitcode: false,
     wait: 0,
     concurrency: 8,
@@ -1455,6 +1518,19 @@ class ManifestChecker {
       );
     }
 
+    if (Array.isArray(d.tags)) {
+      d.tags.forEach((tag, i) => {
+        if (tag.startsWith(OWNER_TAG_PREFIX) || tag.startsWith(ENVIRONMENT_TAG_PREFIX)) {
+          this.problem(
+            [...here, "tags", i],
+            "reserved-tag",
+            `Tag "${tag}" is deploy.ts's ownership mark, which it sets itself from the project ` +
+              "`name` and --env; remove it from the manifest.",
+          );
+        }
+      });
+    }
+
     this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"], Boolean(d.flow_name));
     const flowSource = this.sources.flowFunction(d.entrypoint);
     if (flowSource && this.options.codeChecks) {
@@ -2116,11 +2192,21 @@ function reportUnusedEnvironmentKeys(
 
 export interface ValidationResult {
   files: string[];
+  /** The manifests as read (their text is what a saved plan pins), the overlay last. */
+  manifests: ManifestFile[];
   /** The environment overlay applied (`--env`), if any. */
   environment?: string;
+  project: Project;
   deployments: DeploymentEntry[];
   diagnostics: Diagnostic[];
   valid: boolean;
+}
+
+/** The project that owns the manifests' deployments on the server. */
+export interface Project {
+  name: string;
+  /** No manifest says `name:`: the project is named after the repository's directory. */
+  implicit: boolean;
 }
 
 export async function validate(options: Options): Promise<ValidationResult> {
@@ -2144,6 +2230,7 @@ export async function validate(options: Options): Promise<ValidationResult> {
     }
   }
   reportDuplicateDeployments(loaded, report, sources);
+  const project = checkProjectName(loaded, report);
   if (environment) reportUnusedEnvironmentKeys(environment, deployments, report);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
   diagnostics.sort((a, b) =>
@@ -2151,7 +2238,9 @@ export async function validate(options: Options): Promise<ValidationResult> {
   );
   return {
     files: paths,
+    manifests: environment ? [...loaded, environment.file] : loaded,
     environment: options.env ? environmentPath(options) : undefined,
+    project,
     deployments,
     diagnostics,
     valid: !diagnostics.some((d) => d.severity === "error"),
@@ -2191,6 +2280,66 @@ function reportDuplicateDeployments(
   }
 }
 
+/**
+ * All files must name one project: ownership marks and --prune depend on it. Without any
+ * `name:`, the repository's directory names it — and then where it was cloned decides what the
+ * project owns, which is worth a warning.
+ */
+function checkProjectName(files: ManifestFile[], report: (d: Diagnostic) => void): Project {
+  const named = files.flatMap((file) => {
+    const name = (file.data as { name?: unknown } | null)?.name;
+    return typeof name === "string" && name ? [{ file, name }] : [];
+  });
+  const distinct = [...new Set(named.map((n) => n.name))];
+  if (distinct.length > 1) {
+    for (const { file, name } of named) {
+      const other = named.find((n) => n.name !== name)!;
+      const at = positionOf(other.file, ["name"]);
+      report(diagnosticAt(
+        file,
+        ["name"],
+        "project-mismatch",
+        `The manifests name different projects: "${name}" here, "${other.name}" in ` +
+          `${other.file.path}:${at.line}:${at.column}. Ownership and --prune need one project; ` +
+          "give every file the same top-level `name`.",
+      ));
+    }
+  }
+  if (distinct.length) return { name: distinct[0], implicit: false };
+  const name = directoryProjectName();
+  if (files.length) {
+    report(diagnosticAt(
+      files[0],
+      [],
+      "implicit-project-name",
+      `No manifest has a top-level \`name\`, so the project is named after the directory ` +
+        `("${name}"): every deployment is marked ${ownerTag(name)}, and a clone in a ` +
+        "directory of another name would neither own nor prune them. Set `name:` in every manifest.",
+      "warning",
+    ));
+  }
+  return { name, implicit: true };
+}
+
+/** The name of the directory holding `.git` (else the working directory). */
+function directoryProjectName(): string {
+  let dir = Deno.cwd();
+  while (true) {
+    try {
+      Deno.statSync(`${dir}/.git`);
+      break;
+    } catch {
+      const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
+      if (parent === dir) {
+        dir = Deno.cwd();
+        break;
+      }
+      dir = parent;
+    }
+  }
+  return dir.split("/").filter(Boolean).pop() ?? "default";
+}
+
 /** Prefect's default flow name: the function's name with `_` as `-`. */
 function flowNameFromFunction(objectPath: string): string {
   return objectPath.split(".").pop()!.replaceAll("_", "-");
@@ -2217,6 +2366,7 @@ function schemaValidParts(data: unknown, problems: SchemaProblem[]): DeployTsMan
 // ─── Plan: what the manifests want ───────────────────────────────────────────
 
 const OWNER_TAG_PREFIX = "managed-by:deploy.ts/";
+const ENVIRONMENT_TAG_PREFIX = "deploy.ts/env:";
 const SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory";
 const EMPTY_PARAMETER_SCHEMA = { type: "object", properties: {} };
 
@@ -2244,39 +2394,46 @@ export interface DesiredDeployment {
   schedules: DesiredSchedule[];
 }
 
-/** The project owning the manifests: their top-level `name`, else the repository's directory. */
-export function projectName(files: ManifestFile[]): string {
-  const names = new Set<string>();
-  for (const file of files) {
-    const name = (file.data as { name?: unknown } | null)?.name;
-    if (typeof name === "string" && name) names.add(name);
-  }
-  if (names.size > 1) {
-    throw new UserError(
-      `The manifests name different projects (${
-        [...names].map((n) => `"${n}"`).join(", ")
-      }); ownership and --prune need one. Give every file the same top-level \`name\`.`,
-    );
-  }
-  if (names.size === 1) return [...names][0];
-  let dir = Deno.cwd();
-  while (true) {
-    try {
-      Deno.statSync(`${dir}/.git`);
-      break;
-    } catch {
-      const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
-      if (parent === dir) {
-        dir = Deno.cwd();
-        break;
-      }
-      dir = parent;
-    }
-  }
-  return dir.split("/").filter(Boolean).pop() ?? "default";
+/**
+ * Who owns a deployment: a project and an environment (null: the default one). The mark is
+ * tags, because tags are what the API can filter on and PATCH: `managed-by:deploy.ts/<project>`
+ * always (so deployments written before environments had marks read as the default
+ * environment's), plus `deploy.ts/env:<name>` outside the default environment.
+ */
+export interface Owner {
+  project: string;
+  environment: string | null;
 }
 
 export const ownerTag = (project: string) => `${OWNER_TAG_PREFIX}${project}`;
+export const environmentTag = (environment: string) => `${ENVIRONMENT_TAG_PREFIX}${environment}`;
+
+export function ownerTags(owner: Owner): string[] {
+  return [
+    ownerTag(owner.project),
+    ...(owner.environment === null ? [] : [environmentTag(owner.environment)]),
+  ];
+}
+
+/** The owner a server deployment's tags name, or undefined when deploy.ts never marked it. */
+export function ownerOf(tags: readonly string[]): Owner | undefined {
+  const project = tags.find((t) => t.startsWith(OWNER_TAG_PREFIX));
+  if (project === undefined) return undefined;
+  const environment = tags.find((t) => t.startsWith(ENVIRONMENT_TAG_PREFIX));
+  return {
+    project: project.slice(OWNER_TAG_PREFIX.length),
+    environment: environment === undefined
+      ? null
+      : environment.slice(ENVIRONMENT_TAG_PREFIX.length),
+  };
+}
+
+export const sameOwner = (a: Owner | undefined, b: Owner) =>
+  a !== undefined && a.project === b.project && a.environment === b.environment;
+
+export function describeOwner(owner: Owner): string {
+  return `project "${owner.project}", environment "${owner.environment ?? "default"}"`;
+}
 
 /** Derived slugs are positional, so editing a schedule keeps its slug and its ID. */
 export function derivedSlug(index: number): string {
@@ -2586,7 +2743,7 @@ function desiredSchedule(
 /** Turns validated manifest entries into the state the server should have. */
 export function desiredDeployments(
   entries: DeploymentEntry[],
-  project: string,
+  owner: Owner,
   values: TemplateValues,
   report: (d: Diagnostic) => void,
 ): DesiredDeployment[] {
@@ -2609,8 +2766,7 @@ export function desiredDeployments(
     const tags = Array.isArray(tagsValue)
       ? tagsValue.map(String)
       : String(tagsValue).split(",").map((t) => t.trim()).filter(Boolean);
-    const owner = ownerTag(project);
-    if (!tags.includes(owner)) tags.push(owner);
+    for (const mark of ownerTags(owner)) if (!tags.includes(mark)) tags.push(mark);
 
     const pool = (resolver.resolve(d.work_pool ?? {}, at("work_pool")) ?? {}) as Json;
     const concurrency = field<unknown>("concurrency_limit");
@@ -2719,18 +2875,22 @@ export interface ServerState {
   flowIds: Map<string, string>;
   /** Key `flow/name`. */
   deployments: Map<string, ServerDeployment & { flow: string }>;
-  /** This project's deployments (by owner tag), for --prune. */
+  /** The deployments this project and environment own (by their mark), declared or not. */
   owned: (ServerDeployment & { flow: string })[];
   pools: Set<string>;
   values: TemplateValues;
+  /**
+   * Which version of each block the templates read (`type/name id updated`): a saved plan pins
+   * these instead of the values, which may be secret.
+   */
+  blockVersions: string[];
 }
 
 /** Reads everything the plan needs in a handful of filter requests. */
 export async function readServerState(
   client: PrefectClient,
   entries: DeploymentEntry[],
-  project: string,
-  prune: boolean,
+  owner: Owner,
 ): Promise<ServerState> {
   // The version check runs alongside the reads; its clearer message wins when both fail.
   const versionCheck = client.checkServer();
@@ -2758,16 +2918,10 @@ export async function readServerState(
         flows: { name: { any_: flowNames } },
       })
       : nothing as Promise<ServerDeployment[]>,
-    prune
-      ? client.filterAll<ServerDeployment>("/deployments/filter", {
-        deployments: { tags: { all_: [ownerTag(project)] } },
-      })
-      : nothing as Promise<ServerDeployment[]>,
-    poolNames.length
-      ? client.filterAll<{ name: string }>("/work_pools/filter", {
-        work_pools: { name: { any_: poolNames } },
-      })
-      : nothing as Promise<{ name: string }[]>,
+    // Always read, so plan can say what the project owns and no longer declares.
+    client.filterAll<ServerDeployment>("/deployments/filter", {
+      deployments: { tags: { all_: ownerTags(owner) } },
+    }),
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
@@ -2776,11 +2930,26 @@ export async function readServerState(
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
-  const [flows, deployments, owned, pools, variables] = await reads;
+  const [flows, deployments, marked, variables] = await reads;
+  // A pool a deployment is on exists (the server names it from the deployment's queue): only
+  // the others are read, so a no-op apply reads no pool.
+  const pools = new Set(
+    [...deployments, ...marked].map((d) => d.work_pool_name).filter((n) => typeof n === "string"),
+  ) as Set<string>;
+  const unknownPools = poolNames.filter((name) => !pools.has(name));
+  if (unknownPools.length) {
+    const found = await client.filterAll<{ name: string }>("/work_pools/filter", {
+      work_pools: { name: { any_: unknownPools } },
+    });
+    found.forEach((p) => pools.add(p.name));
+  }
+  // The default environment's filter also matches other environments' deployments.
+  const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
   const blocks = new Map<string, unknown>();
+  const blockVersions: string[] = [];
   await Promise.all(refs.blocks.map(async (key) => {
     const [type, name] = key.split("/");
-    const { status, data } = await client.request<{ data: unknown }>(
+    const { status, data } = await client.request<{ id: string; updated: string; data: unknown }>(
       "GET",
       `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
         encodeURIComponent(name)
@@ -2788,7 +2957,10 @@ export async function readServerState(
       undefined,
       { accept: [404] },
     );
-    if (status === 200) blocks.set(key, data.data);
+    if (status === 200) {
+      blocks.set(key, data.data);
+      blockVersions.push(`${key} ${data.id} ${data.updated}`);
+    }
   }));
 
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));
@@ -2807,12 +2979,13 @@ export async function readServerState(
     flowIds,
     deployments: new Map(deployments.map((d) => [`${withFlow(d).flow}/${d.name}`, withFlow(d)])),
     owned: owned.map(withFlow),
-    pools: new Set(pools.map((p) => p.name)),
+    pools,
     values: {
       env: (name) => Deno.env.get(name),
       variables: new Map(variables.map((v) => [v.name, v.value])),
       blocks,
     },
+    blockVersions: blockVersions.sort(),
   };
 }
 
@@ -2824,7 +2997,7 @@ export interface Change {
   after: unknown;
 }
 
-export type Action = "create" | "update" | "delete" | "noop";
+export type Action = "create" | "update" | "adopt" | "delete" | "noop";
 
 export interface ScheduleOps {
   add: DesiredSchedule[];
@@ -2840,9 +3013,11 @@ export interface PlannedDeployment {
   changes: Change[];
   effects: string[];
   desired?: DesiredDeployment;
-  /** Update: the PATCH body, changed fields only. */
+  /** Update and adopt: the PATCH body, changed fields only. */
   patch: Json;
   schedules: ScheduleOps;
+  /** Adopt: the project and environment that owned it, if any did. */
+  previousOwner?: Owner;
 }
 
 /** Equality of JSON values with object keys in any order. */
@@ -3018,11 +3193,52 @@ function planSchedules(
 const RUNS_DELETED =
   "Prefect deletes this deployment's future auto-scheduled runs; its scheduler re-creates them.";
 
+/**
+ * Declared deployments the server holds under another project's or environment's mark: never
+ * taken over silently. Each is an error at the manifest's deployment unless `--adopt`.
+ */
+export function ownershipConflicts(
+  desired: DesiredDeployment[],
+  state: ServerState,
+  owner: Owner,
+): Diagnostic[] {
+  return desired.flatMap((want) => {
+    const have = state.deployments.get(`${want.flow}/${want.name}`);
+    const theirs = have && ownerOf(have.tags ?? []);
+    if (!theirs || sameOwner(theirs, owner)) return [];
+    const legacy = owner.environment !== null && theirs.project === owner.project &&
+        theirs.environment === null
+      ? " Deployments that deploy.ts wrote with --env before environments had a mark carry only " +
+        "the project's; if this is one, --adopt once claims it for this environment."
+      : "";
+    return [diagnosticAt(
+      want.entry.file,
+      ["deployments", want.entry.index, "name"],
+      "owned-elsewhere",
+      `Deployment "${want.flow}/${want.name}" on the server belongs to ${
+        describeOwner(theirs)
+      }, not to ${describeOwner(owner)}; deploy.ts does not take it over. Rename it here, ` +
+        `or pass --adopt to take it over.${legacy}`,
+    )];
+  });
+}
+
+/** Deployments this project and environment own that the manifests no longer declare. */
+export function undeclaredDeployments(
+  desired: DesiredDeployment[],
+  state: ServerState,
+  selected: (d: { flow: string; name: string }) => boolean,
+): (ServerDeployment & { flow: string })[] {
+  const wanted = new Set(desired.map((d) => `${d.flow}/${d.name}`));
+  return state.owned.filter((have) => !wanted.has(`${have.flow}/${have.name}`) && selected(have));
+}
+
 /** Compares the desired deployments with the server's: the plan, as pure data. */
 export function planDeployments(
   desired: DesiredDeployment[],
   state: ServerState,
-  /** With --prune: which of this project's server deployments may be deleted. */
+  owner: Owner,
+  /** Which undeclared deployments to delete: those --prune selects; null without --prune. */
   prune: { selected: (d: { flow: string; name: string }) => boolean } | null,
 ): PlannedDeployment[] {
   const planned: PlannedDeployment[] = desired.map((want) => {
@@ -3070,20 +3286,29 @@ export function planDeployments(
     const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
       schedules.ops.remove.length > 0;
     if (deletesRuns) effects.unshift(RUNS_DELETED);
+    const theirs = ownerOf(have.tags ?? []);
+    const adopt = !sameOwner(theirs, owner);
+    if (adopt) {
+      effects.unshift(
+        theirs
+          ? `Takes the deployment over from ${describeOwner(theirs)} (--adopt).`
+          : "Nobody owns it yet (made by prefect deploy, the UI or the API): from now on " +
+            `${describeOwner(owner)} does.`,
+      );
+    }
     return {
       ...base,
       id: have.id,
-      action: changes.length ? "update" : "noop",
+      action: adopt ? "adopt" : changes.length ? "update" : "noop",
       changes,
       effects,
       patch,
       schedules: schedules.ops,
+      ...(adopt ? { previousOwner: theirs } : {}),
     };
   });
   if (prune) {
-    const wanted = new Set(desired.map((d) => `${d.flow}/${d.name}`));
-    for (const have of state.owned) {
-      if (wanted.has(`${have.flow}/${have.name}`) || !prune.selected(have)) continue;
+    for (const have of undeclaredDeployments(desired, state, prune.selected)) {
       planned.push({
         flow: have.flow,
         name: have.name,
@@ -3101,7 +3326,7 @@ export function planDeployments(
 
 // ─── Apply ───────────────────────────────────────────────────────────────────
 
-export type Outcome = "created" | "updated" | "unchanged" | "deleted" | "failed";
+export type Outcome = "created" | "updated" | "adopted" | "unchanged" | "deleted" | "failed";
 
 export interface AppliedDeployment extends PlannedDeployment {
   result: Outcome;
@@ -3185,10 +3410,11 @@ async function applyOne(
       const id = await createDeployment(client, want, await flowId(want.flow));
       return { ...item, id, result: "created" };
     }
-    case "update": {
+    case "update":
+    case "adopt": {
       if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
       await applySchedules(client, item.id!, item.schedules);
-      return { ...item, result: "updated" };
+      return { ...item, result: item.action === "adopt" ? "adopted" : "updated" };
     }
   }
 }
@@ -3266,7 +3492,7 @@ function githubAnnotation(d: Diagnostic): string {
   const escapeData = (s: string) =>
     s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
   const escapeProperty = (s: string) => escapeData(s).replace(/:/g, "%3A").replace(/,/g, "%2C");
-  const props = [`file=${escapeProperty(d.file)}`];
+  const props = d.file ? [`file=${escapeProperty(d.file)}`] : [];
   if (d.line) props.push(`line=${d.line}`, `col=${d.column}`);
   props.push(`title=${escapeProperty(d.code)}`);
   return `::${d.severity} ${props.join(",")}::${escapeData(d.message)}`;
@@ -3297,15 +3523,19 @@ export function validationJson(result: ValidationResult): unknown {
       column: d.column,
       spec: d.spec,
     })),
-    diagnostics: result.diagnostics.map((d) => ({
-      severity: d.severity,
-      file: d.file,
-      line: d.line || null,
-      column: d.column || null,
-      path: d.path,
-      code: d.code,
-      message: d.message,
-    })),
+    diagnostics: result.diagnostics.map(diagnosticJson),
+  };
+}
+
+function diagnosticJson(d: Diagnostic) {
+  return {
+    severity: d.severity,
+    file: d.file,
+    line: d.line || null,
+    column: d.column || null,
+    path: d.path,
+    code: d.code,
+    message: d.message,
   };
 }
 
@@ -3328,13 +3558,20 @@ function compact(value: unknown): string {
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
-const SYMBOLS: Record<Action, string> = { create: "+", update: "~", delete: "-", noop: " " };
+const SYMBOLS: Record<Action, string> = {
+  create: "+",
+  update: "~",
+  adopt: ">",
+  delete: "-",
+  noop: " ",
+};
 
 function countActions(items: { action: Action }[]) {
   const count = (a: Action) => items.filter((i) => i.action === a).length;
   return {
     create: count("create"),
     update: count("update"),
+    adopt: count("adopt"),
     delete: count("delete"),
     unchanged: count("noop"),
   };
@@ -3342,8 +3579,9 @@ function countActions(items: { action: Action }[]) {
 
 export function planSummary(plan: PlannedDeployment[]): string {
   const c = countActions(plan);
-  return `Plan: ${c.create} to create, ${c.update} to update, ${c.delete} to delete, ` +
-    `${c.unchanged} unchanged.`;
+  return `Plan: ${c.create} to create, ${c.update} to update, ${
+    c.adopt ? `${c.adopt} to adopt, ` : ""
+  }${c.delete} to delete, ${c.unchanged} unchanged.`;
 }
 
 function renderPlan(plan: PlannedDeployment[]): string[] {
@@ -3364,9 +3602,12 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
 export function applySummary(results: AppliedDeployment[]): string {
   const count = (o: Outcome) => results.filter((r) => r.result === o).length;
   const failed = count("failed");
+  const adopted = count("adopted");
   return `Apply: ${count("created")} created, ${count("updated")} updated, ${
-    count("deleted")
-  } deleted, ${count("unchanged")} unchanged${failed ? `, ${failed} failed` : ""}.`;
+    adopted ? `${adopted} adopted, ` : ""
+  }${count("deleted")} deleted, ${count("unchanged")} unchanged${
+    failed ? `, ${failed} failed` : ""
+  }.`;
 }
 
 function resultLine(r: AppliedDeployment, width: number): string {
@@ -3376,11 +3617,23 @@ function resultLine(r: AppliedDeployment, width: number): string {
     : `${name}  ${r.id}  ${r.result}`;
 }
 
-function syncJson(
-  items: (PlannedDeployment | AppliedDeployment)[],
-  client: PrefectClient,
-  started: number,
-): unknown {
+/** What plan and apply found and did, whatever the outcome: the JSON document's content. */
+interface SyncOutcome {
+  items: (PlannedDeployment | AppliedDeployment)[];
+  /** Owned, not declared, and not pruned: what --prune would delete. */
+  undeclared: (ServerDeployment & { flow: string })[];
+  diagnostics: Diagnostic[];
+  failure?: { kind: FailureKind; message: string };
+  client?: PrefectClient;
+  owner?: Owner;
+  lock?: { waited_ms: number };
+  /** `plan --out`: where the plan was saved. */
+  savedTo?: string;
+}
+
+function syncJson(outcome: SyncOutcome, started: number): unknown {
+  const items = outcome.items;
+  const applied = items.some((i) => "result" in i);
   const failed = items.filter((i) => (i as AppliedDeployment).result === "failed").length;
   return {
     deployments: items.map((i) => ({
@@ -3390,14 +3643,17 @@ function syncJson(
       action: i.action,
       changes: i.changes,
       effects: i.effects,
+      ...(i.previousOwner ? { previous_owner: i.previousOwner } : {}),
       ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
     })),
-    summary: {
-      ...countActions(items),
-      ...(items.some((i) => "result" in i) ? { failed } : {}),
-    },
-    requests: { read: client.reads, write: client.writes },
+    summary: { ...countActions(items), ...(applied ? { failed } : {}) },
+    undeclared: outcome.undeclared.map((d) => ({ flow: d.flow, name: d.name, id: d.id })),
+    requests: { read: outcome.client?.reads ?? 0, write: outcome.client?.writes ?? 0 },
+    ...(outcome.lock ? { lock: outcome.lock } : {}),
+    ...(outcome.savedTo ? { saved_plan: outcome.savedTo } : {}),
     duration_ms: Math.round(performance.now() - started),
+    diagnostics: outcome.diagnostics.map(diagnosticJson),
+    ...(outcome.failure ? { error: outcome.failure } : {}),
   };
 }
 
@@ -3408,7 +3664,25 @@ let redact = (text: string) => text;
 
 const progress = (text: string) => console.error(redact(text));
 
-function reportDiagnostics(diagnostics: Diagnostic[], format: Format) {
+/** Why plan or apply stopped, for the JSON document's `error.kind`. */
+type FailureKind =
+  | "usage"
+  | "user"
+  | "validation"
+  | "preflight"
+  | "server"
+  | "lock"
+  | "stale-plan"
+  | "internal";
+
+/** A stop whose details were already reported (diagnostics), with the line that sums it up. */
+class SyncFailure extends UserError {
+  constructor(readonly kind: FailureKind, message: string) {
+    super(message);
+  }
+}
+
+function showDiagnostics(diagnostics: Diagnostic[], format: Format) {
   for (const d of diagnostics) {
     if (format === "github") console.log(redact(githubAnnotation(d)));
     else console.error(redact(formatDiagnostic(d)));
@@ -3471,35 +3745,53 @@ function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
   return found;
 }
 
-async function runSync(options: Options): Promise<number> {
-  const started = performance.now();
-  const validation = await validate(options);
-  reportDiagnostics(validation.diagnostics, options.format);
-  if (!validation.valid) {
-    progress(summary(validation));
-    return EXIT_FAILURE;
-  }
-  const selected = selectDeployments(validation.deployments, options.flows, options.names);
-  const project = projectName([...new Set(validation.deployments.map((d) => d.file))]);
-  if (options.prune && selected.length === 0) {
+/** The PATH given as a single file, if any: then the invocation sees only part of the project. */
+async function singleFilePath(options: Options): Promise<string | undefined> {
+  for (const path of options.paths) if ((await Deno.stat(path)).isFile) return path;
+  return undefined;
+}
+
+/**
+ * A prune may delete only what the invocation could see: every manifest of the project, so the
+ * PATHs must be directories, not single files of it.
+ */
+function checkPruneScope(selected: DeploymentEntry[], owner: Owner, singleFile?: string) {
+  if (selected.length === 0) {
     throw new UserError(
       `--prune refuses to run when the manifests declare no deployment: it would delete every ` +
-        `deployment of project "${project}".`,
+        `deployment of ${describeOwner(owner)}.`,
     );
   }
+  if (singleFile !== undefined) {
+    throw new UserError(
+      `--prune needs the manifest directory, not single files: with "${singleFile}" alone it ` +
+        "would delete the deployments the project's other manifests declare. Give the directory " +
+        "(e.g. prefect/) and narrow with --flow or -n.",
+    );
+  }
+}
 
-  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
-  const client = new PrefectClient({ ...settings, onRetry: progress });
-  redact = (text) => client.redact(text);
-  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
-  progress(
-    `Reading ${client.displayUrl} for ${selected.length} deployment(s) of project "${project}"`,
-  );
-  const state = await readServerState(client, selected, project, options.prune);
+/** Plan given every input: the server's state, the desired state, and pre-flight problems. */
+interface PreparedPlan {
+  state: ServerState;
+  plan: PlannedDeployment[];
+  undeclared: (ServerDeployment & { flow: string })[];
+}
 
-  reportDiagnostics(notSynced(selected), options.format);
+/**
+ * Reads the server and plans. Anything that would fail a write — a missing work pool, template
+ * value or block, another owner's deployment — stops here, before the first write.
+ */
+async function preparePlan(
+  client: PrefectClient,
+  selected: DeploymentEntry[],
+  owner: Owner,
+  options: Options & { seesWholeProject: boolean },
+  outcome: SyncOutcome,
+): Promise<PreparedPlan> {
+  const state = await readServerState(client, selected, owner);
   const problems: Diagnostic[] = [];
-  const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
+  const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d));
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
     if (typeof pool === "string" && !state.pools.has(pool)) {
@@ -3512,46 +3804,377 @@ async function runSync(options: Options): Promise<number> {
       ));
     }
   }
+  if (!options.adopt) problems.push(...ownershipConflicts(desired, state, owner));
   if (problems.length) {
-    reportDiagnostics(problems, options.format);
-    progress(`Stopped before any change: ${problems.length} error(s).`);
-    return EXIT_FAILURE;
+    outcome.diagnostics.push(...problems);
+    showDiagnostics(problems, options.format);
+    throw new SyncFailure(
+      "preflight",
+      `Stopped before any change: ${problems.length} error${problems.length === 1 ? "" : "s"}.`,
+    );
   }
-
   // --prune deletes only within the selection, when there is one.
-  const pruneScope = selection(options.flows, options.names);
-  const plan = planDeployments(
-    desired,
+  const scope = selection(options.flows, options.names);
+  const inScope = (d: { flow: string; name: string }) => scope.matches(d);
+  return {
     state,
-    options.prune ? { selected: (d) => pruneScope.matches(d) } : null,
+    plan: planDeployments(desired, state, owner, options.prune ? { selected: inScope } : null),
+    // Undeclared means "in no manifest": only knowable when every manifest was read.
+    undeclared: options.prune || !options.seesWholeProject
+      ? []
+      : undeclaredDeployments(desired, state, inScope),
+  };
+}
+
+// ─── Plan and apply: saved plans ─────────────────────────────────────────────
+
+/** A server deployment as far as a plan depends on it (not `updated`: worker polls move it). */
+function serverFingerprint(have: ServerDeployment): unknown {
+  const schedules = [...(have.schedules ?? [])].sort((a, b) => a.id.localeCompare(b.id));
+  return {
+    ...serverFields(have),
+    paused: have.paused,
+    schedules: schedules.map((s) => ({
+      id: s.id,
+      slug: s.slug,
+      schedule: s.schedule,
+      active: s.active,
+      parameters: s.parameters,
+      max_scheduled_runs: s.max_scheduled_runs,
+    })),
+  };
+}
+
+/** Everything apply would send for one planned deployment. */
+function operationOf(item: PlannedDeployment): unknown {
+  return {
+    action: item.action,
+    id: item.id,
+    patch: item.patch,
+    schedules: item.schedules,
+    ...(item.action === "create"
+      ? { fields: item.desired?.fields, paused: item.desired?.paused ?? false }
+      : {}),
+  };
+}
+
+async function savedPlanOf(
+  prepared: PreparedPlan,
+  validation: ValidationResult,
+  options: Options,
+  owner: Owner,
+  client: PrefectClient,
+  printed: unknown,
+): Promise<SavedPlan> {
+  // Digests of redacted text: a secret neither appears in the file nor can be tested against it.
+  const hash = (value: unknown) => digest(client.redact(canonicalJson(value)));
+  const server = new Map(
+    [...prepared.state.deployments.values(), ...prepared.state.owned].map((d) => [d.id, d]),
   );
+  return {
+    format: PLAN_FORMAT,
+    format_version: PLAN_FORMAT_VERSION,
+    deploy_version: VERSION,
+    created: new Date().toISOString(),
+    project: owner.project,
+    environment: owner.environment,
+    api_url: client.displayUrl,
+    invocation: {
+      paths: options.paths,
+      environment: options.env ?? null,
+      flows: options.flows,
+      names: options.names,
+      prune: options.prune,
+      adopt: options.adopt,
+      strict: options.strict,
+      codeChecks: options.codeChecks,
+      directory: Deno.cwd(),
+    },
+    manifests: Object.fromEntries(
+      await Promise.all(validation.manifests.map(async (f) => [f.path, await digest(f.text)])),
+    ),
+    blocks: prepared.state.blockVersions,
+    deployments: await Promise.all(prepared.plan.map(async (item) => {
+      const have = item.id ? server.get(item.id) : undefined;
+      return {
+        flow: item.flow,
+        name: item.name,
+        action: item.action,
+        server: have ? await hash(serverFingerprint(have)) : null,
+        operation: await hash(operationOf(item)),
+      };
+    })),
+    plan: printed,
+  };
+}
+
+/** `apply PLANFILE` or `apply --plan FILE`: the saved plan, or undefined for a normal apply. */
+async function readSavedPlan(
+  options: Options,
+): Promise<{ path: string; plan: SavedPlan } | undefined> {
+  if (options.command !== "apply") return undefined;
+  let path = options.planFile;
+  if (path === undefined && options.paths.length === 1) {
+    const candidate = options.paths[0];
+    const info = await Deno.stat(candidate).catch(() => undefined);
+    if (info?.isFile && !/\.ya?ml$/i.test(candidate)) {
+      const head = await Deno.readTextFile(candidate).catch(() => "");
+      if (looksLikeSavedPlan(head)) path = candidate;
+    }
+  }
+  if (path === undefined) return undefined;
+  const given = [
+    options.env !== undefined ? "--env" : "",
+    options.flows.length ? "--flow" : "",
+    options.names.length ? "--name" : "",
+    options.prune ? "--prune" : "",
+    options.adopt ? "--adopt" : "",
+  ].filter(Boolean);
+  if (given.length) {
+    throw new UsageError(
+      `apply: a saved plan brings its own manifests, selection and environment; drop ${
+        given.join(", ")
+      }.`,
+    );
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UserError(`Cannot read the saved plan "${path}": ${(error as Error).message}.`);
+  }
+  try {
+    return { path, plan: parseSavedPlan(text, path, VERSION) };
+  } catch (error) {
+    if (error instanceof PlanFileError) throw new UserError(error.message);
+    throw error;
+  }
+}
+
+function invocationOptions(options: Options, saved: SavedPlan): Options {
+  const i = saved.invocation;
+  return {
+    ...options,
+    paths: i.paths,
+    env: i.environment ?? undefined,
+    flows: i.flows,
+    names: i.names,
+    prune: i.prune,
+    adopt: i.adopt,
+    strict: i.strict,
+    codeChecks: i.codeChecks,
+  };
+}
+
+function checkSavedPlan(path: string, saved: SavedPlan, now: SavedPlan) {
+  const moved = planDifferences(saved, now);
+  if (!moved.length) return;
+  throw new SyncFailure(
+    "stale-plan",
+    `The saved plan "${path}" is out of date: ${moved[0]}${
+      moved.length > 1 ? ` (and ${moved.length - 1} more change${moved.length > 2 ? "s" : ""})` : ""
+    } since it was made. Nothing was written; make the plan again.`,
+  );
+}
+
+/** Written whole or not at all: a plan cut short by a full disk must not look reviewable. */
+async function writeSavedPlan(path: string, plan: SavedPlan) {
+  const temporary = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(temporary, redact(JSON.stringify(plan, null, 2)) + "\n");
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    const reason = error instanceof Deno.errors.NotCapable
+      ? "deploy writes only inside the directory it runs in"
+      : (error as Error).message;
+    throw new UserError(`Cannot write the plan to "${path}" (--out): ${reason}.`);
+  }
+}
+
+// ─── Plan and apply: running them ────────────────────────────────────────────
+
+async function runSync(options: Options): Promise<number> {
+  const started = performance.now();
+  const outcome: SyncOutcome = { items: [], undeclared: [], diagnostics: [] };
+  let code: number;
+  try {
+    code = await sync(options, outcome);
+  } catch (error) {
+    outcome.failure = describeFailure(error);
+    code = EXIT_FAILURE;
+  }
+  reportSync(options, outcome, started);
+  return code;
+}
+
+async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
+  const saved = await readSavedPlan(options);
+  if (saved) options = invocationOptions(options, saved.plan);
+  const validation = await validate(options);
+  outcome.diagnostics.push(...validation.diagnostics);
+  showDiagnostics(validation.diagnostics, options.format);
+  if (!validation.valid) throw new SyncFailure("validation", summary(validation));
+  const selected = selectDeployments(validation.deployments, options.flows, options.names);
+  const owner: Owner = { project: validation.project.name, environment: options.env ?? null };
+  outcome.owner = owner;
+  const singleFile = await singleFilePath(options);
+  if (options.prune) checkPruneScope(selected, owner, singleFile);
+
+  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+  const client = new PrefectClient({ ...settings, onRetry: progress });
+  outcome.client = client;
+  redact = (text) => client.redact(text);
+  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  progress(
+    `Reading ${client.displayUrl} for ${selected.length} deployment(s) of ${describeOwner(owner)}`,
+  );
+  const warnings = notSynced(selected);
+  outcome.diagnostics.push(...warnings);
+  showDiagnostics(warnings, options.format);
+  const planning = { ...options, seesWholeProject: singleFile === undefined };
+  const prepared = await preparePlan(client, selected, owner, planning, outcome);
+  outcome.items = prepared.plan;
+  outcome.undeclared = prepared.undeclared;
+  const savedNow = (p: PreparedPlan) =>
+    savedPlanOf(p, validation, options, owner, client, syncJson(outcome, performance.now()));
+  if (saved) checkSavedPlan(saved.path, saved.plan, await savedNow(prepared));
 
   if (options.command === "plan") {
-    if (options.format === "json") {
-      console.log(redact(JSON.stringify(syncJson(plan, client, started), null, 2)));
-    } else renderPlan(plan).forEach((line) => console.log(redact(line)));
-    const pending = plan.some((p) => p.action !== "noop");
+    if (options.out) {
+      outcome.savedTo = options.out;
+      await writeSavedPlan(options.out, await savedNow(prepared));
+    }
+    const pending = prepared.plan.some((p) => p.action !== "noop");
     return options.detailedExitcode && pending ? EXIT_CHANGES : EXIT_OK;
   }
 
-  confirmDeletions(plan, options);
-  const width = Math.max(0, ...plan.map((p) => `${p.flow}/${p.name}`.length));
-  const results = await applyPlan(client, plan, state, options.concurrency, (r) => {
-    if (options.format === "text") console.log(redact(resultLine(r, width)));
-    else if (options.format === "github" && r.result === "failed") {
-      console.log(redact(`::error title=apply failed::${r.flow}/${r.name}: ${r.error}`));
+  if (prepared.plan.every((p) => p.action === "noop")) {
+    // Nothing to write, so nothing to guard: a no-op apply takes no lock and writes nothing.
+    outcome.items = prepared.plan.map((p) => ({ ...p, result: "unchanged" }));
+    return EXIT_OK;
+  }
+  // A saved plan was reviewed with its deletions: it is its own confirmation.
+  if (!saved) confirmDeletions(prepared.plan, options);
+
+  const waitStarted = performance.now();
+  let lock: DeployLock;
+  try {
+    lock = await DeployLock.acquire(new PrefectClient({ ...settings, onRetry: progress }), {
+      project: owner.project,
+      environment: owner.environment,
+      timeoutSeconds: options.lockTimeout,
+      ttlSeconds: lockTtl(),
+      onWait: progress,
+    });
+  } catch (error) {
+    if (error instanceof LockError) throw new SyncFailure("lock", error.message);
+    throw error;
+  }
+  outcome.lock = { waited_ms: Math.round(performance.now() - waitStarted) };
+  try {
+    // Under the lock the server cannot move: plan again from what it holds now.
+    const fresh = await preparePlan(client, selected, owner, planning, outcome);
+    outcome.items = fresh.plan;
+    outcome.undeclared = fresh.undeclared;
+    if (saved) checkSavedPlan(saved.path, saved.plan, await savedNow(fresh));
+    else {
+      const confirmed = new Set(
+        prepared.plan.filter((p) => p.action === "delete").map((p) => p.id),
+      );
+      const unconfirmed = fresh.plan.find((p) => p.action === "delete" && !confirmed.has(p.id));
+      if (unconfirmed) {
+        throw new SyncFailure(
+          "lock",
+          `While this apply waited for the lock, the server changed: it would now also delete ` +
+            `${unconfirmed.flow}/${unconfirmed.name}, which was not confirmed. Nothing was ` +
+            "written; run it again.",
+        );
+      }
     }
-  });
+    const width = Math.max(0, ...fresh.plan.map((p) => `${p.flow}/${p.name}`.length));
+    const results = await applyPlan(client, fresh.plan, fresh.state, options.concurrency, (r) => {
+      if (options.format === "text") console.log(redact(resultLine(r, width)));
+      else if (options.format === "github" && r.result === "failed") {
+        console.log(redact(`::error title=apply failed::${r.flow}/${r.name}: ${r.error}`));
+      }
+    });
+    outcome.items = results;
+    if (lock.lost) {
+      throw new SyncFailure(
+        "lock",
+        `The lock was lost while applying (${lock.lost}); another apply may have written too. ` +
+          "Run plan to see where the server stands.",
+      );
+    }
+    return results.some((r) => r.result === "failed") ? EXIT_FAILURE : EXIT_OK;
+  } finally {
+    await lock.release().catch((error) =>
+      progress(
+        `warning: could not release the lock (${(error as Error).message}); it expires by itself.`,
+      )
+    );
+  }
+}
+
+/** Seconds a lock outlives an apply that was killed (DEPLOY_LOCK_TTL, default 60). */
+function lockTtl(): number {
+  const raw = Deno.env.get("DEPLOY_LOCK_TTL");
+  const seconds = raw === undefined || raw === "" ? 60 : Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 1) {
+    throw new UserError(`DEPLOY_LOCK_TTL must be a number of seconds of at least 1, not "${raw}".`);
+  }
+  return seconds;
+}
+
+/** The results, last: stdout for results (one JSON document with --format json), stderr for the rest. */
+function reportSync(options: Options, outcome: SyncOutcome, started: number) {
+  const failure = outcome.failure;
   if (options.format === "json") {
-    console.log(redact(JSON.stringify(syncJson(results, client, started), null, 2)));
-  } else {
+    console.log(redact(JSON.stringify(syncJson(outcome, started), null, 2)));
+    if (failure) console.error(redact(`error: ${failure.message}`));
+    return;
+  }
+  const applied = outcome.items.some((i) => "result" in i);
+  if (options.command === "plan" && !failure) {
+    renderPlan(outcome.items).forEach((line) => console.log(redact(line)));
+  } else if (options.command === "apply" && applied) {
+    const client = outcome.client!;
     progress(
       `${client.reads + client.writes} requests (${client.reads} reads, ${client.writes} writes) ` +
         `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
-    console.log(applySummary(results));
+    console.log(redact(applySummary(outcome.items as AppliedDeployment[])));
   }
-  return results.some((r) => r.result === "failed") ? EXIT_FAILURE : EXIT_OK;
+  if (outcome.savedTo && !failure) {
+    progress(
+      `Saved the plan to ${outcome.savedTo}; apply exactly it with: deploy apply ${outcome.savedTo}`,
+    );
+  }
+  if (outcome.undeclared.length && !failure) {
+    const n = outcome.undeclared.length;
+    progress(
+      `${n} deployment${n === 1 ? "" : "s"} of ${describeOwner(outcome.owner!)} ${
+        n === 1 ? "is" : "are"
+      } not in the manifests; --prune would delete ${n === 1 ? "it" : "them"}: ${
+        outcome.undeclared.map((d) => `${d.flow}/${d.name}`).join(", ")
+      }.`,
+    );
+  }
+  if (failure) {
+    if (options.format === "github") {
+      console.log(redact(githubAnnotation({
+        severity: "error",
+        file: "",
+        line: 0,
+        column: 0,
+        path: "",
+        code: failure.kind,
+        message: failure.message,
+      })));
+    }
+    console.error(redact(`error: ${failure.message}`));
+  }
 }
 
 // ─── Inspect ─────────────────────────────────────────────────────────────────
@@ -3658,6 +4281,34 @@ function typeLabel(schema: Json): string {
 
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
+/** One line for any failure, credentials hidden; a stack only with DEPLOY_DEBUG. */
+function describeFailure(error: unknown): { kind: FailureKind; message: string } {
+  if (error instanceof SyncFailure) return { kind: error.kind, message: redact(error.message) };
+  if (error instanceof UsageError) return { kind: "usage", message: error.message };
+  if (error instanceof PrefectApiError) return { kind: "server", message: redact(error.message) };
+  if (error instanceof UserError || error instanceof SettingsError) {
+    return { kind: "user", message: redact(error.message) };
+  }
+  if (error instanceof Deno.errors.NotCapable && /read access/.test(error.message)) {
+    const path = error.message.match(/"([^"]+)"/)?.[1] ?? "a file";
+    return { kind: "user", message: `Cannot read "${path}": ${READ_OUTSIDE}.` };
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return {
+      kind: "user",
+      message: `${sentence(error.message)} Run with the permissions in deno.json's tasks.`,
+    };
+  }
+  const debug = Deno.permissions.querySync({ name: "env", variable: "DEPLOY_DEBUG" });
+  if (debug.state === "granted" && Deno.env.get("DEPLOY_DEBUG")) {
+    console.error((error as Error)?.stack);
+  }
+  return {
+    kind: "internal",
+    message: redact(`internal error: ${(error as Error)?.message ?? error}`),
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
   try {
     const options = parseCommandLine(argv);
@@ -3680,29 +4331,9 @@ export async function main(argv: string[]): Promise<number> {
         return runInspect(options.paths[0], options.format);
     }
   } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message}\nRun "deploy --help" for usage.`);
-    } else if (
-      error instanceof UserError || error instanceof PrefectApiError ||
-      error instanceof SettingsError
-    ) {
-      console.error(redact(`error: ${error.message}`));
-    } else if (error instanceof Deno.errors.NotCapable && /read access/.test(error.message)) {
-      const path = error.message.match(/"([^"]+)"/)?.[1] ?? "a file";
-      console.error(`error: Cannot read "${path}": ${READ_OUTSIDE}.`);
-    } else if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        `error: ${
-          sentence((error as Error).message)
-        } Run with the permissions in deno.json's tasks.`,
-      );
-    } else {
-      console.error(`error: internal error: ${(error as Error)?.message ?? error}`);
-      const debug = Deno.permissions.querySync({ name: "env", variable: "DEPLOY_DEBUG" });
-      if (debug.state === "granted" && Deno.env.get("DEPLOY_DEBUG")) {
-        console.error((error as Error)?.stack);
-      }
-    }
+    const { message } = describeFailure(error);
+    const usage = error instanceof UsageError ? '\nRun "deploy --help" for usage.' : "";
+    console.error(`error: ${message}${usage}`);
     return EXIT_FAILURE;
   }
 }

@@ -52,6 +52,8 @@ export interface RequestOptions {
 export interface ApiResponse<T> {
   status: number;
   data: T;
+  /** The server's clock (its `Date` header, ms since the epoch), when it sent one. */
+  serverTime?: number;
 }
 
 const RETRY_STATUSES = [408, 429, 502, 503];
@@ -346,7 +348,8 @@ export class PrefectClient {
       }
       const data = parseBody(text);
       if ((status >= 200 && status < 300) || options.accept?.includes(status)) {
-        return { status, data: data as T };
+        const date = Date.parse(response.headers.get("date") ?? "");
+        return { status, data: data as T, serverTime: Number.isNaN(date) ? undefined : date };
       }
       throw this.#httpError(method, path, status, data);
     }

@@ -4,7 +4,8 @@ import { runCli, tempProject } from "./helpers.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 import schema from "../schema/deployments.schema.json" with { type: "json" };
 
-const GOOD = `deployments:
+const GOOD = `name: cli-test
+deployments:
   - name: nightly
     entrypoint: flows/etl.py:etl
     work_pool: {name: pool}
@@ -74,7 +75,7 @@ Deno.test("cli: text diagnostics are file:line:col on stderr, the summary on std
   assertEquals(code, 1);
   assertEquals(
     stderr,
-    'prefect/a.yaml:6:10: error: Unknown key "cronn" in a schedule. Did you mean "cron"? [unknown-key]\n',
+    'prefect/a.yaml:7:10: error: Unknown key "cronn" in a schedule. Did you mean "cron"? [unknown-key]\n',
   );
   assertEquals(stdout, "Invalid: 0 deployments in 1 file, 1 error, 0 warnings.\n");
 });
@@ -105,7 +106,7 @@ Deno.test("cli: --format json prints one document with the contract's fields", a
     {
       severity: "warning",
       file: "prefect/a.yaml",
-      line: 6,
+      line: 7,
       column: 9,
       path: "deployments[0].schedules[0]",
       code: "implicit-timezone",
@@ -114,7 +115,7 @@ Deno.test("cli: --format json prints one document with the contract's fields", a
     {
       severity: "error",
       file: "prefect/b.yaml",
-      line: 6,
+      line: 7,
       column: 16,
       path: "deployments[0].schedules[0].cron",
       code: "invalid-cron",
@@ -134,7 +135,7 @@ Deno.test("cli: --format github prints workflow annotations", async () => {
   assertEquals(code, 1);
   assertEquals(
     stdout.split("\n")[0],
-    '::error file=prefect/a.yaml,line=4,col=17,title=unknown-key::Unknown key "nam" in `work_pool`. Did you mean "name"?',
+    '::error file=prefect/a.yaml,line=5,col=17,title=unknown-key::Unknown key "nam" in `work_pool`. Did you mean "name"?',
   );
 });
 

@@ -16,7 +16,8 @@ async function diagnose(
   Deno.chdir(project.dir);
   try {
     const result = await validate(validateOptions({ paths: Object.keys(manifests), ...options }));
-    return result.diagnostics;
+    // These one-off manifests name no project; that warning has a test of its own.
+    return result.diagnostics.filter((d) => d.code !== "implicit-project-name");
   } finally {
     Deno.chdir(cwd);
   }
@@ -349,7 +350,8 @@ def load(table: str, batch_size: int = 100, mode: Literal["full", "delta"] = "fu
 def flexible(table: str, **options):
     pass
 `,
-    "prefect/m.yaml": `deployments:
+    "prefect/m.yaml": `name: parameters
+deployments:
   - name: a
     entrypoint: flows/load.py:load
     work_pool: {name: p}
@@ -387,11 +389,11 @@ def flexible(table: str, **options):
     assertEquals(
       result.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`),
       [
-        "7:7 error unknown-parameter",
-        "8:13 error parameter-type",
-        "19:30 error parameter-type",
-        "22:9 error missing-parameter",
-        "23:5 warning missing-parameter",
+        "8:7 error unknown-parameter",
+        "9:13 error parameter-type",
+        "20:30 error parameter-type",
+        "23:9 error missing-parameter",
+        "24:5 warning missing-parameter",
       ],
     );
     const [unknown, type, , missing, manual] = result.diagnostics.map((d) => d.message);
@@ -402,4 +404,47 @@ def flexible(table: str, **options):
   } finally {
     Deno.chdir(cwd);
   }
+});
+
+Deno.test("validate: the project is named once; without a name, a warning says what that means", async () => {
+  await using project = await tempProject({
+    "flows/etl.py": FLOW,
+    "prefect/a.yaml": manifest().replace("deployments:", "name: alpha\ndeployments:"),
+    "prefect/b.yaml": manifest().replace("deployments:", "name: beta\ndeployments:")
+      .replace("nightly", "hourly"),
+    "unnamed/c.yaml": manifest(),
+  });
+  const cwd = Deno.cwd();
+  Deno.chdir(project.dir);
+  try {
+    const mismatch = await validate(validateOptions({ paths: ["prefect"] }));
+    assertEquals(brief(mismatch.diagnostics), [
+      "1:7 error project-mismatch",
+      "1:7 error project-mismatch",
+    ]);
+    assertStringIncludes(
+      mismatch.diagnostics[0].message,
+      '"alpha" here, "beta" in prefect/b.yaml:1:7',
+    );
+    assertEquals(mismatch.diagnostics[1].file, "prefect/b.yaml");
+
+    const unnamed = await validate(validateOptions({ paths: ["unnamed"] }));
+    assertEquals(brief(unnamed.diagnostics), ["1:1 warning implicit-project-name"]);
+    const dir = project.dir.split("/").pop()!;
+    assertStringIncludes(unnamed.diagnostics[0].message, `named after the directory ("${dir}")`);
+    assertStringIncludes(unnamed.diagnostics[0].message, `managed-by:deploy.ts/${dir}`);
+    assertEquals(unnamed.project, { name: dir, implicit: true });
+
+    const strict = await validate(validateOptions({ paths: ["unnamed"], strict: true }));
+    assertEquals(strict.valid, false);
+  } finally {
+    Deno.chdir(cwd);
+  }
+});
+
+Deno.test("validate: deploy.ts's ownership tags are its own to set", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest("    tags: [team, managed-by:deploy.ts/other, deploy.ts/env:prod]\n"),
+  });
+  assertEquals(brief(ds), ["5:18 error reserved-tag", "5:46 error reserved-tag"]);
 });
