@@ -215,7 +215,9 @@ USAGE
 
   Editors use it for completion and checks: put
     # yaml-language-server: $schema=../schema/deployments.schema.json
-  at the top of a manifest, or map it in .vscode/settings.json.
+  at the top of a manifest (or the URL in the schema's $id, where JSR serves this
+  version), or map it onto prefect/*.yaml and prefect.yaml in .vscode/settings.json.
+  Overlays take its part #/definitions/environment.
 
 OPTIONS
   -h, --help   Show this help

@@ -4,6 +4,7 @@ import { generateTypes, TYPES_PATH } from "./generate_types.ts";
 import { generateReference, REFERENCE_PATH } from "../tools/reference.ts";
 import { DEPRECATION_KEYWORD, EDITOR_KEYWORDS, schemaProblems } from "../deploy.ts";
 import schema from "../schema/deployments.schema.json" with { type: "json" };
+import environmentSchema from "../schema/environment.schema.json" with { type: "json" };
 
 Deno.test("schema: compiles with Ajv in strict mode, editor keywords registered", () => {
   const ajv = new Ajv({ strict: true, allErrors: true });
@@ -29,10 +30,24 @@ Deno.test("schema: $id is where JSR serves this version's copy of the file", asy
   const graph = JSON.parse(new TextDecoder().decode(info.stdout));
   const schemaUrl = new URL(`../${path}`, import.meta.url).href;
   assert(graph.modules.some((m: { specifier: string }) => m.specifier === schemaUrl), schemaUrl);
-  const excluded = [...(config.exclude ?? []), ...(config.publish?.exclude ?? [])];
-  assert(!excluded.some((p: string) => path.startsWith(p.replace(/^\.\//, ""))), "not excluded");
-  const included: string[] | undefined = config.publish?.include;
-  if (included) assert(included.some((p) => path.startsWith(p.replace(/^\.\//, ""))), "included");
+  // The overlay schema is no module of the graph: only the include/exclude rules decide.
+  for (const published of [path, "schema/environment.schema.json"]) {
+    const matches = (patterns: string[]) =>
+      patterns.some((p) => published.startsWith(p.replace(/^\.\//, "")));
+    assert(!matches([...(config.exclude ?? []), ...(config.publish?.exclude ?? [])]), published);
+    if (config.publish?.include) assert(matches(config.publish.include), published);
+  }
+});
+
+Deno.test("schema: environment.schema.json is the manifest schema's overlay part", () => {
+  const ajv = new Ajv({ strict: true, allErrors: true });
+  for (const keyword of EDITOR_KEYWORDS) ajv.addKeyword(keyword);
+  ajv.addKeyword(DEPRECATION_KEYWORD);
+  ajv.addSchema(schema, "deployments.schema.json");
+  const overlay = ajv.compile(environmentSchema);
+  assert(overlay({ defaults: { name_prefix: "dev-" }, deployments: { "f/a": { paused: true } } }));
+  assert(!overlay({ defaults: { entrypoint: "x" } }), "closed like the definition");
+  assertEquals(environmentSchema.$ref, "deployments.schema.json#/definitions/environment");
 });
 
 Deno.test("schema: every property has a title and a description", () => {
