@@ -810,6 +810,7 @@ const validationSchema = (() => {
   }
   return copy as unknown as SchemaNode & { definitions: Record<string, SchemaNode> };
 })();
+
 /** Editor-only keywords the schema carries; registered so Ajv's strict mode accepts them. */
 export const EDITOR_KEYWORDS = [
   "markdownDescription",
@@ -820,8 +821,8 @@ export const EDITOR_KEYWORDS = [
 
 /**
  * `deprecationMessage` marks a key Prefect ignores or no longer reads where it is written
- * (`job_variables` in a deployment, Prefect 2 keys, removed steps). Editors show its message as
- * an error wherever the key appears, so validate fails it too and prints the same message.
+ * (`job_variables` in a deployment, Prefect 2 keys). Editors show its message as an error
+ * wherever the key appears, so validate fails it too and prints the same message.
  */
 export const DEPRECATION_KEYWORD = {
   keyword: "deprecationMessage",
