@@ -30,13 +30,27 @@ const JSR_PACKAGE = schema.$id.replace(/schema\/deployments\.schema\.json$/, "")
 
 const uri = (path: string) => `file://${ROOT}/${path}`;
 
-/** What JSR would serve for this version's schema files: the files `deno publish` uploads. */
-function jsr(url: string): string | undefined {
+/** SchemaStore's entry for `prefect.yaml`, Prefect's own looser schema (a stand-in here). */
+const SCHEMA_STORE_PREFECT = "https://schemastore.invalid/prefect.json";
+const SCHEMA_STORE = {
+  schemas: [{ name: "Prefect", fileMatch: ["prefect.yaml"], url: SCHEMA_STORE_PREFECT }],
+};
+
+/**
+ * What VS Code fetches for the server: this version's schema files from JSR (the files
+ * `deno publish` uploads, unreachable from here) and SchemaStore's schema for Prefect.
+ */
+function content(url: string): string | undefined {
+  if (url === SCHEMA_STORE_PREFECT) return '{"type": "object"}';
   const path = url.startsWith(JSR_PACKAGE) ? url.slice(JSR_PACKAGE.length) : "";
   return /^schema\/\w+\.schema\.json$/.test(path)
     ? Deno.readTextFileSync(`${ROOT}/${path}`)
     : undefined;
 }
+
+/** A server on this workspace with SchemaStore's catalog in play, as in VS Code. */
+const start = (settings: Record<string, unknown>) =>
+  YamlLanguageServer.start({ root: ROOT, settings, content, schemaStore: SCHEMA_STORE });
 
 /**
  * Errors and warnings as `line:character message` (0-based, as LSP counts). Information such as
@@ -62,12 +76,12 @@ function cursor(text: string, marker = "|"): { text: string; line: number; chara
 Deno.test("lsp: the server is the version deno.json pins", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
   assertEquals(config.imports["yaml-language-server"], YAML_LANGUAGE_SERVER);
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings: SETTINGS });
+  await using server = await start(SETTINGS);
   assertEquals(`npm:yaml-language-server@${server.version}`, YAML_LANGUAGE_SERVER);
 });
 
 Deno.test("lsp: every example manifest and overlay gets our schema and no diagnostic", async () => {
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings: SETTINGS });
+  await using server = await start(SETTINGS);
   const files = [
     ...[...Deno.readDirSync(`${ROOT}/prefect`)].map((e) => `prefect/${e.name}`),
     ...[...Deno.readDirSync(`${ROOT}/prefect/environments`)].map((e) =>
@@ -82,7 +96,7 @@ Deno.test("lsp: every example manifest and overlay gets our schema and no diagno
     assertEquals((await server.schemasOf(uri(path))).map((s) => s.uri), [expected], path);
   }
   // Without the settings, each file's modeline gives it the same schema.
-  await using bare = await YamlLanguageServer.start({ root: ROOT, settings: {} });
+  await using bare = await start({});
   for (const path of files) {
     const text = await Deno.readTextFile(`${ROOT}/${path}`);
     assert(text.startsWith("# yaml-language-server: $schema=../"), `${path} has the modeline`);
@@ -93,7 +107,7 @@ Deno.test("lsp: every example manifest and overlay gets our schema and no diagno
 });
 
 Deno.test("lsp: no diagnostic on the corpus files validate accepts, opened as prefect.yaml", async () => {
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings: SETTINGS });
+  await using server = await start(SETTINGS);
   const accepted = Object.entries(GOLDEN).filter(([, v]) => v.valid).map(([name]) => name);
   assertEquals(accepted.length, 46);
   for (const name of accepted) {
@@ -242,7 +256,7 @@ deployments: []
 ];
 
 Deno.test("lsp: typical mistakes get the expected diagnostics", async () => {
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings: SETTINGS });
+  await using server = await start(SETTINGS);
   for (const [i, mistake] of MISTAKES.entries()) {
     const path = mistake.text.startsWith("defaults:")
       ? `prefect/environments/mistake-${i}.yaml`
@@ -265,7 +279,7 @@ async function complete(server: YamlLanguageServer, path: string, marked: string
 }
 
 Deno.test("lsp: completion at the top level, in a deployment, work pool, schedule and steps", async () => {
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings: SETTINGS });
+  await using server = await start(SETTINGS);
 
   const top = await complete(server, "prefect/c-top.yaml", "|\n");
   assertEquals(labels(top).sort(), [
@@ -353,7 +367,7 @@ Deno.test("lsp: completion at the top level, in a deployment, work pool, schedul
 });
 
 Deno.test("lsp: hovers render the schema's Markdown", async () => {
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings: SETTINGS });
+  await using server = await start(SETTINGS);
   const path = "prefect/refinement.yaml";
   const text = await Deno.readTextFile(`${ROOT}/${path}`);
   await server.open(uri(path), text);
@@ -380,35 +394,17 @@ Deno.test("lsp: hovers render the schema's Markdown", async () => {
 });
 
 Deno.test("lsp: a prefect.yaml gets our schema, not the one SchemaStore maps to the name", async () => {
-  // SchemaStore's catalog (unreachable from here) maps `prefect.yaml` to Prefect's own looser
-  // schema; a local stand-in with the same entry shows which one wins.
-  const looser = "https://schemastore.invalid/prefect.json";
-  await using catalog = Deno.serve(
-    { port: 0, hostname: "127.0.0.1", onListen() {} },
-    () =>
-      Response.json({
-        schemas: [{ name: "Prefect", fileMatch: ["prefect.yaml"], url: looser }],
-      }),
-  );
-  const schemaStore = { "yaml.schemaStore.url": `http://127.0.0.1:${catalog.addr.port}/` };
-  const content = (url: string) => url === looser ? '{"type": "object"}' : undefined;
   const text = "deployments:\n  - name: a\n    entrypoint: flows/etl.py:etl\n    cronn: x\n";
-
   // The settings before this repository mapped the name: SchemaStore's schema, no error.
-  const before = { "yaml.schemas": { "./schema/deployments.schema.json": ["prefect/*.yaml"] } };
-  await using old = await YamlLanguageServer.start({
-    root: ROOT,
-    settings: { ...before, ...schemaStore },
-    content,
+  await using old = await start({
+    "yaml.schemas": { "./schema/deployments.schema.json": ["prefect/*.yaml"] },
   });
   assertEquals(brief(await old.open(uri("prefect.yaml"), text)), []);
-  assertEquals((await old.schemasOf(uri("prefect.yaml"))).map((s) => s.uri), [looser]);
+  assertEquals((await old.schemasOf(uri("prefect.yaml"))).map((s) => s.uri), [
+    SCHEMA_STORE_PREFECT,
+  ]);
 
-  await using server = await YamlLanguageServer.start({
-    root: ROOT,
-    settings: { ...SETTINGS, ...schemaStore },
-    content,
-  });
+  await using server = await start(SETTINGS);
   assertEquals(brief(await server.open(uri("prefect.yaml"), text)), [
     "3:4 Property cronn is not allowed.",
   ]);
@@ -432,7 +428,7 @@ Deno.test("lsp: the README's stable URL works in a modeline and in settings", as
   assertEquals(modelines, [schema.$id, `${JSR_PACKAGE}schema/environment.schema.json`]);
 
   // Modelines alone, in a repository without settings.
-  await using bare = await YamlLanguageServer.start({ root: ROOT, settings: {}, content: jsr });
+  await using bare = await start({});
   const [manifestLine, overlayLine] = modelines.map((m) =>
     `# yaml-language-server: $schema=${m}\n`
   );
@@ -452,7 +448,7 @@ Deno.test("lsp: the README's stable URL works in a modeline and in settings", as
   assertEquals(bare.contentRequests.sort(), modelines.sort());
 
   // The settings block alone, no modelines.
-  await using server = await YamlLanguageServer.start({ root: ROOT, settings, content: jsr });
+  await using server = await start(settings);
   assertEquals(brief(await server.open(uri("prefect.yaml"), manifest)), [
     "3:4 Property cronn is not allowed.",
   ]);

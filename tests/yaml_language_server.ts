@@ -6,6 +6,8 @@
  * (schema selection, content requests), `workspace/configuration` answered from the extension's
  * defaults overlaid with a `.vscode/settings.json`, `http(s)` schemas served through
  * `vscode/content` as VS Code does, then `didOpen`, `publishDiagnostics`, completion and hover.
+ * SchemaStore's catalog, which the server fetches itself, comes from a local stand-in (the test
+ * machines reach no other host), so a test decides what SchemaStore maps.
  */
 
 /** The server's version; the import map entry `yaml-language-server` pins the same. */
@@ -92,6 +94,8 @@ export interface StartOptions {
   settings: Record<string, unknown>;
   /** What VS Code would fetch for an `http(s)` schema URL (`vscode/content`); else an error. */
   content?: (uri: string) => string | undefined;
+  /** SchemaStore's catalog (`{schemas: [{name, fileMatch, url}]}`); none by default. */
+  schemaStore?: { schemas: { name: string; fileMatch: string[]; url: string }[] };
 }
 
 /** Turns flat settings (`yaml.schemas`) into the object VS Code returns for a section. */
@@ -116,7 +120,9 @@ export class YamlLanguageServer {
   #nextId = 1;
   #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #diagnostics = new Map<string, (d: Diagnostic[]) => void>();
-  #schemaStoreInitialized?: () => void;
+  #configurations = 0;
+  #configured?: () => void;
+  #catalog: Deno.HttpServer<Deno.NetAddr>;
   #reading: Promise<void>;
   #stderr: Promise<string>;
   #settings: Record<string, unknown>;
@@ -127,7 +133,16 @@ export class YamlLanguageServer {
   version = "";
 
   private constructor(options: StartOptions) {
-    this.#settings = { ...EXTENSION_DEFAULTS, ...options.settings };
+    const catalog = options.schemaStore ?? { schemas: [] };
+    this.#catalog = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      () => Response.json(catalog),
+    );
+    this.#settings = {
+      ...EXTENSION_DEFAULTS,
+      "yaml.schemaStore.url": `http://127.0.0.1:${this.#catalog.addr.port}/api/json/catalog.json`,
+      ...options.settings,
+    };
     this.#content = options.content;
     this.#process = new Deno.Command(Deno.execPath(), {
       args: [
@@ -156,7 +171,9 @@ export class YamlLanguageServer {
   static async start(options: StartOptions): Promise<YamlLanguageServer> {
     const server = new YamlLanguageServer(options);
     const rootUri = new URL(`file://${options.root.replace(/\/?$/, "/")}`).href.replace(/\/$/, "");
-    const configured = new Promise<void>((resolve) => server.#schemaStoreInitialized = resolve);
+    // The server announces the end of each configuration it applies: the one it pulls after
+    // `initialized`, and the one our `didChangeConfiguration` asks for.
+    const configured = new Promise<void>((resolve) => server.#configured = resolve);
     const initialized = await server.request<{ serverInfo?: { version?: string } }>("initialize", {
       processId: Deno.pid,
       clientInfo: { name: "Visual Studio Code", version: "1.100.0" },
@@ -201,23 +218,8 @@ export class YamlLanguageServer {
     server.notify("yaml/registerContentRequest", null);
     server.notify("yaml/supportSchemaSelection", null);
     server.notify("workspace/didChangeConfiguration", { settings: null });
-    // The server announces the end of every configuration it applies; the first one follows
-    // `initialized`, later ones our notifications.
     await configured;
-    await server.settled();
     return server;
-  }
-
-  /** Waits until the configuration pulls triggered at start-up have been applied. */
-  async settled(): Promise<void> {
-    for (let i = 0; i < 3; i++) {
-      const next = new Promise<void>((resolve) => this.#schemaStoreInitialized = resolve);
-      const timedOut = await Promise.race([
-        next.then(() => false),
-        new Promise<boolean>((r) => setTimeout(() => r(true), 500)),
-      ]);
-      if (timedOut) return;
-    }
   }
 
   async #read(stream: ReadableStream<Uint8Array>) {
@@ -261,7 +263,7 @@ export class YamlLanguageServer {
         const { uri, diagnostics } = message.params as { uri: string; diagnostics: Diagnostic[] };
         this.#diagnostics.get(uri)?.(diagnostics);
       } else if (message.method === "yaml/schema/store/initialized") {
-        this.#schemaStoreInitialized?.();
+        if (++this.#configurations === 2) this.#configured?.();
       }
     } else if (typeof message.id === "number") {
       const waiting = this.#pending.get(message.id);
@@ -365,6 +367,7 @@ export class YamlLanguageServer {
     await this.#writer.close().catch(() => {});
     await this.#process.status;
     await this.#reading;
+    await this.#catalog.shutdown();
     return await this.#stderr;
   }
 
