@@ -243,7 +243,9 @@ USAGE
 
   Editors use it for completion and checks: put
     # yaml-language-server: $schema=../schema/deployments.schema.json
-  at the top of a manifest, or map it in .vscode/settings.json.
+  at the top of a manifest (or the URL in the schema's $id, where JSR serves this
+  version), or map it onto prefect/*.yaml and prefect.yaml in .vscode/settings.json.
+  Overlays take its part #/definitions/environment.
 
 OPTIONS
   -h, --help   Show this help
@@ -848,15 +850,56 @@ function positionOf(
 // ─── Validate: the JSON Schema ───────────────────────────────────────────────
 
 const SCHEMA_ID = schema.$id;
+
+/**
+ * The schema as validate compiles it: without the rules that restate, for editors, checks
+ * validate makes itself with more precise messages — exactly one of cron/interval/rrule
+ * (`schedule-kind`), timezone case (`invalid-timezone`), removed and unknown Prefect steps
+ * (`removed-step`, `unknown-step`) — so that no problem is reported twice.
+ */
+const validationSchema = (() => {
+  const copy = structuredClone(schema) as unknown as {
+    definitions: {
+      schedule_kind: object;
+      schedule: { properties: { timezone: { pattern?: string } } };
+      step: { patternProperties: Record<string, object> };
+    };
+  };
+  const { schedule, step } = copy.definitions;
+  copy.definitions.schedule_kind = {};
+  delete schedule.properties.timezone.pattern;
+  for (const pattern of Object.keys(step.patternProperties)) {
+    if (pattern.startsWith("^prefect")) step.patternProperties[pattern] = {};
+  }
+  return copy as unknown as SchemaNode & { definitions: Record<string, SchemaNode> };
+})();
+
 /** Editor-only keywords the schema carries; registered so Ajv's strict mode accepts them. */
-export const EDITOR_KEYWORDS = ["markdownDescription", "defaultSnippets", "errorMessage"];
+export const EDITOR_KEYWORDS = [
+  "markdownDescription",
+  "defaultSnippets",
+  "errorMessage",
+  "patternErrorMessage",
+];
+
+/**
+ * `deprecationMessage` marks a key Prefect ignores or no longer reads where it is written
+ * (`job_variables` in a deployment, Prefect 2 keys). Editors show its message as an error
+ * wherever the key appears, so validate fails it too and prints the same message.
+ */
+export const DEPRECATION_KEYWORD = {
+  keyword: "deprecationMessage",
+  schemaType: "string",
+  validate: () => false,
+} as const;
 
 let ajvInstance: Ajv | undefined;
 function ajv(): Ajv {
   if (!ajvInstance) {
     ajvInstance = new Ajv({ allErrors: true, verbose: true, strict: true });
     for (const keyword of EDITOR_KEYWORDS) ajvInstance.addKeyword(keyword);
-    ajvInstance.addSchema(schema);
+    ajvInstance.addKeyword(DEPRECATION_KEYWORD);
+    ajvInstance.addSchema(validationSchema);
   }
   return ajvInstance;
 }
@@ -867,9 +910,9 @@ const validators = new WeakMap<object, ValidateFunction>();
 function validatorFor(part: SchemaNode): ValidateFunction {
   let fn = validators.get(part);
   if (!fn) {
-    fn = part === schema
+    fn = part === validationSchema
       ? ajv().getSchema(SCHEMA_ID)!
-      : ajv().compile({ ...part, definitions: schema.definitions });
+      : ajv().compile({ ...part, definitions: validationSchema.definitions });
     validators.set(part, fn);
   }
   return fn;
@@ -885,7 +928,7 @@ interface SchemaProblem {
 /** Validates data against the schema (or a part of it) and explains each failure plainly. */
 export function schemaProblems(
   data: unknown,
-  part: SchemaNode = schema as SchemaNode,
+  part: SchemaNode = validationSchema,
   base: PathSegment[] = [],
 ): SchemaProblem[] {
   const validate = validatorFor(part);
@@ -948,6 +991,8 @@ interface SchemaNode {
   title?: string;
   properties?: Record<string, SchemaNode>;
   errorMessage?: string;
+  patternErrorMessage?: string;
+  deprecationMessage?: string;
   pattern?: string;
 }
 
@@ -1018,42 +1063,6 @@ function describeValue(value: unknown): string {
   return `${article(type)} ${shown.length > 40 ? `${shown.slice(0, 37)}…` : shown}`;
 }
 
-/** Known keys in the wrong place, and Prefect 2 keys: what to write instead. */
-const MISPLACED: Record<string, Record<string, string>> = {
-  "deploy.ts manifest": {
-    work_pool: "belongs in each deployment; share it through an anchor under `definitions:`",
-    entrypoint: "belongs in a deployment under `deployments:`",
-    schedule: "belongs in a deployment under `deployments:`",
-    description: "belongs in a deployment under `deployments:`",
-    version: "belongs in a deployment under `deployments:` (the project's is `prefect-version`)",
-  },
-  Deployment: {
-    job_variables: "belongs under `work_pool:`",
-    work_queue_name: "belongs under `work_pool:`",
-    work_pool_name: "is written `work_pool: {name: ...}`",
-    cron: "belongs in a schedule under `schedules:`",
-    interval: "belongs in a schedule under `schedules:`",
-    rrule: "belongs in a schedule under `schedules:`",
-    timezone: "belongs in a schedule under `schedules:`",
-    is_schedule_active: "is a Prefect 2 key; set `active:` on each schedule",
-    infra_overrides: "is a Prefect 2 key; use `work_pool.job_variables`",
-    env: "belongs under `work_pool.job_variables`",
-    working_dir: "belongs under `work_pool.job_variables`",
-    image: "belongs under `work_pool.job_variables`",
-    flow_location: "is not a Prefect key; `entrypoint` names the flow",
-  },
-  "Work pool": {
-    image: "belongs under `job_variables:`",
-    env: "belongs under `job_variables:`",
-    type: "is the pool's own setting, made when the pool is created, not per deployment",
-  },
-  Schedule: {
-    max_active_runs: "is a Prefect 2 key, removed in Prefect 3",
-    catchup: "is a Prefect 2 key, removed in Prefect 3",
-    is_schedule_active: "is a Prefect 2 key; use `active:`",
-  },
-};
-
 function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
   const path = [...base, ...pointerToPath(e.instancePath)];
   const parent = (e.parentSchema ?? {}) as SchemaNode;
@@ -1061,20 +1070,24 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
   switch (e.keyword) {
     case "additionalProperties": {
       const key = String(e.params.additionalProperty);
+      if (isStep(e)) return notAStep(key, path);
       const context = parent.title ?? "";
-      const known = Object.keys(parent.properties ?? {});
-      const misplaced = MISPLACED[context]?.[key];
-      const hint = misplaced ? ` It ${misplaced}.` : (() => {
-        const guess = didYouMean(key, known);
-        return guess ? ` Did you mean "${guess}"?` : "";
-      })();
+      // Keys marked as misplaced are known, but never the right guess.
+      const known = Object.entries(parent.properties ?? {})
+        .filter(([, p]) => !p.deprecationMessage)
+        .map(([k]) => k);
+      const guess = didYouMean(key, known);
       return {
         path: [...path, key],
         at: "key",
         code: "unknown-key",
-        message: `Unknown key "${key}" in ${describeContext(context)}.${hint}`,
+        message: `Unknown key "${key}" in ${describeContext(context)}.${
+          guess ? ` Did you mean "${guess}"?` : ""
+        }`,
       };
     }
+    case "deprecationMessage":
+      return { path, at: "key", code: "unknown-key", message: parent.deprecationMessage! };
     case "required":
       return {
         path,
@@ -1121,14 +1134,6 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
         };
       }
       break;
-    case "propertyNames":
-      return {
-        path: [...path, String(e.params.propertyName)],
-        at: "key",
-        code: "step-shape",
-        message:
-          `"${e.params.propertyName}" is not a step: a step's key is the import path of its function, like prefect.deployments.steps.git_clone.`,
-      };
     case "minimum":
     case "maximum":
     case "exclusiveMinimum":
@@ -1141,15 +1146,26 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
     case "minLength":
       return { path, at: "value", code: "invalid-value", message: "Must not be empty." };
   }
-  if (custom) {
+  const pattern = e.keyword === "pattern" ? parent.patternErrorMessage : undefined;
+  if (pattern ?? custom) {
     return {
       path,
       at: "value",
       code: "invalid-value",
-      message: `${custom} Got ${describeValue(e.data)}.`,
+      message: `${pattern ?? custom} Got ${describeValue(e.data)}.`,
     };
   }
   return { path, at: "value", code: "invalid-value", message: sentence(e.message ?? e.keyword) };
+}
+
+function notAStep(key: string, path: PathSegment[]): SchemaProblem {
+  return {
+    path: [...path, key],
+    at: "key",
+    code: "step-shape",
+    message:
+      `"${key}" is not a step: a step's key is the import path of its function, like prefect.deployments.steps.git_clone.`,
+  };
 }
 
 function describeContext(title: string): string {
