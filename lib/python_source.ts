@@ -49,8 +49,15 @@ export interface PythonModule {
   assignments: Map<string, SyntaxNode>;
   /** `import x as y` / `from m import a as b`: local name → dotted origin. */
   imports: Map<string, string>;
-  /** The first syntax error, 1-based. */
-  syntaxError?: { line: number; column: number };
+  /** The first syntax error, 1-based, and what the parser found there. */
+  syntaxError?: PythonSyntaxError;
+}
+
+export interface PythonSyntaxError {
+  line: number;
+  column: number;
+  /** `"b"`, `the end of the line`, `the end of the file`. */
+  found: string;
 }
 
 export function parsePythonModule(source: string): PythonModule {
@@ -67,7 +74,7 @@ export function parsePythonModule(source: string): PythonModule {
   tree.iterate({
     enter(ref) {
       if (ref.type.isError && !module.syntaxError) {
-        module.syntaxError = position(source, ref.from);
+        module.syntaxError = syntaxError(source, ref.from, ref.node);
       }
       return !module.syntaxError;
     },
@@ -106,6 +113,29 @@ export function parsePythonModule(source: string): PythonModule {
     }
   }
   return module;
+}
+
+const CLOSING: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
+
+/** Where the parser stopped making sense of the source, at the token it found there. */
+function syntaxError(source: string, offset: number, node: SyntaxNode): PythonSyntaxError {
+  const start = offset + (/^[ \t]*/.exec(source.slice(offset))?.[0].length ?? 0);
+  const rest = source.slice(start, start + 200);
+  let unclosed = "";
+  for (let p = node.parent; p; p = p.parent) {
+    const bracket = source[p.from];
+    if (CLOSING[bracket] && source[p.to - 1] !== CLOSING[bracket]) {
+      const { line, column } = position(source, p.from);
+      unclosed = ` ("${bracket}" at ${line}:${column} is never closed)`;
+      break;
+    }
+  }
+  if (!rest.trim()) return { ...position(source, offset), found: `the end of the file${unclosed}` };
+  if (/^(\r?\n|#)/.test(rest)) {
+    return { ...position(source, offset), found: `the end of the line${unclosed}` };
+  }
+  const token = /^([A-Za-z_][A-Za-z0-9_]*|\d[\w.]*|\*\*|\/\/|[=!<>]=|->|\S)/.exec(rest)![0];
+  return { ...position(source, start), found: `"${token}"${unclosed}` };
 }
 
 /** Offsets where lines start, so positions cost a binary search, not a scan of the file. */
@@ -320,14 +350,18 @@ export function stringValue(node: SyntaxNode, source: string): string | undefine
 export type FlowLookup =
   | { kind: "flow"; fn: PythonFunction; flowName: string; nameSource: "decorator" | "function" }
   | { kind: "dynamic-name"; fn: PythonFunction }
-  | { kind: "not-a-flow"; fn: PythonFunction }
+  | { kind: "not-a-flow"; fn: PythonFunction; isTask: boolean }
   | { kind: "missing" };
 
-/** `@flow`, `@prefect.flow`, or either under an import alias. */
-function isFlowDecorator(d: PythonDecorator, module: PythonModule): boolean {
+/** `@flow`, `@prefect.flow`, or either under an import alias (and the same for `task`). */
+function isPrefectDecorator(
+  d: PythonDecorator,
+  module: PythonModule,
+  kind: "flow" | "task",
+): boolean {
   const [head, ...rest] = d.callee.split(".");
-  const origin = module.imports.get(head) ?? (head === "flow" ? "prefect.flow" : head);
-  return [origin, ...rest].join(".") === "prefect.flow";
+  const origin = module.imports.get(head) ?? (head === kind ? `prefect.${kind}` : head);
+  return [origin, ...rest].join(".") === `prefect.${kind}`;
 }
 
 /**
@@ -338,8 +372,11 @@ function isFlowDecorator(d: PythonDecorator, module: PythonModule): boolean {
 export function findFlow(module: PythonModule, functionName: string): FlowLookup {
   const fn = module.functions.get(functionName);
   if (!fn) return { kind: "missing" };
-  const decorator = fn.decorators.find((d) => isFlowDecorator(d, module));
-  if (!decorator) return { kind: "not-a-flow", fn };
+  const decorator = fn.decorators.find((d) => isPrefectDecorator(d, module, "flow"));
+  if (!decorator) {
+    const isTask = fn.decorators.some((d) => isPrefectDecorator(d, module, "task"));
+    return { kind: "not-a-flow", fn, isTask };
+  }
   const nameNode = decorator.keywords?.get("name");
   if (!nameNode) {
     return { kind: "flow", fn, flowName: fn.name.replaceAll("_", "-"), nameSource: "function" };

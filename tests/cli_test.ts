@@ -76,7 +76,8 @@ Deno.test("cli: text diagnostics are file:line:col on stderr, the summary on std
     stderr,
     'prefect/a.yaml:6:10: error: Unknown key "cronn" in a schedule. Did you mean "cron"? [unknown-key]\n',
   );
-  assertEquals(stdout, "Invalid: 0 deployments in 1 file, 1 error, 0 warnings.\n");
+  // The deployment with the typo is still one the file declares.
+  assertEquals(stdout, "Invalid: 1 deployment in 1 file, 1 error, 0 warnings.\n");
 });
 
 Deno.test("cli: --format json prints one document with the contract's fields", async () => {
@@ -149,6 +150,31 @@ Deno.test("cli: warnings pass, --strict makes them fail", async () => {
   const strict = await runCli(["validate", "--strict"], { cwd: project.dir });
   assertEquals(strict.code, 1);
   assertStringIncludes(strict.stderr, ": error: State the schedule's `active: true`");
+});
+
+Deno.test("cli: a {{ $VARIABLE }} the release binary may not read is an error before plan", async () => {
+  await using project = await tempProject({
+    "prefect/a.yaml": `pull:
+  - prefect.deployments.steps.set_working_directory: {directory: "{{ $HOME }}/app"}
+build:
+  - prefect.deployments.steps.run_shell_script: {script: "echo {{ $HOME }}"}
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:etl
+    work_pool:
+      name: pool
+      job_variables: {env: {REGION: "{{ $DEPLOY_REGION }}", USER: "{{ $USER }}"}}
+`,
+    "flows/etl.py": FLOW,
+  });
+  // The permissions of `deno task validate`: NO_COLOR only, as narrow as the binary's.
+  const { code, stderr } = await runCli(["validate"], { cwd: project.dir });
+  assertEquals(code, 1);
+  const errors = stderr.split("\n").filter((l) => l.includes("env-not-permitted"));
+  assertEquals(errors, [
+    'prefect/a.yaml:2:66: error: Environment variable "HOME" may not be read: the compiled deploy reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_HOME. [env-not-permitted]',
+    'prefect/a.yaml:10:67: error: Environment variable "USER" may not be read: the compiled deploy reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_USER. [env-not-permitted]',
+  ]);
 });
 
 Deno.test("cli: bad input gets one located line and exit 1, never a stack trace", async () => {

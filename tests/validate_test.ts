@@ -61,6 +61,8 @@ Deno.test("validate: wrong types and missing keys point at the value or its mapp
     "6:13 error type",
     "7:14 error type",
     "8:5 error missing-key",
+    // Independent of the missing entrypoint.
+    "8:5 warning no-work-pool",
   ]);
   assertStringIncludes(
     ds[0].message,
@@ -233,18 +235,14 @@ Deno.test("validate: steps have one key and Prefect's step names exist", async (
 deployments: []
 `,
   });
-  assertEquals(brief(ds), ["2:5 error step-shape"]);
-  const later = await diagnose({
-    "m.yaml": `pull:
-  - prefect.deployments.steps.pip_install_requiements: {}
-  - prefect.projects.steps.set_working_directory: {directory: /app}
-  - my_company.steps.fetch_secrets: {id: secrets}
-deployments: []
-`,
-  });
-  assertEquals(brief(later), ["2:5 error unknown-step", "3:5 error removed-step"]);
+  // One step's shape does not hide the names of the others.
+  assertEquals(brief(ds), [
+    "2:5 error step-shape",
+    "4:5 error unknown-step",
+    "5:5 error removed-step",
+  ]);
   assertStringIncludes(
-    later[0].message,
+    ds[1].message,
     'Did you mean "prefect.deployments.steps.pip_install_requirements"?',
   );
 });
@@ -402,4 +400,176 @@ def flexible(table: str, **options):
   } finally {
     Deno.chdir(cwd);
   }
+});
+
+Deno.test("validate: one run reports every independent problem; only what depends on a broken value is skipped", async () => {
+  const flow = "flows/load.py";
+  const source =
+    "from prefect import flow\n\n@flow\ndef load(table: str, batch: int = 1):\n    pass\n";
+  const cases: { name: string; manifest: string; expected: string[] }[] = [
+    {
+      name: "schema errors beside a timezone typo, a bad interval, a duplicate slug and two kinds",
+      manifest: `deployments:
+  - name: a
+    entrypoint: ${flow}:load
+    work_pool: {name: p}
+    tags: foo
+    parameters: {table: t}
+    schedules:
+      - {slug: s, cron: "0 6 * * *", timezone: Europe/Berln, active: yes}
+      - {slug: s, interval: 1h, timezone: UTC, active: true}
+      - {cron: "0 7 * * *", interval: 60, timezone: UTC, active: true}
+`,
+      expected: [
+        "5:11 error type",
+        "8:48 error invalid-timezone",
+        "8:70 error type",
+        "9:16 error duplicate-slug",
+        "9:29 error invalid-interval",
+        "10:9 error schedule-kind",
+      ],
+    },
+    {
+      name: "a misplaced key does not hide the entrypoint, schedules or parameters",
+      manifest: `deployments:
+  - name: a
+    entrypoint: flows/missing.py:load
+    work_pool: {name: p}
+  - name: b
+    entrypoint: ${flow}:load
+    work_pool: {name: p}
+    job_variables: {env: {A: b}}
+    parameters: {tabel: t}
+    schedules:
+      - {cron: "0 0 31 2 *", timezone: UTC, active: true}
+`,
+      expected: [
+        "3:17 error entrypoint-not-found",
+        "8:5 error unknown-key",
+        "9:18 error unknown-parameter",
+        "11:9 error missing-parameter",
+        "11:16 warning cron-never-fires",
+      ],
+    },
+    {
+      name: "steps of the wrong shape beside templates, step names and a legacy schedule",
+      manifest: `pull:
+- prefect.deployments.steps.git_clone:
+  repository: https://example.com/repo.git
+- prefect.deployments.steps.set_working_directory:
+  directory: "{{ prefect.steps.git_clone.directory }}"
+- prefect.projects.steps.pip_install_requirements: {}
+deployments:
+- name: a
+  entrypoint: ${flow}:load
+  parameters: {table: t}
+  work_pool: {name: p}
+  schedule:
+    interval: 120
+`,
+      expected: [
+        "2:3 error step-shape",
+        "4:3 error step-shape",
+        "5:14 error template-reference",
+        "6:3 error removed-step",
+        "12:3 warning legacy-schedule",
+        "13:5 warning implicit-timezone",
+        "13:5 warning implicit-active",
+      ],
+    },
+    {
+      name: "a top-level typo and a deployment without a name are checked as far as they go",
+      manifest: `description: my project
+deployments:
+  - entrypoint: ${flow}:load
+    parameters: {table: t, batch: many}
+    schedules:
+      - {cron: "0 25 * * *", timezone: utc, active: true}
+`,
+      expected: [
+        "1:1 error unknown-key",
+        "3:5 error missing-key",
+        "3:5 warning no-work-pool",
+        "4:35 error parameter-type",
+        "6:16 error invalid-cron",
+        "6:40 error invalid-timezone",
+      ],
+    },
+    {
+      name: "a typo'd key hides only the checks that look for that key",
+      manifest: `deployments:
+  - name: a
+    entrypoint: ${flow}:load
+    work_pool: {nme: p}
+    paramters: {table: t}
+    schedules:
+      - {cronn: "0 6 * * *", timezone: Mars/Olympus, actve: true}
+      - {slug: schedule-1, rrule: "FREQ=SOMETIMES", timezone: UTC, active: true}
+`,
+      expected: [
+        "4:17 error unknown-key",
+        "5:5 error unknown-key",
+        "7:10 error unknown-key",
+        "7:40 error invalid-timezone",
+        "7:54 error unknown-key",
+        "8:16 error duplicate-slug",
+        "8:35 error invalid-rrule",
+      ],
+    },
+  ];
+  for (const c of cases) {
+    await using project = await tempProject({ [flow]: source, "m.yaml": c.manifest });
+    const cwd = Deno.cwd();
+    Deno.chdir(project.dir);
+    try {
+      const result = await validate(validateOptions({ paths: ["m.yaml"] }));
+      assertEquals(brief(result.diagnostics), c.expected, c.name);
+      assertEquals(
+        result.deployments.length,
+        (c.manifest.match(/^\s*- (name|entrypoint):/gm) ?? []).length,
+        `${c.name}: every declared deployment is counted`,
+      );
+    } finally {
+      Deno.chdir(cwd);
+    }
+  }
+});
+
+Deno.test("validate reports offline what plan and apply would stop on or leave undone", async () => {
+  const ds = await diagnose({
+    "m.yaml": `build:
+  - prefect.deployments.steps.run_shell_script: {script: make image}
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:etl
+    work_pool: {name: "{{ flow_run.pool }}"}
+    paused: "{{ flow_run.paused }}"
+    concurrency_limit: {limit: "{{ ctx.limit }}"}
+    push:
+      - prefect.deployments.steps.run_shell_script: {script: push image}
+    schedules:
+      - {slug: schedule-2, cron: "0 6 * * *", timezone: UTC, active: true}
+      - {cron: "{{ ctx.cron }}", timezone: UTC, active: "{{ event.active }}"}
+      - {cron: "0 7 * * *", timezone: UTC, active: true}
+`,
+  });
+  assertEquals(brief(ds), [
+    "1:1 warning steps-not-run",
+    "6:23 error template-type",
+    "7:13 error template-type",
+    "8:32 error template-type",
+    "9:5 warning steps-not-run",
+    "13:9 error duplicate-slug",
+    "13:16 error template-type",
+    "13:57 error template-type",
+  ]);
+  assertStringIncludes(ds[0].message, "deploy.ts does not run `build` steps");
+  assertStringIncludes(
+    ds[2].message,
+    '"{{ flow_run.paused }}" is filled only when a flow runs, so `paused` would be the text',
+  );
+  assertStringIncludes(
+    ds[5].message,
+    'This schedule has no slug, so apply gives it "schedule-2" by its position, which the schedule at line 12 already has',
+  );
 });
