@@ -47,8 +47,12 @@ export const VERSION: string = denoConfig.version;
 
 /** A failure the user can fix: printed as one line, exit 1, never a stack trace. */
 export class UserError extends Error {}
-/** A wrong command line: printed with a pointer to `--help`. */
-export class UsageError extends UserError {}
+/** A wrong command line: printed with a pointer to the command's `--help`. */
+export class UsageError extends UserError {
+  constructor(message: string, readonly command?: string) {
+    super(message);
+  }
+}
 
 /** The compiled binary (and `deno task deploy`) may read only below the directory it runs in. */
 const READ_OUTSIDE =
@@ -266,6 +270,7 @@ export function parseCommandLine(argv: string[]): Options {
     throw new UsageError(`Unknown command "${first}".${hint ? ` Did you mean "${hint}"?` : ""}`);
   }
   const command = first as typeof COMMANDS[number];
+  const usage = (message: string) => new UsageError(message, command);
   const input = {
     "manifest-dir": { type: "string", multiple: true },
     strict: { type: "boolean" },
@@ -298,36 +303,41 @@ export function parseCommandLine(argv: string[]): Options {
       strict: true,
     });
   } catch (error) {
-    throw new UsageError(`${command}: ${cleanParseArgsMessage((error as Error).message)}`);
+    const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1];
+    throw usage(
+      unknown
+        ? unknownOption(command, unknown, optionsByCommand)
+        : `${command}: ${cleanParseArgsMessage((error as Error).message)}`,
+    );
   }
   const values = parsed.values as Record<string, unknown>;
   if (values.help) return { ...defaultOptions(), command: "help", helpTopic: command };
   const format = (values.format as string | undefined) ?? "text";
   if (!["text", "json", "github"].includes(format)) {
-    throw new UsageError(`--format must be text, json or github, not "${format}".`);
+    throw usage(`--format must be text, json or github, not "${format}".`);
   }
   if (command === "inspect") {
     if (parsed.positionals.length !== 1) {
-      throw new UsageError("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
+      throw usage("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
     }
-    if (format === "github") throw new UsageError("inspect: --format must be text or json.");
+    if (format === "github") throw usage("inspect: --format must be text or json.");
   }
   const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
-    throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
+    throw usage(`--env must be a name such as dev or prod, not "${env}".`);
   }
   const apiUrl = values["api-url"] as string | undefined;
   if (apiUrl !== undefined && !/^https?:\/\/./.test(apiUrl)) {
-    throw new UsageError(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
+    throw usage(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
   }
   const wait = values.wait === undefined ? 0 : Number(values.wait);
   if (!Number.isFinite(wait) || wait < 0) {
-    throw new UsageError(`--wait must be a number of seconds, not "${values.wait}".`);
+    throw usage(`--wait must be a number of seconds, not "${values.wait}".`);
   }
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    throw new UsageError(
+    throw usage(
       `--concurrency must be a whole number from 1 to 64, not "${values.concurrency}".`,
     );
   }
@@ -367,6 +377,31 @@ export function defaultOptions(): Options {
     wait: 0,
     concurrency: 8,
   };
+}
+
+/** An option this command does not take: the one it most likely means, or who takes it. */
+function unknownOption(
+  command: string,
+  option: string,
+  optionsByCommand: Record<string, Record<string, { type: string; short?: string }>>,
+): string {
+  const flags = (c: string) =>
+    Object.entries(optionsByCommand[c]).flatMap(([long, o]) => [
+      `--${long}`,
+      ...(o.short ? [`-${o.short}`] : []),
+    ]);
+  const owners = Object.keys(optionsByCommand).filter((c) => flags(c).includes(option));
+  const bare = (flag: string) => flag.replace(/^-+/, "");
+  // One letter is too little to guess from.
+  const guess = bare(option).length > 1
+    ? didYouMean(bare(option), flags(command).map(bare))
+    : undefined;
+  const hint = owners.length
+    ? ` It is an option of ${listed(owners, "and")}.`
+    : guess
+    ? ` Did you mean "${flags(command).find((f) => bare(f) === guess)}"?`
+    : "";
+  return `${command}: unknown option "${option}".${hint}`;
 }
 
 function cleanParseArgsMessage(message: string): string {
@@ -988,8 +1023,11 @@ const MISPLACED: Record<string, Record<string, string>> = {
     type: "is the pool's own setting, made when the pool is created, not per deployment",
   },
   Schedule: {
-    max_active_runs: "is a Prefect 2 key, removed in Prefect 3",
-    catchup: "is a Prefect 2 key, removed in Prefect 3",
+    // Prefect 3.0.0-3.0.11 stored both and never acted on them; 3.1.0 removed them (#15810).
+    max_active_runs:
+      "was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1, which ignores it; to limit concurrent runs, set the deployment's `concurrency_limit`",
+    catchup:
+      "was accepted by Prefect 3.0 (stored, never acted on) and removed in 3.1, which ignores it; delete it: Prefect does not backfill missed runs from a schedule",
     is_schedule_active: "is a Prefect 2 key; use `active:`",
   },
 };
@@ -2382,7 +2420,9 @@ async function loadEnvironment(
     report(fileDiagnostic(
       path,
       "environment-not-found",
-      `Environment "${options.env}" has no overlay: ${path} does not exist.`,
+      `Environment "${options.env}" has no overlay: ${path} does not exist.${
+        environmentsHint(options.env!, path.slice(0, path.lastIndexOf("/")))
+      }`,
     ));
     return undefined;
   }
@@ -2399,6 +2439,24 @@ async function loadEnvironment(
     deployments: (data.deployments ?? {}) as Record<string, EnvironmentChange>,
     used: new Set(),
   };
+}
+
+/** The environments that do have an overlay in `dir`, the likeliest first. */
+function environmentsHint(env: string, dir: string): string {
+  let names: string[] = [];
+  try {
+    names = [...Deno.readDirSync(dir)]
+      .filter((e) => e.isFile && e.name.endsWith(".yaml"))
+      .map((e) => e.name.slice(0, -".yaml".length))
+      .sort();
+  } catch {
+    // no environments directory
+  }
+  if (!names.length) return ` No environment has an overlay yet: create ${dir}/${env}.yaml.`;
+  const guess = didYouMean(env, names);
+  return guess
+    ? ` Did you mean --env ${guess}?`
+    : ` Environments with an overlay: ${names.join(", ")}.`;
 }
 
 /**
@@ -2655,8 +2713,8 @@ function wildcard(pattern: string): RegExp {
 /** `--flow` and `-n` patterns: which items they match, and which patterns matched nothing. */
 export interface Selection {
   matches(item: { flow: string; name: string }): boolean;
-  /** The patterns no item matched so far, as flags: `--name "x"`. */
-  unmatched(): string[];
+  /** The patterns no item matched so far. */
+  unmatched(): { flag: "--flow" | "--name"; pattern: string }[];
 }
 
 export function selection(flows: string[], names: string[]): Selection {
@@ -2679,9 +2737,9 @@ export function selection(flows: string[], names: string[]): Selection {
       if (ok) [...flowHit, ...nameHit].forEach((p) => p.hits++);
       return ok;
     },
-    unmatched(): string[] {
+    unmatched() {
       return [...flowPatterns, ...namePatterns].filter((p) => !p.hits)
-        .map((p) => `${p.flag} "${p.text}"`);
+        .map((p) => ({ flag: p.flag as "--flow" | "--name", pattern: p.text }));
     },
   };
 }
@@ -2696,9 +2754,35 @@ export function selectDeployments<T extends { flow: string; name: string }>(
   const selected = items.filter((item) => select.matches(item));
   const unmatched = select.unmatched();
   if (unmatched.length) {
-    throw new UserError(`No deployment in the manifests matches ${unmatched.join(" or ")}.`);
+    const flags = unmatched.map(({ flag, pattern }) => `${flag} "${pattern}"`);
+    throw new UserError(
+      `No deployment in the manifests matches ${flags.join(" or ")}.${
+        [...new Set(unmatched.map((u) => selectionHint(u, items)))].join("")
+      }`,
+    );
   }
   return selected;
+}
+
+/** What an unmatched `--flow` or `-n` most likely meant, else what there is to select. */
+function selectionHint(
+  { flag, pattern }: { flag: "--flow" | "--name"; pattern: string },
+  items: { flow: string; name: string }[],
+): string {
+  if (!items.length) return " The manifests declare no deployment.";
+  const candidates = [
+    ...new Set(
+      items.map((i) =>
+        flag === "--flow" ? i.flow : pattern.includes("/") ? `${i.flow}/${i.name}` : i.name
+      ),
+    ),
+  ];
+  const guess = pattern.includes("*") ? undefined : didYouMean(pattern, candidates);
+  if (guess) return ` Did you mean ${flag} "${guess}"?`;
+  const shown = candidates.slice(0, 10).map((c) => `"${c}"`).join(", ");
+  return ` ${flag === "--flow" ? "Flows" : "Deployments"} in the manifests: ${shown}${
+    candidates.length > 10 ? `, and ${candidates.length - 10} more` : ""
+  }.`;
 }
 
 // ─── Plan: templates ─────────────────────────────────────────────────────────
@@ -3622,10 +3706,12 @@ function githubAnnotation(d: Diagnostic): string {
   return `::${d.severity} ${props.join(",")}::${escapeData(d.message)}`;
 }
 
+/** "1 write", "2 writes". */
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function summary(result: ValidationResult): string {
   const errors = result.diagnostics.filter((d) => d.severity === "error").length;
   const warnings = result.diagnostics.length - errors;
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   return `${result.valid ? "Valid" : "Invalid"}: ${
     plural(result.deployments.length, "deployment")
   } in ${plural(result.files.length, "file")}, ${plural(errors, "error")}, ${
@@ -3878,8 +3964,10 @@ async function runSync(options: Options): Promise<number> {
     console.log(redact(JSON.stringify(syncJson(results, client, started), null, 2)));
   } else {
     progress(
-      `${client.reads + client.writes} requests (${client.reads} reads, ${client.writes} writes) ` +
-        `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      `${plural(client.reads + client.writes, "request")} (${plural(client.reads, "read")}, ` +
+        `${plural(client.writes, "write")}) in ${
+          ((performance.now() - started) / 1000).toFixed(1)
+        } s`,
     );
     console.log(applySummary(results));
   }
@@ -3893,6 +3981,7 @@ function runInspect(entrypoint: string, format: Format): number {
   if (!entrypoint.includes(":") && !entrypoint.includes(".")) {
     throw new UsageError(
       `inspect: "${entrypoint}" is not an entrypoint; write path/file.py:function.`,
+      "inspect",
     );
   }
   const sources = new FlowSources();
@@ -4018,7 +4107,8 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`error: ${error.message}\nRun "deploy --help" for usage.`);
+      const help = error.command ? `deploy ${error.command} --help` : "deploy --help";
+      console.error(`error: ${error.message}\nRun "${help}" for usage.`);
     } else if (
       error instanceof UserError || error instanceof PrefectApiError ||
       error instanceof SettingsError

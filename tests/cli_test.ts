@@ -37,18 +37,38 @@ Deno.test("cli: --version prints the version from deno.json", async () => {
 });
 
 Deno.test("cli: usage errors name the command or flag, exit 1", async () => {
-  const cases: [string[], RegExp][] = [
-    [["valdate"], /Unknown command "valdate"\. Did you mean "validate"\?/],
-    [["validate", "--strikt"], /Unknown option '--strikt'/],
-    [["validate", "--format", "xml"], /--format must be text, json or github, not "xml"/],
-    [["schema", "extra"], /Unexpected argument 'extra'/],
+  const cases: [string[], RegExp, string][] = [
+    [["valdate"], /Unknown command "valdate"\. Did you mean "validate"\?/, "deploy --help"],
+    [
+      ["validate", "--stirct"],
+      /^error: validate: unknown option "--stirct"\. Did you mean "--strict"\?\n/,
+      "deploy validate --help",
+    ],
+    [
+      ["plan", "--detailed-exit-code"],
+      /unknown option "--detailed-exit-code"\. Did you mean "--detailed-exitcode"\?/,
+      "deploy plan --help",
+    ],
+    [
+      ["validate", "--prune"],
+      /unknown option "--prune"\. It is an option of plan and apply\./,
+      "deploy validate --help",
+    ],
+    [["apply", "-x"], /^error: apply: unknown option "-x"\.\n/, "deploy apply --help"],
+    [
+      ["validate", "--format", "xml"],
+      /--format must be text, json or github, not "xml"/,
+      "deploy validate --help",
+    ],
+    [["schema", "extra"], /Unexpected argument 'extra'/, "deploy schema --help"],
   ];
-  for (const [args, pattern] of cases) {
+  for (const [args, pattern, help] of cases) {
     const { code, stdout, stderr } = await runCli(args);
     assertEquals(code, 1, args.join(" "));
     assertMatch(stderr, pattern);
     assertEquals(stdout, "");
     assertEquals(stderr.trim().split("\n").length, 2, "one error line and the --help pointer");
+    assertStringIncludes(stderr, `\nRun "${help}" for usage.`);
   }
 });
 
@@ -175,6 +195,32 @@ deployments:
     'prefect/a.yaml:2:66: error: Environment variable "HOME" may not be read: the compiled deploy reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_HOME. [env-not-permitted]',
     'prefect/a.yaml:10:67: error: Environment variable "USER" may not be read: the compiled deploy reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_USER. [env-not-permitted]',
   ]);
+});
+
+Deno.test("cli: --flow and -n that match nothing suggest or list what the manifests declare", async () => {
+  await using project = await tempProject({
+    "prefect/a.yaml": GOOD + GOOD.replace("deployments:\n", "").replace("nightly", "hourly"),
+    "flows/etl.py": FLOW,
+  });
+  const cases: [string[], string][] = [
+    [
+      ["--flow", "etll"],
+      'No deployment in the manifests matches --flow "etll". Did you mean --flow "etl"?',
+    ],
+    [["-n", "nightlly"], 'matches --name "nightlly". Did you mean --name "nightly"?'],
+    [
+      ["-n", "etl/daily"],
+      'matches --name "etl/daily". Deployments in the manifests: "etl/nightly", "etl/hourly".',
+    ],
+    [["--flow", "report*"], 'matches --flow "report*". Flows in the manifests: "etl".'],
+  ];
+  for (const [args, message] of cases) {
+    // Selection is checked before the server is asked anything, so no API is needed here.
+    const { code, stderr } = await runCli(["plan", ...args], { cwd: project.dir });
+    assertEquals(code, 1, args.join(" "));
+    assertEquals(stderr.trim().split("\n").length, 1, stderr);
+    assertStringIncludes(stderr, message);
+  }
 });
 
 Deno.test("cli: bad input gets one located line and exit 1, never a stack trace", async () => {

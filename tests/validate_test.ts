@@ -1,6 +1,13 @@
 /** validate's checks, one mistake at a time, each at its file:line:col. */
-import { assertEquals, assertStringIncludes } from "./assert.ts";
-import { cronProblem, type Diagnostic, intervalSeconds, validate } from "../deploy.ts";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import {
+  cronNeverFires,
+  cronProblem,
+  type Diagnostic,
+  intervalSeconds,
+  timezoneProblem,
+  validate,
+} from "../deploy.ts";
 import { tempProject, validateOptions } from "./helpers.ts";
 
 const FLOW =
@@ -572,4 +579,65 @@ deployments:
     ds[5].message,
     'This schedule has no slug, so apply gives it "schedule-2" by its position, which the schedule at line 12 already has',
   );
+});
+
+Deno.test("timezones: IANA names and Prefect's aliases pass; anything else gets the likeliest zone", () => {
+  for (const accepted of ["Europe/Berlin", "UTC", "US/Eastern", "Asia/Calcutta", "Etc/GMT+5"]) {
+    assertEquals(timezoneProblem(accepted), undefined, accepted);
+  }
+  const cases: [string, string][] = [
+    [
+      "europe/berlin",
+      'Timezone names are case-sensitive: write "Europe/Berlin", not "europe/berlin".',
+    ],
+    ["Europe/Berln", 'Unknown timezone "Europe/Berln". Did you mean "Europe/Berlin"?'],
+    ["America/New York", 'Unknown timezone "America/New York". Did you mean "America/New_York"?'],
+    ["Berlin", 'Unknown timezone "Berlin". Did you mean "Europe/Berlin"?'],
+    ["Asia/Tokio", 'Unknown timezone "Asia/Tokio". Did you mean "Asia/Tokyo"?'],
+    ["Mars/Olympus", 'Unknown timezone "Mars/Olympus"; use an IANA name such as "Europe/Berlin".'],
+  ];
+  for (const [name, message] of cases) assertEquals(timezoneProblem(name), message, name);
+});
+
+Deno.test("cron: an expression croniter accepts but can never fire is a warning", async () => {
+  // Verdicts recorded from croniter's get_next in Prefect 3.8.8 (CroniterBadDateError = never).
+  const never: [string, string | undefined][] = [
+    ["0 0 31 2 *", "February has no 31st"],
+    ["0 0 30,31 2 *", "February has no 30th or 31st"],
+    ["0 0 31 4,6,9,11 *", "April, June, September and November have no 31st"],
+    ["0 0 30-31 feb mon", "February has no 30th or 31st"],
+    ["0 0 31 4,5 *", undefined],
+    ["0 0 29 2 *", undefined],
+    ["0 0 L 2 *", undefined],
+    ["0 0 */31 2 *", undefined],
+    ["@yearly", undefined],
+  ];
+  for (const [expression, reason] of never) {
+    assertEquals(cronNeverFires(expression), reason, expression);
+  }
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    schedules:\n      - {cron: '0 0 31 2 *', timezone: UTC, active: true}\n",
+    ),
+  });
+  assertEquals(brief(ds), ["6:16 warning cron-never-fires"]);
+  assertEquals(
+    ds[0].message,
+    'Cron "0 0 31 2 *" never fires: February has no 31st. Prefect accepts it and schedules no run.',
+  );
+});
+
+Deno.test("validate: max_active_runs and catchup name the Prefect versions that took them", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    schedules:\n      - {cron: '0 6 * * *', timezone: UTC, active: true, max_active_runs: 1, catchup: false}\n",
+    ),
+  });
+  assertEquals(brief(ds), ["6:58 error unknown-key", "6:78 error unknown-key"]);
+  assertStringIncludes(
+    ds[0].message,
+    "It was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1, which ignores it; to limit concurrent runs, set the deployment's `concurrency_limit`.",
+  );
+  assertStringIncludes(ds[1].message, "removed in 3.1, which ignores it; delete it");
+  for (const d of ds) assert(!d.message.includes("Prefect 2"), d.message);
 });
