@@ -170,12 +170,13 @@ function readDecorator(node: SyntaxNode, text: (n: SyntaxNode) => string): Pytho
   }
   if (!args) return { callee: parts.join(".") };
   const keywords = new Map<string, SyntaxNode>();
-  for (let child = args.firstChild; child; child = child.nextSibling) {
-    if (child.name === "VariableName" && child.nextSibling?.name === "AssignOp") {
-      const value = child.nextSibling.nextSibling;
-      if (value) keywords.set(text(child), value);
+  const items: SyntaxNode[] = [];
+  for (let c = args.firstChild; c; c = c.nextSibling) if (c.name !== "Comment") items.push(c);
+  items.forEach((item, i) => {
+    if (item.name === "VariableName" && items[i + 1]?.name === "AssignOp" && items[i + 2]) {
+      keywords.set(text(item), items[i + 2]);
     }
-  }
+  });
   return { callee: parts.join("."), keywords };
 }
 
@@ -229,9 +230,11 @@ function readFunction(
   let expect: "annotation" | "default" | undefined;
   let prefix: "*" | "**" | undefined;
   let previousEnd = params.from;
-  for (let c = params.firstChild; c; previousEnd = c.to, c = c.nextSibling) {
+  for (let c = params.firstChild; c; c = c.nextSibling) {
+    if (c.name === "Comment") continue;
     // The parser keeps no node for the positional-only marker `/`; it sits between commas.
-    if ((c.name === "," || c.name === ")") && source.slice(previousEnd, c.from).includes("/")) {
+    const gap = source.slice(previousEnd, c.from).replace(/#[^\n]*/g, "");
+    if ((c.name === "," || c.name === ")") && gap.includes("/")) {
       parameters.forEach((p) => p.kind = "positional_only");
     }
     switch (c.name) {
@@ -279,6 +282,7 @@ function readFunction(
           expect = undefined;
         }
     }
+    previousEnd = c.to;
   }
   const body = node.getChild("Body");
   let docstring: string | undefined;
