@@ -256,7 +256,11 @@ export interface Options {
 
 const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
 
-export function parseCommandLine(argv: string[]): Options {
+/**
+ * Parses the command line. `callerDir`: the directory the user typed it in when that is not the
+ * working directory (`deno task` runs in the project root), so relative PATHs mean what they typed.
+ */
+export function parseCommandLine(argv: string[], callerDir?: string): Options {
   const [first, ...rest] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
     const topic = first === "help" && rest[0] ? rest[0] : "main";
@@ -322,7 +326,14 @@ export function parseCommandLine(argv: string[]): Options {
     }
     if (format === "github") throw usage("inspect: --format must be text or json.");
   }
-  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  const typed = (path: string) => {
+    if (command !== "inspect") return fromCallerDir(path, callerDir);
+    // inspect's ENTRYPOINT names a file the same way (`path/file.py:function`); a module does not.
+    const file = path.lastIndexOf(".py:") + ".py".length;
+    return file > 2 ? fromCallerDir(path.slice(0, file), callerDir) + path.slice(file) : path;
+  };
+  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])]
+    .map(typed);
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
     throw usage(`--env must be a name such as dev or prod, not "${env}".`);
@@ -359,6 +370,33 @@ export function parseCommandLine(argv: string[]): Options {
     wait,
     concurrency,
   };
+}
+
+/**
+ * `deno task deploy` passes Deno's INIT_CWD, the directory the task was typed in, as
+ * DEPLOY_CALLER_DIR. Only a directory inside the project root counts (an INIT_CWD inherited
+ * from an outer tool may point anywhere).
+ */
+function callerDirectory(): string | undefined {
+  const variable = "DEPLOY_CALLER_DIR";
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
+  const dir = Deno.env.get(variable)?.replace(/\/+$/, "");
+  const root = Deno.cwd();
+  return dir && dir !== root && dir.startsWith(`${root}/`) ? dir : undefined;
+}
+
+/** A relative PATH typed in `callerDir`, as a path from the working directory. */
+function fromCallerDir(path: string, callerDir: string | undefined): string {
+  if (!callerDir || path.startsWith("/")) return path;
+  const root = Deno.cwd();
+  const segments: string[] = [];
+  for (const part of `${callerDir.slice(root.length + 1)}/${path}`.split("/")) {
+    if (part === "..") {
+      if (segments.length && segments.at(-1) !== "..") segments.pop();
+      else segments.push("..");
+    } else if (part && part !== ".") segments.push(part);
+  }
+  return segments.join("/") || ".";
 }
 
 export function defaultOptions(): Options {
@@ -4086,7 +4124,7 @@ function typeLabel(schema: Json): string {
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    const options = parseCommandLine(argv);
+    const options = parseCommandLine(argv, callerDirectory());
     switch (options.command) {
       case "help":
         console.log(HELP[options.helpTopic]);

@@ -1,6 +1,7 @@
 /** The command line as users meet it: spawned like `deno task validate`, stdout/stderr/exit. */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
-import { runCli, tempProject } from "./helpers.ts";
+import { REPO_ROOT, runCli, tempProject } from "./helpers.ts";
+import { parseCommandLine } from "../deploy.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 import schema from "../schema/deployments.schema.json" with { type: "json" };
 
@@ -77,6 +78,58 @@ Deno.test("cli: this repository's own manifests pass validate --strict", async (
   assertEquals(stderr, "");
   assertEquals(code, 0);
   assertMatch(stdout, /^Valid: \d+ deployments in \d+ files, 0 errors, 0 warnings\.\n$/);
+});
+
+Deno.test("cli: under deno task, relative PATHs are read from the directory they were typed in", async () => {
+  // `deno task` runs in the project root; here it is typed in prefect/. Deno keeps an INIT_CWD
+  // it inherits (from the `deno task test` running this), so only what Deno needs is passed on.
+  const inherited = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]
+    .flatMap((name) => Deno.env.get(name) === undefined ? [] : [[name, Deno.env.get(name)!]]);
+  const task = async (args: string[]) => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", ...args],
+      cwd: `${REPO_ROOT}prefect`,
+      clearEnv: true,
+      env: { ...Object.fromEntries(inherited), NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+  };
+  const one = await task(["deploy", "validate", "refinement.yaml"]);
+  assertEquals(one.code, 0, one.stderr);
+  assertEquals(one.stdout, "Valid: 1 deployment in 1 file, 0 errors, 0 warnings.\n");
+  const missing = await task(["deploy", "validate", "nope.yaml"]);
+  assertEquals(missing.code, 1);
+  assertStringIncludes(
+    missing.stderr,
+    'Cannot read "prefect/nope.yaml": no such file or directory.',
+  );
+  const here = await task(["validate", "."]);
+  assertEquals(here.code, 0, here.stderr);
+  assertMatch(here.stdout, /^Valid: \d+ deployments in \d+ files/);
+  const inspect = await task(["deploy", "inspect", "../flows/refinement.py:refine"]);
+  assertEquals(inspect.code, 0, inspect.stderr);
+  assertMatch(inspect.stdout, /^flow refinement {2}— {2}flows\/refinement\.py:\d+ def refine/);
+  // The default PATH is the project's prefect/, wherever the task is typed.
+  const byDefault = await task(["deploy", "validate"]);
+  assertEquals(byDefault.code, 0, byDefault.stderr);
+});
+
+Deno.test("cli: PATHs typed elsewhere in the project resolve from there, absolute ones as they are", () => {
+  const root = Deno.cwd();
+  const parse = (argv: string[], dir?: string) => parseCommandLine(argv, dir).paths;
+  assertEquals(parse(["validate", "a.yaml", "../other/"], `${root}/prefect`), [
+    "prefect/a.yaml",
+    "other",
+  ]);
+  assertEquals(parse(["plan", "--manifest-dir", "."], `${root}/prefect/sub`), ["prefect/sub"]);
+  assertEquals(parse(["validate", "/abs/m.yaml"], `${root}/prefect`), ["/abs/m.yaml"]);
+  assertEquals(parse(["validate"], `${root}/prefect`), ["prefect"]);
+  assertEquals(parse(["validate", "a.yaml"]), ["a.yaml"]);
+  assertEquals(parse(["inspect", "etl.py:etl"], `${root}/flows`), ["flows/etl.py:etl"]);
+  assertEquals(parse(["inspect", "pkg.flows:etl"], `${root}/flows`), ["pkg.flows:etl"]);
 });
 
 Deno.test("cli: schema prints the published JSON Schema", async () => {
