@@ -1245,28 +1245,47 @@ function isPrefectKind(value: unknown): boolean {
  * is right: one mistake hides only the checks that read the broken value.
  */
 export class SchemaVerdict {
-  #broken: { path: PathSegment[]; unknownKey?: string }[];
+  /** Paths the schema found wrong, as `pathKey`s. */
+  #broken = new Set<string>();
+  /** Every path that has a broken path at or below it. */
+  #containsBroken = new Set<string>();
+  /** Unknown keys by the path of the mapping they are in. */
+  #unknownKeys = new Map<string, string[]>();
 
   constructor(problems: SchemaProblem[]) {
-    this.#broken = problems.map((p) => ({
-      path: p.subject ?? p.path,
-      unknownKey: p.code === "unknown-key" ? String(p.path.at(-1)) : undefined,
-    }));
+    for (const p of problems) {
+      const path = p.subject ?? p.path;
+      this.#broken.add(pathKey(path));
+      for (let n = 0; n <= path.length; n++) this.#containsBroken.add(pathKey(path.slice(0, n)));
+      if (p.code === "unknown-key") {
+        const parent = pathKey(path.slice(0, -1));
+        this.#unknownKeys.set(parent, [
+          ...this.#unknownKeys.get(parent) ?? [],
+          String(path.at(-1)),
+        ]);
+      }
+    }
   }
 
   /** Nothing is wrong at `path`, above it or inside it. */
   valid(path: PathSegment[]): boolean {
-    return !this.#broken.some((b) => startsWith(b.path, path) || startsWith(path, b.path));
+    return !this.#broken.size || this.shaped(path) && !this.#containsBroken.has(pathKey(path));
   }
 
   /** The value at `path` has its type and shape, though parts inside it may still be wrong. */
   shaped(path: PathSegment[]): boolean {
-    return !this.#broken.some((b) => startsWith(path, b.path));
+    if (!this.#broken.size) return true;
+    for (let n = 0; n <= path.length; n++) {
+      if (this.#broken.has(pathKey(path.slice(0, n)))) return false;
+    }
+    return true;
   }
 
   /** The key at `path` is one the schema does not know (its value is read by no check). */
   unknownKey(path: PathSegment[]): boolean {
-    return this.#broken.some((b) => b.unknownKey !== undefined && samePath(b.path, path));
+    if (!this.#unknownKeys.size) return false;
+    return this.#unknownKeys.get(pathKey(path.slice(0, -1)))?.includes(String(path.at(-1))) ??
+      false;
   }
 
   /**
@@ -1275,20 +1294,12 @@ export class SchemaVerdict {
    */
   leftOut(mapping: Record<string, unknown>, path: PathSegment[], key: string): boolean {
     if (mapping[key] !== undefined || !this.shaped(path)) return false;
-    return !this.#broken.some((b) =>
-      b.unknownKey !== undefined && samePath(b.path.slice(0, -1), path) &&
-      resembles(b.unknownKey, key)
-    );
+    return !this.#unknownKeys.size ||
+      !this.#unknownKeys.get(pathKey(path))?.some((written) => resembles(written, key));
   }
 }
 
-function startsWith(path: PathSegment[], prefix: PathSegment[]): boolean {
-  return prefix.length <= path.length && prefix.every((p, i) => p === path[i]);
-}
-
-function samePath(a: PathSegment[], b: PathSegment[]): boolean {
-  return a.length === b.length && startsWith(a, b);
-}
+const pathKey = (path: PathSegment[]) => path.join("\u0000");
 
 function resembles(written: string, key: string): boolean {
   return written.includes(key) || key.includes(written) || didYouMean(written, [key]) === key;
