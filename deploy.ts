@@ -1887,20 +1887,21 @@ class ManifestChecker {
    */
   private checkSlugs(schedules: [Schedule, PathSegment[]][]) {
     const taken = new Map<string, { at: PathSegment[]; derived: boolean }>();
-    schedules.forEach(([s, path], position) => {
+    for (const [s, path] of schedules) {
       const mapping = s as Record<string, unknown>;
       const derived = this.verdict.leftOut(mapping, path, "slug");
+      // Apply numbers the schedules of the list by position; the legacy schedule is the first.
       const slug = derived
-        ? derivedSlug(position)
+        ? derivedSlug(path[2] === "schedules" ? path[3] as number : 0)
         : typeof s.slug === "string" && this.verdict.valid([...path, "slug"])
         ? s.slug
         : undefined;
-      if (slug === undefined) return;
+      if (slug === undefined) continue;
       const at = derived ? path : [...path, "slug"];
       const first = taken.get(slug);
       if (!first) {
         taken.set(slug, { at, derived });
-        return;
+        continue;
       }
       const { line } = positionOf(this.file, first.at);
       this.problem(
@@ -1912,7 +1913,7 @@ class ManifestChecker {
           ? `Schedule slug "${slug}" is what apply gives the slug-less schedule at line ${line} by its position; give that schedule a \`slug\`.`
           : `Schedule slug "${slug}" is already used in this deployment (line ${line}).`,
       );
-    });
+    }
   }
 
   /**

@@ -523,6 +523,20 @@ deployments:
         "8:35 error invalid-rrule",
       ],
     },
+    {
+      name: "a broken schedule keeps its place: the next one is schedule-2, not schedule-1",
+      manifest: `deployments:
+  - name: a
+    entrypoint: ${flow}:load
+    parameters: {table: t}
+    work_pool: {name: p}
+    schedules:
+      - oops
+      - {cron: "0 6 * * *", timezone: UTC, active: true}
+      - {slug: schedule-1, cron: "0 7 * * *", timezone: UTC, active: true}
+`,
+      expected: ["7:9 error type"],
+    },
   ];
   for (const c of cases) {
     await using project = await tempProject({ [flow]: source, "m.yaml": c.manifest });
