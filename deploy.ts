@@ -381,8 +381,9 @@ function callerDirectory(): string | undefined {
   const variable = "DEPLOY_CALLER_DIR";
   if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
   const dir = Deno.env.get(variable)?.replace(/\/+$/, "");
+  if (!dir) return undefined;
   const root = Deno.cwd();
-  return dir && dir !== root && dir.startsWith(`${root}/`) ? dir : undefined;
+  return dir !== root && dir.startsWith(`${root}/`) ? dir : undefined;
 }
 
 /** A relative PATH typed in `callerDir`, as a path from the working directory. */
@@ -1063,9 +1064,9 @@ const MISPLACED: Record<string, Record<string, string>> = {
   Schedule: {
     // Prefect 3.0.0-3.0.11 stored both and never acted on them; 3.1.0 removed them (#15810).
     max_active_runs:
-      "was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1, which ignores it; to limit concurrent runs, set the deployment's `concurrency_limit`",
+      "was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1; later versions ignore it. To limit concurrent runs, set the deployment's `concurrency_limit`",
     catchup:
-      "was accepted by Prefect 3.0 (stored, never acted on) and removed in 3.1, which ignores it; delete it: Prefect does not backfill missed runs from a schedule",
+      "was accepted by Prefect 3.0 (stored, never acted on) and removed in 3.1; later versions ignore it. Delete it: Prefect does not backfill missed runs from a schedule",
     is_schedule_active: "is a Prefect 2 key; use `active:`",
   },
 };

@@ -650,8 +650,8 @@ Deno.test("validate: max_active_runs and catchup name the Prefect versions that 
   assertEquals(brief(ds), ["6:58 error unknown-key", "6:78 error unknown-key"]);
   assertStringIncludes(
     ds[0].message,
-    "It was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1, which ignores it; to limit concurrent runs, set the deployment's `concurrency_limit`.",
+    "It was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1; later versions ignore it. To limit concurrent runs, set the deployment's `concurrency_limit`.",
   );
-  assertStringIncludes(ds[1].message, "removed in 3.1, which ignores it; delete it");
+  assertStringIncludes(ds[1].message, "removed in 3.1; later versions ignore it. Delete it");
   for (const d of ds) assert(!d.message.includes("Prefect 2"), d.message);
 });
