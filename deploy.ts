@@ -36,6 +36,7 @@ import {
   parsePythonModule,
   type PythonFunction,
   type PythonModule,
+  type PythonSyntaxError,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
 import { DeployLock, LockError } from "./lib/lock.ts";
@@ -50,7 +51,7 @@ import {
   PlanFileError,
   type SavedPlan,
 } from "./lib/saved_plan.ts";
-import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
+import type { Deployment, DeployTsManifest, Schedule, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
 
@@ -58,8 +59,12 @@ export const VERSION: string = denoConfig.version;
 
 /** A failure the user can fix: printed as one line, exit 1, never a stack trace. */
 export class UserError extends Error {}
-/** A wrong command line: printed with a pointer to `--help`. */
-export class UsageError extends UserError {}
+/** A wrong command line: printed with a pointer to the command's `--help`. */
+export class UsageError extends UserError {
+  constructor(message: string, readonly command?: string) {
+    super(message);
+  }
+}
 
 /** The compiled binary (and `deno task deploy`) may read only below the directory it runs in. */
 const READ_OUTSIDE =
@@ -288,7 +293,11 @@ export interface Options {
 
 const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
 
-export function parseCommandLine(argv: string[]): Options {
+/**
+ * Parses the command line. `callerDir`: the directory the user typed it in when that is not the
+ * working directory (`deno task` runs in the project root), so relative PATHs mean what they typed.
+ */
+export function parseCommandLine(argv: string[], callerDir?: string): Options {
   const [first, ...rest] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
     const topic = first === "help" && rest[0] ? rest[0] : "main";
@@ -302,6 +311,7 @@ export function parseCommandLine(argv: string[]): Options {
     throw new UsageError(`Unknown command "${first}".${hint ? ` Did you mean "${hint}"?` : ""}`);
   }
   const command = first as typeof COMMANDS[number];
+  const usage = (message: string) => new UsageError(message, command);
   const input = {
     "manifest-dir": { type: "string", multiple: true },
     strict: { type: "boolean" },
@@ -341,35 +351,47 @@ export function parseCommandLine(argv: string[]): Options {
       strict: true,
     });
   } catch (error) {
-    throw new UsageError(`${command}: ${cleanParseArgsMessage((error as Error).message)}`);
+    const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1];
+    throw usage(
+      unknown
+        ? unknownOption(command, unknown, optionsByCommand)
+        : `${command}: ${cleanParseArgsMessage((error as Error).message)}`,
+    );
   }
   const values = parsed.values as Record<string, unknown>;
   if (values.help) return { ...defaultOptions(), command: "help", helpTopic: command };
   const format = (values.format as string | undefined) ?? "text";
   if (!["text", "json", "github"].includes(format)) {
-    throw new UsageError(`--format must be text, json or github, not "${format}".`);
+    throw usage(`--format must be text, json or github, not "${format}".`);
   }
   if (command === "inspect") {
     if (parsed.positionals.length !== 1) {
-      throw new UsageError("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
+      throw usage("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
     }
-    if (format === "github") throw new UsageError("inspect: --format must be text or json.");
+    if (format === "github") throw usage("inspect: --format must be text or json.");
   }
-  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  const typed = (path: string) => {
+    if (command !== "inspect") return fromCallerDir(path, callerDir);
+    // inspect's ENTRYPOINT names a file the same way (`path/file.py:function`); a module does not.
+    const file = path.lastIndexOf(".py:") + ".py".length;
+    return file > 2 ? fromCallerDir(path.slice(0, file), callerDir) + path.slice(file) : path;
+  };
+  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])]
+    .map(typed);
   if (values.plan !== undefined && paths.length) {
-    throw new UsageError("apply: a saved plan (--plan) brings its own manifests; drop the PATHs.");
+    throw usage("apply: a saved plan (--plan) brings its own manifests; drop the PATHs.");
   }
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
-    throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
+    throw usage(`--env must be a name such as dev or prod, not "${env}".`);
   }
   const apiUrl = values["api-url"] as string | undefined;
   if (apiUrl !== undefined && !/^https?:\/\/./.test(apiUrl)) {
-    throw new UsageError(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
+    throw usage(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
   }
   const wait = values.wait === undefined ? 0 : Number(values.wait);
   if (!Number.isFinite(wait) || wait < 0) {
-    throw new UsageError(`--wait must be a number of seconds, not "${values.wait}".`);
+    throw usage(`--wait must be a number of seconds, not "${values.wait}".`);
   }
   const lockTimeout = values["lock-timeout"] === undefined ? 300 : Number(values["lock-timeout"]);
   if (!Number.isFinite(lockTimeout) || lockTimeout < 0) {
@@ -385,7 +407,7 @@ export function parseCommandLine(argv: string[]): Options {
   }
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    throw new UsageError(
+    throw usage(
       `--concurrency must be a whole number from 1 to 64, not "${values.concurrency}".`,
     );
   }
@@ -413,6 +435,34 @@ export function parseCommandLine(argv: string[]): Options {
   };
 }
 
+/**
+ * `deno task deploy` passes Deno's INIT_CWD, the directory the task was typed in, as
+ * DEPLOY_CALLER_DIR. Only a directory inside the project root counts (an INIT_CWD inherited
+ * from an outer tool may point anywhere).
+ */
+function callerDirectory(): string | undefined {
+  const variable = "DEPLOY_CALLER_DIR";
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
+  const dir = Deno.env.get(variable)?.replace(/\/+$/, "");
+  if (!dir) return undefined;
+  const root = Deno.cwd();
+  return dir !== root && dir.startsWith(`${root}/`) ? dir : undefined;
+}
+
+/** A relative PATH typed in `callerDir`, as a path from the working directory. */
+function fromCallerDir(path: string, callerDir: string | undefined): string {
+  if (!callerDir || path.startsWith("/")) return path;
+  const root = Deno.cwd();
+  const segments: string[] = [];
+  for (const part of `${callerDir.slice(root.length + 1)}/${path}`.split("/")) {
+    if (part === "..") {
+      if (segments.length && segments.at(-1) !== "..") segments.pop();
+      else segments.push("..");
+    } else if (part && part !== ".") segments.push(part);
+  }
+  return segments.join("/") || ".";
+}
+
 export function defaultOptions(): Options {
   return {
     command: "help",
@@ -431,6 +481,31 @@ export function defaultOptions(): Options {
     wait: 0,
     concurrency: 8,
   };
+}
+
+/** An option this command does not take: the one it most likely means, or who takes it. */
+function unknownOption(
+  command: string,
+  option: string,
+  optionsByCommand: Record<string, Record<string, { type: string; short?: string }>>,
+): string {
+  const flags = (c: string) =>
+    Object.entries(optionsByCommand[c]).flatMap(([long, o]) => [
+      `--${long}`,
+      ...(o.short ? [`-${o.short}`] : []),
+    ]);
+  const owners = Object.keys(optionsByCommand).filter((c) => flags(c).includes(option));
+  const bare = (flag: string) => flag.replace(/^-+/, "");
+  // One letter is too little to guess from.
+  const guess = bare(option).length > 1
+    ? didYouMean(bare(option), flags(command).map(bare))
+    : undefined;
+  const hint = owners.length
+    ? ` It is an option of ${listed(owners, "and")}.`
+    : guess
+    ? ` Did you mean "${flags(command).find((f) => bare(f) === guess)}"?`
+    : "";
+  return `${command}: unknown option "${option}".${hint}`;
 }
 
 function cleanParseArgsMessage(message: string): string {
@@ -923,6 +998,8 @@ interface SchemaProblem {
   at: "key" | "value";
   code: string;
   message: string;
+  /** What the problem leaves unusable when that is not `path` (a missing key: the key). */
+  subject?: PathSegment[];
 }
 
 /** Validates data against the schema (or a part of it) and explains each failure plainly. */
@@ -1091,6 +1168,7 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
     case "required":
       return {
         path,
+        subject: [...path, String(e.params.missingProperty)],
         at: "value",
         code: "missing-key",
         message: `Missing required key "${e.params.missingProperty}" in ${
@@ -1239,6 +1317,74 @@ function isPrefectKind(value: unknown): boolean {
   return !!value && typeof value === "object" && "__prefect_kind" in value;
 }
 
+/**
+ * Where the schema found a manifest wrong, so that each meaning check runs whenever its own input
+ * is right: one mistake hides only the checks that read the broken value.
+ */
+export class SchemaVerdict {
+  /** Paths the schema found wrong, as `pathKey`s. */
+  #broken = new Set<string>();
+  /** Every path that has a broken path at or below it. */
+  #containsBroken = new Set<string>();
+  /** Unknown keys by the path of the mapping they are in. */
+  #unknownKeys = new Map<string, string[]>();
+
+  constructor(problems: SchemaProblem[]) {
+    for (const p of problems) {
+      const path = p.subject ?? p.path;
+      this.#broken.add(pathKey(path));
+      for (let n = 0; n <= path.length; n++) this.#containsBroken.add(pathKey(path.slice(0, n)));
+      if (p.code === "unknown-key") {
+        const parent = pathKey(path.slice(0, -1));
+        this.#unknownKeys.set(parent, [
+          ...this.#unknownKeys.get(parent) ?? [],
+          String(path.at(-1)),
+        ]);
+      }
+    }
+  }
+
+  /** Nothing is wrong at `path`, above it or inside it. */
+  valid(path: PathSegment[]): boolean {
+    return !this.#broken.size || this.shaped(path) && !this.#containsBroken.has(pathKey(path));
+  }
+
+  /** The value at `path` has its type and shape, though parts inside it may still be wrong. */
+  shaped(path: PathSegment[]): boolean {
+    if (!this.#broken.size) return true;
+    for (let n = 0; n <= path.length; n++) {
+      if (this.#broken.has(pathKey(path.slice(0, n)))) return false;
+    }
+    return true;
+  }
+
+  /** The key at `path` is one the schema does not know (its value is read by no check). */
+  unknownKey(path: PathSegment[]): boolean {
+    if (!this.#unknownKeys.size) return false;
+    return this.#unknownKeys.get(pathKey(path.slice(0, -1)))?.includes(String(path.at(-1))) ??
+      false;
+  }
+
+  /**
+   * Whether `key` is truly left out of the mapping at `path`: absent, and no unknown key beside
+   * it could be that key misspelt or misplaced (`cronn`, `work_pool_name`).
+   */
+  leftOut(mapping: Record<string, unknown>, path: PathSegment[], key: string): boolean {
+    if (mapping[key] !== undefined || !this.shaped(path)) return false;
+    return !this.#unknownKeys.size ||
+      !this.#unknownKeys.get(pathKey(path))?.some((written) => resembles(written, key));
+  }
+}
+
+const pathKey = (path: PathSegment[]) => path.join("\u0000");
+
+function resembles(written: string, key: string): boolean {
+  return written.includes(key) || key.includes(written) || didYouMean(written, [key]) === key;
+}
+
+const isMapping = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === "object" && !Array.isArray(value);
+
 // ─── Validate: meaning ───────────────────────────────────────────────────────
 
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
@@ -1268,6 +1414,25 @@ function editDistance(a: string, b: string): number {
   return previous[b.length];
 }
 
+const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[] = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day-of-month", min: 1, max: 31 },
+  {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+  },
+  {
+    name: "day-of-week",
+    min: 0,
+    max: 7,
+    names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+  },
+  { name: "second", min: 0, max: 59 },
+];
+
 /**
  * Checks a cron expression the way Prefect's validator (croniter) does: 5 fields, or 6 with
  * seconds last, or a macro; names for months and weekdays; `L`, `#`, `?`; no random `R`/`H`.
@@ -1286,27 +1451,9 @@ export function cronProblem(expression: string): string | undefined {
   if (fields.some((f) => /^[rh]$/i.test(f) || /^[rh]\(/i.test(f))) {
     return "random (R) and hashed (H) expressions are not supported by Prefect";
   }
-  const specs: { name: string; min: number; max: number; names?: string[] }[] = [
-    { name: "minute", min: 0, max: 59 },
-    { name: "hour", min: 0, max: 23 },
-    { name: "day-of-month", min: 1, max: 31 },
-    {
-      name: "month",
-      min: 1,
-      max: 12,
-      names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
-    },
-    {
-      name: "day-of-week",
-      min: 0,
-      max: 7,
-      names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-    },
-    { name: "second", min: 0, max: 59 },
-  ];
   for (let i = 0; i < fields.length; i++) {
-    const problem = cronFieldProblem(fields[i], specs[i], i);
-    if (problem) return `${specs[i].name} field "${fields[i]}": ${problem}`;
+    const problem = cronFieldProblem(fields[i], CRON_FIELDS[i], i);
+    if (problem) return `${CRON_FIELDS[i].name} field "${fields[i]}": ${problem}`;
   }
   return undefined;
 }
@@ -1345,6 +1492,80 @@ function cronFieldProblem(
     }
   }
   return undefined;
+}
+
+const MONTH_NAMES = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+/** The most days each month can have (February 29 in leap years). */
+const MONTH_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Why a valid cron expression can never fire (`0 0 31 2 *`: February has no 31st), or undefined.
+ * croniter then finds no next date whatever the day of the week says, so Prefect schedules
+ * nothing.
+ */
+export function cronNeverFires(expression: string): string | undefined {
+  const fields = expression.trim().split(/\s+/);
+  if (fields.length < 5 || /L/.test(fields[2])) return undefined;
+  const days = cronFieldValues(fields[2], CRON_FIELDS[2], 2);
+  const months = cronFieldValues(fields[3], CRON_FIELDS[3], 3);
+  if (!days || !months) return undefined;
+  const possible = [...months].some((m) => [...days].some((d) => d <= MONTH_DAYS[m - 1]));
+  if (possible) return undefined;
+  const dayList = [...days].sort((a, b) => a - b).map(ordinal);
+  const monthList = [...months].sort((a, b) => a - b).map((m) => MONTH_NAMES[m - 1]);
+  return `${listed(monthList, "and")} ${monthList.length > 1 ? "have" : "has"} no ${
+    listed(dayList, "or")
+  }`;
+}
+
+/** The numbers a cron field stands for, or undefined when it is not a plain list of ranges. */
+function cronFieldValues(
+  field: string,
+  spec: { min: number; max: number; names?: string[] },
+  index: number,
+): Set<number> | undefined {
+  const value = (token: string): number | undefined => {
+    if (/^\d+$/.test(token)) return Number(token);
+    const named = spec.names?.indexOf(token.toLowerCase()) ?? -1;
+    return named >= 0 ? named + (index === 3 ? 1 : 0) : undefined;
+  };
+  const values = new Set<number>();
+  for (const part of field.split(",")) {
+    const [range, step = "1"] = part.split("/");
+    const [low, high] = range === "*" || range === "?"
+      ? [spec.min, spec.max]
+      : range.includes("-")
+      ? range.split("-").map(value)
+      : [value(range), step === "1" ? value(range) : spec.max];
+    if (low === undefined || high === undefined || !/^\d+$/.test(step)) return undefined;
+    for (let n = low; n <= high; n += Number(step)) values.add(n);
+  }
+  return values;
+}
+
+function ordinal(n: number): string {
+  const suffix = n % 10 === 1 && n !== 11 ? "st" : n % 10 === 2 && n !== 12 ? "nd" : "th";
+  return `${n}${n % 10 === 3 && n !== 13 ? "rd" : suffix}`;
+}
+
+/** "a", "a and b", "a, b and c". */
+function listed(items: string[], conjunction: string): string {
+  return items.length > 1
+    ? `${items.slice(0, -1).join(", ")} ${conjunction} ${items.at(-1)}`
+    : items[0] ?? "";
 }
 
 /** Seconds in a Prefect interval (number, numeric string, ISO-8601 duration, [D ]HH:MM:SS). */
@@ -1386,6 +1607,36 @@ export function canonicalTimezone(name: string): string | undefined {
 }
 const timezoneCache = new Map<string, string | undefined>();
 
+/** What is wrong with a schedule's timezone, with the IANA name it most likely means. */
+export function timezoneProblem(name: string): string | undefined {
+  const canonical = canonicalTimezone(name);
+  if (canonical) {
+    return canonical.toLowerCase() === name.toLowerCase() && canonical !== name
+      ? `Timezone names are case-sensitive: write "${canonical}", not "${name}".`
+      : undefined;
+  }
+  const guess = timezoneGuess(name);
+  return guess
+    ? `Unknown timezone "${name}". Did you mean "${guess}"?`
+    : `Unknown timezone "${name}"; use an IANA name such as "Europe/Berlin".`;
+}
+
+function timezoneGuess(name: string): string | undefined {
+  const zones = [...Intl.supportedValuesOf("timeZone"), "UTC"];
+  const written = name.trim().replace(/\s+/g, "_");
+  const city = (zone: string) => zone.slice(zone.lastIndexOf("/") + 1).toLowerCase();
+  const same = zones.filter((z) => z.toLowerCase() === written.toLowerCase());
+  const sameCity = zones.filter((z) => city(z) === city(written));
+  if (same.length === 1) return same[0];
+  if (sameCity.length === 1) return sameCity[0];
+  const near = didYouMean(written, zones);
+  if (near) return near;
+  const cities = zones.map(city);
+  const nearCity = didYouMean(city(written), cities);
+  const matches = zones.filter((z) => city(z) === nearCity);
+  return matches.length === 1 ? matches[0] : undefined;
+}
+
 const RUNTIME_PLACEHOLDER_ROOTS = ["ctx", "flow_run", "event", "flow", "deployment"];
 const PLACEHOLDER = /\{\{\s*([\w.\-\[\]$]+)\s*\}\}/g;
 
@@ -1415,29 +1666,49 @@ interface StepScope {
   outputs: Set<string>;
   /** A step of another package ran: its outputs are unknown, so bare names cannot be checked. */
   open: boolean;
+  /** A step of the wrong shape ran: its id and outputs are unknown, so no step reference is. */
+  unknown: boolean;
 }
 
-const emptyScope = (): StepScope => ({ ids: new Set(), outputs: new Set(), open: false });
+const emptyScope = (): StepScope => ({
+  ids: new Set(),
+  outputs: new Set(),
+  open: false,
+  unknown: false,
+});
 
 export interface DeploymentEntry {
   file: ManifestFile;
   index: number;
+  /** "" when the entrypoint and `flow_name` are themselves invalid. */
   flow: string;
+  /** "" when `name` is itself invalid. */
   name: string;
   line: number;
   column: number;
+  /** As written; only what the schema found valid is typed right (see `SchemaVerdict`). */
   spec: Deployment;
   /** The flow function, when its source was found and parsed. */
   flowSource?: { file: string; module: PythonModule; fn: PythonFunction };
 }
 
-/** Semantic checks on one parsed, schema-valid manifest. */
+/** Fields Prefect reads when the deployment is made, never at run time: cron, booleans, limits. */
+const DEPLOY_TIME_FIELDS = {
+  deployment: ["entrypoint", "paused", "enforce_parameter_schema", "concurrency_limit"],
+  schedule: ["cron", "interval", "rrule", "timezone", "anchor_date", "active", "day_or"],
+};
+
+/**
+ * Meaning checks on one parsed manifest. Each runs when the values it reads are valid by the
+ * schema, so a schema error hides only the checks that depend on it.
+ */
 class ManifestChecker {
   constructor(
     private file: ManifestFile,
     private options: Options,
     private report: (d: Diagnostic) => void,
     private sources: FlowSources,
+    private verdict: SchemaVerdict,
   ) {}
 
   private problem(
@@ -1450,48 +1721,70 @@ class ManifestChecker {
     this.report(diagnosticAt(this.file, path, code, message, severity, at));
   }
 
-  check(manifest: DeployTsManifest): DeploymentEntry[] {
+  /** One entry per deployment the file declares, whatever else is wrong with it. */
+  check(data: unknown): DeploymentEntry[] {
+    if (!isMapping(data)) return [];
+    const manifest = data as unknown as DeployTsManifest;
     const top = {
       build: this.checkSteps(manifest.build, ["build"], emptyScope()),
       push: undefined as StepScope | undefined,
-      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope()),
+      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope(), true),
     };
     top.push = this.checkSteps(manifest.push, ["push"], top.build);
-    return (manifest.deployments ?? []).flatMap((deployment, index) =>
-      deployment ? [this.checkDeployment(deployment, index, top)] : []
+    const deployments = Array.isArray(manifest.deployments) ? manifest.deployments : [];
+    if (deployments.length) {
+      for (const key of ["build", "push"] as const) this.checkStepsRun(manifest[key], [key]);
+    }
+    return deployments.flatMap((deployment, index) =>
+      isMapping(deployment) ? [this.checkDeployment(deployment, index, top)] : []
     );
   }
 
   private checkDeployment(
-    d: Deployment,
+    d: Record<string, unknown>,
     index: number,
     top: { build: StepScope; push?: StepScope; pull: StepScope },
   ): DeploymentEntry {
     const here: PathSegment[] = ["deployments", index];
-    const flow = this.sources.flowName(d.entrypoint, d.flow_name);
+    const at = (key: string): PathSegment[] => [...here, key];
+    const v = this.verdict;
+    const spec = d as unknown as Deployment;
+    const entrypoint = typeof d.entrypoint === "string" && v.valid(at("entrypoint"))
+      ? d.entrypoint
+      : undefined;
+    const flowName = typeof d.flow_name === "string" && v.valid(at("flow_name"))
+      ? d.flow_name
+      : undefined;
+    const name = typeof d.name === "string" && v.valid(at("name")) ? d.name : "";
+    const flow = entrypoint !== undefined
+      ? this.sources.flowName(entrypoint, flowName)
+      : flowName ?? "";
 
     // Deployment-level steps replace the top-level ones.
     const build = d.build !== undefined && d.build !== null
-      ? this.checkSteps(d.build, [...here, "build"], emptyScope())
+      ? this.checkSteps(spec.build, at("build"), emptyScope())
       : top.build;
     const push = d.push !== undefined && d.push !== null
-      ? this.checkSteps(d.push, [...here, "push"], build)
+      ? this.checkSteps(spec.push, at("push"), build)
       : top.push ?? build;
     if (d.pull !== undefined && d.pull !== null) {
-      this.checkSteps(d.pull, [...here, "pull"], emptyScope());
+      this.checkSteps(spec.pull, at("pull"), emptyScope(), true);
     }
+    for (const key of ["build", "push"] as const) this.checkStepsRun(d[key], at(key));
 
-    if (d.schedule && d.schedules?.length) {
+    const legacy = isMapping(d.schedule) && v.shaped(at("schedule")) ? d.schedule : undefined;
+    const list = Array.isArray(d.schedules) && v.shaped(at("schedules")) ? d.schedules : undefined;
+    if (legacy && list?.length) {
       this.problem(
-        [...here, "schedule"],
+        at("schedule"),
         "schedule-conflict",
         "Both `schedule` and `schedules` are set; Prefect refuses this. Keep `schedules`.",
         "error",
         "key",
       );
-    } else if (d.schedule && Object.keys(d.schedule).length) {
+    } else if (legacy && Object.keys(legacy).length) {
       this.problem(
-        [...here, "schedule"],
+        at("schedule"),
         "legacy-schedule",
         "`schedule:` is deprecated; write `schedules:` with one item.",
         "warning",
@@ -1499,36 +1792,34 @@ class ManifestChecker {
       );
     }
     const schedules: [Schedule, PathSegment[]][] = [
-      ...(d.schedules ?? []).map((
-        s,
-        i,
-      ): [Schedule, PathSegment[]] => [s, [...here, "schedules", i]]),
+      ...(list ?? []).flatMap((s, i): [Schedule, PathSegment[]][] =>
+        isMapping(s) ? [[s as Schedule, [...at("schedules"), i]]] : []
+      ),
       // Prefect's own template writes `schedule: {}` for "none".
-      ...(d.schedule && Object.keys(d.schedule).length
-        ? [[d.schedule, [...here, "schedule"]] as [Schedule, PathSegment[]]]
+      ...(legacy && Object.keys(legacy).length
+        ? [[legacy as Schedule, at("schedule")] as [Schedule, PathSegment[]]]
         : []),
     ];
-    const slugs = new Map<string, PathSegment[]>();
-    for (const [schedule, path] of schedules) {
-      this.checkSchedule(schedule, path);
-      if (schedule.slug !== undefined) {
-        const first = slugs.get(schedule.slug);
-        if (first) {
-          const { line } = positionOf(this.file, first);
-          this.problem(
-            [...path, "slug"],
-            "duplicate-slug",
-            `Schedule slug "${schedule.slug}" is already used in this deployment (line ${line}).`,
-          );
-        } else slugs.set(schedule.slug, [...path, "slug"]);
-      }
-    }
+    for (const [schedule, path] of schedules) this.checkSchedule(schedule, path);
+    // Slugs as apply gives them: the schedules list, else the legacy schedule.
+    this.checkSlugs(
+      list?.length ? schedules.filter(([, path]) => path[2] === "schedules") : schedules,
+    );
 
-    if (!d.work_pool?.name) {
+    const pool = d.work_pool;
+    const poolPath = at("work_pool");
+    const noPool = pool === undefined
+      ? v.leftOut(d, here, "work_pool")
+      : isMapping(pool) && v.shaped(poolPath) && (pool.name === undefined
+        ? v.leftOut(pool, poolPath, "name")
+        : !pool.name && v.valid([...poolPath, "name"]));
+    if (noPool) {
       this.problem(
-        d.work_pool ? [...here, "work_pool"] : [...here, "name"],
+        pool ? poolPath : at("name"),
         "no-work-pool",
-        `Deployment "${d.name}" has no work pool: no worker will ever run it. Set \`work_pool: {name: ...}\`.`,
+        `${
+          name ? `Deployment "${name}"` : "This deployment"
+        } has no work pool: no worker will ever run it. Set \`work_pool: {name: ...}\`.`,
         "warning",
         "key",
       );
@@ -1536,7 +1827,10 @@ class ManifestChecker {
 
     if (Array.isArray(d.tags)) {
       d.tags.forEach((tag, i) => {
-        if (tag.startsWith(OWNER_TAG_PREFIX) || tag.startsWith(ENVIRONMENT_TAG_PREFIX)) {
+        if (
+          typeof tag === "string" &&
+          (tag.startsWith(OWNER_TAG_PREFIX) || tag.startsWith(ENVIRONMENT_TAG_PREFIX))
+        ) {
           this.problem(
             [...here, "tags", i],
             "reserved-tag",
@@ -1547,25 +1841,51 @@ class ManifestChecker {
       });
     }
 
-    this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"], Boolean(d.flow_name));
-    const flowSource = this.sources.flowFunction(d.entrypoint);
+    const flowNameGiven = Boolean(flowName) ||
+      (d.flow_name === undefined ? !v.leftOut(d, here, "flow_name") : !v.valid(at("flow_name")));
+    if (entrypoint !== undefined) {
+      this.checkEntrypoint(entrypoint, at("entrypoint"), flowNameGiven);
+    }
+    const flowSource = entrypoint !== undefined ? this.sources.flowFunction(entrypoint) : undefined;
     if (flowSource && this.options.codeChecks) {
-      this.checkParameters(d, here, flowSource, schedules);
+      const hasSchedules = this.known(d, here, "schedules") && this.known(d, here, "schedule")
+        ? schedules.length > 0
+        : undefined;
+      this.checkParameters(d, here, flowSource, schedules, hasSchedules);
     }
 
     const scope = mergeScopes(build, push ?? emptyScope());
-    for (const key of Object.keys(d) as (keyof Deployment)[]) {
-      if (["build", "push", "pull", "triggers"].includes(key)) continue;
-      this.checkTemplates(d[key], [...here, key], scope);
+    for (const key of Object.keys(d)) {
+      if (["build", "push", "pull", "triggers"].includes(key) || v.unknownKey(at(key))) continue;
+      this.checkTemplates(d[key], at(key), scope, true);
+    }
+    for (const key of DEPLOY_TIME_FIELDS.deployment) this.checkDeployTimeValue(d, at(key));
+    if (isMapping(d.concurrency_limit)) {
+      this.checkDeployTimeValue(d.concurrency_limit, [...at("concurrency_limit"), "limit"]);
+    }
+    if (isMapping(pool)) {
+      this.checkDeployTimeValue(pool, [...poolPath, "name"]);
     }
 
     const { line, column } = positionOf(this.file, here);
-    return { file: this.file, index, flow, name: d.name, line, column, spec: d, flowSource };
+    return { file: this.file, index, flow, name, line, column, spec, flowSource };
+  }
+
+  /** Whether `key` of the mapping at `path` is known to be there or not, with the right type. */
+  private known(mapping: Record<string, unknown>, path: PathSegment[], key: string): boolean {
+    return mapping[key] === undefined
+      ? this.verdict.leftOut(mapping, path, key)
+      : this.verdict.shaped([...path, key]);
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
+    const v = this.verdict;
+    const mapping = s as Record<string, unknown>;
     const kinds = (["cron", "interval", "rrule"] as const).filter((k) => s[k] !== undefined);
-    if (kinds.length !== 1) {
+    if (
+      kinds.length > 1 || (kinds.length === 0 &&
+        (["cron", "interval", "rrule"] as const).every((k) => v.leftOut(mapping, path, k)))
+    ) {
       this.problem(
         path,
         "schedule-kind",
@@ -1576,14 +1896,25 @@ class ManifestChecker {
           }.`,
       );
     }
-    if (typeof s.cron === "string" && !hasPlaceholder(s.cron)) {
+    // A value with a placeholder is checked once plan has filled it in.
+    const literal = (key: keyof Schedule) =>
+      s[key] !== undefined && !hasPlaceholder(s[key]) && v.valid([...path, key]);
+    if (literal("cron") && typeof s.cron === "string") {
       const reason = cronProblem(s.cron);
+      const never = reason ? undefined : cronNeverFires(s.cron);
       if (reason) {
         this.problem([...path, "cron"], "invalid-cron", `Invalid cron "${s.cron}": ${reason}.`);
+      } else if (never) {
+        this.problem(
+          [...path, "cron"],
+          "cron-never-fires",
+          `Cron "${s.cron}" never fires: ${never}. Prefect accepts it and schedules no run.`,
+          "warning",
+        );
       }
     }
-    if (s.interval !== undefined && !hasPlaceholder(s.interval)) {
-      const seconds = intervalSeconds(s.interval);
+    if (literal("interval")) {
+      const seconds = intervalSeconds(s.interval!);
       if (seconds === undefined) {
         this.problem(
           [...path, "interval"],
@@ -1600,43 +1931,29 @@ class ManifestChecker {
         );
       }
     }
-    if (typeof s.rrule === "string" && !hasPlaceholder(s.rrule)) {
+    if (literal("rrule") && typeof s.rrule === "string") {
       const reason = rruleProblem(s.rrule);
       if (reason) this.problem([...path, "rrule"], "invalid-rrule", `Invalid rrule: ${reason}.`);
     }
-    if (
-      s.anchor_date !== undefined && !hasPlaceholder(s.anchor_date) && !isIsoDateTime(s.anchor_date)
-    ) {
+    if (literal("anchor_date") && !isIsoDateTime(s.anchor_date!)) {
       this.problem(
         [...path, "anchor_date"],
         "invalid-anchor-date",
         `Invalid anchor_date "${s.anchor_date}": write an ISO-8601 date-time such as "2026-01-01T00:00:00Z".`,
       );
     }
-    if (s.day_or !== undefined && s.cron === undefined) {
+    if (s.day_or !== undefined && kinds.length === 1 && s.cron === undefined) {
       this.problem(
         [...path, "day_or"],
         "invalid-value",
         "`day_or` applies to cron schedules only.",
       );
     }
-    if (typeof s.timezone === "string" && !hasPlaceholder(s.timezone)) {
-      const canonical = canonicalTimezone(s.timezone);
-      if (!canonical) {
-        this.problem(
-          [...path, "timezone"],
-          "invalid-timezone",
-          `Unknown timezone "${s.timezone}"; use an IANA name such as "Europe/Berlin".`,
-        );
-      } else if (canonical.toLowerCase() === s.timezone.toLowerCase() && canonical !== s.timezone) {
-        this.problem(
-          [...path, "timezone"],
-          "invalid-timezone",
-          `Timezone names are case-sensitive: write "${canonical}", not "${s.timezone}".`,
-        );
-      }
+    if (literal("timezone") && typeof s.timezone === "string") {
+      const problem = timezoneProblem(s.timezone);
+      if (problem) this.problem([...path, "timezone"], "invalid-timezone", problem);
     }
-    if (s.timezone === undefined || s.timezone === null) {
+    if (s.timezone === null || v.leftOut(mapping, path, "timezone")) {
       this.problem(
         path,
         "implicit-timezone",
@@ -1644,7 +1961,7 @@ class ManifestChecker {
         "warning",
       );
     }
-    if (s.active === undefined) {
+    if (v.leftOut(mapping, path, "active")) {
       this.problem(
         path,
         "implicit-active",
@@ -1652,6 +1969,65 @@ class ManifestChecker {
         "warning",
       );
     }
+    for (const key of DEPLOY_TIME_FIELDS.schedule) {
+      this.checkDeployTimeValue(mapping, [...path, key]);
+    }
+  }
+
+  /**
+   * Slugs are unique per deployment, including the ones apply derives by position
+   * (`schedule-2`) for schedules that have none.
+   */
+  private checkSlugs(schedules: [Schedule, PathSegment[]][]) {
+    const taken = new Map<string, { at: PathSegment[]; derived: boolean }>();
+    for (const [s, path] of schedules) {
+      const mapping = s as Record<string, unknown>;
+      const derived = this.verdict.leftOut(mapping, path, "slug");
+      // Apply numbers the schedules of the list by position; the legacy schedule is the first.
+      const slug = derived
+        ? derivedSlug(path[2] === "schedules" ? path[3] as number : 0)
+        : typeof s.slug === "string" && this.verdict.valid([...path, "slug"])
+        ? s.slug
+        : undefined;
+      if (slug === undefined) continue;
+      const at = derived ? path : [...path, "slug"];
+      const first = taken.get(slug);
+      if (!first) {
+        taken.set(slug, { at, derived });
+        continue;
+      }
+      const { line } = positionOf(this.file, first.at);
+      this.problem(
+        at,
+        "duplicate-slug",
+        derived
+          ? `This schedule has no slug, so apply gives it "${slug}" by its position, which the schedule at line ${line} already has; give it a \`slug\`.`
+          : first.derived
+          ? `Schedule slug "${slug}" is what apply gives the slug-less schedule at line ${line} by its position; give that schedule a \`slug\`.`
+          : `Schedule slug "${slug}" is already used in this deployment (line ${line}).`,
+      );
+    }
+  }
+
+  /**
+   * A placeholder Prefect leaves for run time (`{{ flow_run.id }}`) in a field it reads when the
+   * deployment is made stays as text, which no cron, boolean or limit can be.
+   */
+  private checkDeployTimeValue(mapping: Record<string, unknown>, path: PathSegment[]) {
+    const value = mapping[path.at(-1) as string];
+    if (typeof value !== "string" || !value.includes("{{") || this.verdict.unknownKey(path)) return;
+    const runtime = [...value.matchAll(PLACEHOLDER)].map((m) => m[1])
+      .filter((expression) => parseReference(expression).kind === "runtime");
+    if (!runtime.length) return;
+    this.problem(
+      path,
+      "template-type",
+      `"{{ ${runtime[0]} }}" is filled only when a flow runs, so \`${
+        path.at(-1)
+      }\` would be the text ${
+        JSON.stringify(value)
+      } when the deployment is made. Use a value, {{ $ENV }} or {{ prefect.variables.x }}.`,
+    );
   }
 
   private checkEntrypoint(entrypoint: string, path: PathSegment[], flowNameGiven: boolean) {
@@ -1688,11 +2064,16 @@ class ManifestChecker {
     }
     const syntax = found.module.syntaxError;
     if (syntax) {
-      this.problem(
-        path,
-        "python-syntax",
-        `Flow file "${found.file}" has a Python syntax error at line ${syntax.line}, column ${syntax.column}; Prefect could not import it.`,
-      );
+      // At the error itself, once per file however many deployments use it.
+      this.report({
+        severity: "error",
+        file: found.file,
+        line: syntax.line,
+        column: syntax.column,
+        path: "",
+        code: "python-syntax",
+        message: pythonSyntaxMessage(syntax),
+      });
       return;
     }
     const name = object.split(".")[0];
@@ -1708,11 +2089,7 @@ class ManifestChecker {
         }`,
       );
     } else if (lookup.kind === "not-a-flow") {
-      this.problem(
-        path,
-        "not-a-flow",
-        `Function "${name}" in "${found.file}" (line ${lookup.fn.line}) is not decorated with @flow; Prefect can only deploy flows.`,
-      );
+      this.problem(path, "not-a-flow", notAFlowMessage(name, found.file, lookup));
     } else if (lookup.kind === "dynamic-name" && !flowNameGiven) {
       this.problem(
         path,
@@ -1726,15 +2103,19 @@ class ManifestChecker {
   /**
    * The "missing parameters" guard: every parameter a deployment or schedule passes must be one
    * the flow takes, of the type its signature says, and every required one must be given.
+   * `hasSchedules` is undefined when the schedules are too broken to tell.
    */
   private checkParameters(
-    d: Deployment,
+    d: Record<string, unknown>,
     here: PathSegment[],
     source: { file: string; module: PythonModule; fn: PythonFunction },
     schedules: [Schedule, PathSegment[]][],
+    hasSchedules: boolean | undefined,
   ) {
-    const schema = (d.parameter_openapi_schema as Json | undefined) ??
-      parameterSchema(source.module, source.fn);
+    const v = this.verdict;
+    const given = d.parameter_openapi_schema;
+    if (given !== undefined && !v.valid([...here, "parameter_openapi_schema"])) return;
+    const schema = (given as Json | undefined) ?? parameterSchema(source.module, source.fn);
     const properties = (schema.properties ?? {}) as Record<string, Json>;
     // Prefect's schema lists *args and **kwargs as required; Python never needs them.
     const variadic = new Set(
@@ -1744,7 +2125,7 @@ class ManifestChecker {
     const takesAnyKeyword = source.fn.parameters.some((p) => p.kind === "var_keyword");
     const flow = `flow "${source.fn.name}" (${source.file})`;
     const checkValues = (values: unknown, path: PathSegment[]) => {
-      if (!values || typeof values !== "object" || Array.isArray(values)) return;
+      if (!isMapping(values) || !v.shaped(path)) return;
       for (const [name, value] of Object.entries(values)) {
         const property = properties[name];
         if (!property) {
@@ -1778,12 +2159,15 @@ class ManifestChecker {
     for (const [schedule, path] of schedules) {
       checkValues(schedule.parameters, [...path, "parameters"]);
     }
-    const given = (extra: unknown) =>
-      new Set(Object.keys({ ...d.parameters, ...(extra as object ?? {}) }));
+    // Which parameters a run gets is known only when every `parameters` involved is.
+    if (hasSchedules === undefined || !this.known(d, here, "parameters")) return;
+    const givenNames = (extra: unknown) =>
+      new Set(Object.keys({ ...d.parameters as Json, ...(extra as object ?? {}) }));
     const names = (missing: string[]) => missing.map((m) => `"${m}"`).join(", ");
-    if (schedules.length) {
+    if (hasSchedules) {
       for (const [schedule, path] of schedules) {
-        const missing = required.filter((name) => !given(schedule.parameters).has(name));
+        if (!this.known(schedule as Record<string, unknown>, path, "parameters")) continue;
+        const missing = required.filter((name) => !givenNames(schedule.parameters).has(name));
         if (missing.length) {
           this.problem(
             path,
@@ -1797,7 +2181,7 @@ class ManifestChecker {
         }
       }
     } else {
-      const missing = required.filter((name) => !given(undefined).has(name));
+      const missing = required.filter((name) => !givenNames(undefined).has(name));
       if (missing.length) {
         this.problem(
           d.parameters ? [...here, "parameters"] : [...here, "name"],
@@ -1814,42 +2198,42 @@ class ManifestChecker {
     }
   }
 
-  /** Checks steps in order and returns what they make available to later templates. */
+  /**
+   * Checks steps in order and returns what they make available to later templates. `resolved`:
+   * plan fills these steps' `{{ $ENV }}` placeholders (pull steps).
+   */
   private checkSteps(
     steps: Steps | undefined,
     path: PathSegment[],
     inherited: StepScope,
+    resolved = false,
   ): StepScope {
     const scope: StepScope = {
       ids: new Set(inherited.ids),
       outputs: new Set(inherited.outputs),
       open: inherited.open,
+      unknown: inherited.unknown,
     };
-    (steps ?? []).forEach((step: Step, i: number) => {
-      const entries = Object.entries(step);
-      if (entries.length !== 1) return; // reported by the schema
-      const [name, args] = entries[0];
+    if (steps === undefined || steps === null) return scope;
+    if (!Array.isArray(steps)) return { ...scope, unknown: true }; // reported by the schema
+    steps.forEach((step: unknown, i: number) => {
       const stepPath = [...path, i];
-      const shortName = name.split(".").pop()!;
-      if (name.startsWith("prefect.projects.steps.")) {
-        this.problem(
-          [...stepPath, name],
-          "removed-step",
-          `Step "${name}" was removed in Prefect 2.11; use "${PREFECT_STEP_NAMESPACE}${shortName}".`,
-          "error",
-          "key",
-        );
-      } else if (name.startsWith(PREFECT_STEP_NAMESPACE) && !KNOWN_STEPS.includes(name)) {
-        const guess = didYouMean(name, KNOWN_STEPS);
-        this.problem(
-          [...stepPath, name],
-          "unknown-step",
-          `Prefect has no step "${name}".${guess ? ` Did you mean "${guess}"?` : ""}`,
-          "error",
-          "key",
-        );
+      if (!isMapping(step)) {
+        scope.unknown = true;
+        return;
       }
-      this.checkTemplates(args, [...stepPath, name], scope);
+      const entries = Object.entries(step);
+      for (const [name] of entries) this.checkStepName(name, [...stepPath, name]);
+      if (entries.length !== 1) {
+        // Arguments not indented under the step's key (reported by the schema): their
+        // templates are still checked, but the step's id and outputs are unknown.
+        this.checkTemplates(step, stepPath, scope, resolved);
+        scope.unknown = true;
+        return;
+      }
+      const [name, args] = entries[0];
+      const shortName = name.split(".").pop()!;
+      this.checkTemplates(args, [...stepPath, name], scope, resolved);
       const id = (args as { id?: unknown } | null)?.id;
       if (typeof id === "string") {
         if (scope.ids.has(id) && !inherited.ids.has(id)) {
@@ -1868,20 +2252,66 @@ class ManifestChecker {
     return scope;
   }
 
-  /** Placeholders must be well formed and point at something that will exist. */
-  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope) {
-    if (typeof value === "string") {
-      if (value.includes("{{") || value.includes("}}")) {
-        this.checkTemplateString(value, path, scope);
-      }
-    } else if (Array.isArray(value)) {
-      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope));
-    } else if (value && typeof value === "object") {
-      for (const [k, v] of Object.entries(value)) this.checkTemplates(v, [...path, k], scope);
+  private checkStepName(name: string, path: PathSegment[]) {
+    const shortName = name.split(".").pop()!;
+    if (name.startsWith("prefect.projects.steps.")) {
+      this.problem(
+        path,
+        "removed-step",
+        `Step "${name}" was removed in Prefect 2.11; use "${PREFECT_STEP_NAMESPACE}${shortName}".`,
+        "error",
+        "key",
+      );
+    } else if (name.startsWith(PREFECT_STEP_NAMESPACE) && !KNOWN_STEPS.includes(name)) {
+      const guess = didYouMean(name, KNOWN_STEPS);
+      this.problem(
+        path,
+        "unknown-step",
+        `Prefect has no step "${name}".${guess ? ` Did you mean "${guess}"?` : ""}`,
+        "error",
+        "key",
+      );
     }
   }
 
-  private checkTemplateString(text: string, path: PathSegment[], scope: StepScope) {
+  /** Build and push steps are `prefect deploy`'s; apply does not run them. */
+  private checkStepsRun(steps: unknown, path: PathSegment[]) {
+    if (!Array.isArray(steps) || !steps.length) return;
+    this.problem(
+      path,
+      "steps-not-run",
+      `deploy.ts does not run \`${path.at(-1)}\` steps; build and push images before apply.`,
+      "warning",
+      "key",
+    );
+  }
+
+  /**
+   * Placeholders must be well formed and point at something that will exist. `resolved`: plan
+   * fills their `{{ $ENV }}` (deployment fields and pull steps).
+   */
+  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope, resolved: boolean) {
+    if (typeof value === "string") {
+      if (value.includes("{{") || value.includes("}}")) {
+        this.checkTemplateString(value, path, scope, resolved);
+      }
+    } else if (Array.isArray(value)) {
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, resolved));
+    } else if (isMapping(value)) {
+      for (const [k, v] of Object.entries(value)) {
+        if (!this.verdict.unknownKey([...path, k])) {
+          this.checkTemplates(v, [...path, k], scope, resolved);
+        }
+      }
+    }
+  }
+
+  private checkTemplateString(
+    text: string,
+    path: PathSegment[],
+    scope: StepScope,
+    resolved: boolean,
+  ) {
     const stripped = text.replace(PLACEHOLDER, "");
     if (stripped.includes("{{") || stripped.includes("}}")) {
       this.problem(
@@ -1896,6 +2326,9 @@ class ManifestChecker {
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
       const problem = placeholderProblem(expression, scope);
       if (problem) this.problem(path, "template-reference", problem);
+      else if (resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))) {
+        this.problem(path, "env-not-permitted", envNotPermitted(expression.slice(1)));
+      }
     }
   }
 }
@@ -1905,6 +2338,7 @@ function mergeScopes(a: StepScope, b: StepScope): StepScope {
     ids: new Set([...a.ids, ...b.ids]),
     outputs: new Set([...a.outputs, ...b.outputs]),
     open: a.open || b.open,
+    unknown: a.unknown || b.unknown,
   };
 }
 
@@ -1927,7 +2361,7 @@ export function placeholderProblem(expression: string, scope: StepScope): string
     }
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root)) return undefined;
+  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root) || scope.unknown) return undefined;
   if (scope.ids.has(root)) return undefined;
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
   const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
@@ -1967,6 +2401,34 @@ export function parseEntrypoint(
 function moduleFileCandidates(module: string): string[] {
   const modulePath = module.replaceAll(".", "/");
   return [`${modulePath}.py`, `${modulePath}/__init__.py`];
+}
+
+function pythonSyntaxMessage(syntax: PythonSyntaxError): string {
+  return `Python syntax error at ${syntax.found}; Prefect could not import this file, so no flow in it can be deployed.`;
+}
+
+function notAFlowMessage(
+  name: string,
+  file: string,
+  lookup: { fn: PythonFunction; isTask: boolean },
+): string {
+  return lookup.isTask
+    ? `Function "${name}" in "${file}" (line ${lookup.fn.line}) is a @task, not a @flow; Prefect deploys flows only. Point the entrypoint at the flow that calls it.`
+    : `Function "${name}" in "${file}" (line ${lookup.fn.line}) is not decorated with @flow; Prefect can only deploy flows.`;
+}
+
+/**
+ * Whether `{{ $NAME }}` can be read by this process. The compiled binary and `deno task deploy`
+ * may read only PREFECT_*, DEPLOY_* and NO_COLOR; validate run with the same flags says so first.
+ */
+function readableVariable(name: string): boolean {
+  return /^(PREFECT_|DEPLOY_)/.test(name) ||
+    Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
+}
+
+function envNotPermitted(name: string): string {
+  return `Environment variable "${name}" may not be read: the compiled deploy ` +
+    `reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_${name}.`;
 }
 
 /** Flow files larger than this are not read by the offline checks. */
@@ -2101,7 +2563,9 @@ async function loadEnvironment(
     report(fileDiagnostic(
       path,
       "environment-not-found",
-      `Environment "${options.env}" has no overlay: ${path} does not exist.`,
+      `Environment "${options.env}" has no overlay: ${path} does not exist.${
+        environmentsHint(options.env!, path.slice(0, path.lastIndexOf("/")))
+      }`,
     ));
     return undefined;
   }
@@ -2118,6 +2582,24 @@ async function loadEnvironment(
     deployments: (data.deployments ?? {}) as Record<string, EnvironmentChange>,
     used: new Set(),
   };
+}
+
+/** The environments that do have an overlay in `dir`, the likeliest first. */
+function environmentsHint(env: string, dir: string): string {
+  let names: string[] = [];
+  try {
+    names = [...Deno.readDirSync(dir)]
+      .filter((e) => e.isFile && e.name.endsWith(".yaml"))
+      .map((e) => e.name.slice(0, -".yaml".length))
+      .sort();
+  } catch {
+    // no environments directory
+  }
+  if (!names.length) return ` No environment has an overlay yet: create ${dir}/${env}.yaml.`;
+  const guess = didYouMean(env, names);
+  return guess
+    ? ` Did you mean --env ${guess}?`
+    : ` Environments with an overlay: ${names.join(", ")}.`;
 }
 
 /**
@@ -2240,26 +2722,34 @@ export async function validate(options: Options): Promise<ValidationResult> {
     const problems = schemaProblems(file.data);
     for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
     loaded.push(file);
-    const checkable = schemaValidParts(file.data, problems);
-    if (checkable) {
-      deployments.push(...new ManifestChecker(file, options, report, sources).check(checkable));
-    }
+    const checker = new ManifestChecker(
+      file,
+      options,
+      report,
+      sources,
+      new SchemaVerdict(problems),
+    );
+    deployments.push(...checker.check(file.data));
   }
   reportDuplicateDeployments(loaded, report, sources);
   const project = checkProjectName(loaded, report);
   if (environment) reportUnusedEnvironmentKeys(environment, deployments, report);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
-  diagnostics.sort((a, b) =>
-    a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column
-  );
+  // A flow file's syntax error is reported by every deployment that uses the file: once is enough.
+  const seen = new Set<string>();
+  const distinct = diagnostics.filter((d) => {
+    const key = JSON.stringify(d);
+    return !seen.has(key) && seen.add(key);
+  });
+  distinct.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
   return {
     files: paths,
     manifests: environment ? [...loaded, environment.file] : loaded,
     environment: options.env ? environmentPath(options) : undefined,
     project,
     deployments,
-    diagnostics,
-    valid: !diagnostics.some((d) => d.severity === "error"),
+    diagnostics: distinct,
+    valid: !distinct.some((d) => d.severity === "error"),
   };
 }
 
@@ -2361,24 +2851,6 @@ function flowNameFromFunction(objectPath: string): string {
   return objectPath.split(".").pop()!.replaceAll("_", "-");
 }
 
-/**
- * The parts of a manifest the meaning checks can trust: everything when the schema passed,
- * else the deployments without schema problems (so one typo does not hide the rest).
- */
-function schemaValidParts(data: unknown, problems: SchemaProblem[]): DeployTsManifest | undefined {
-  if (problems.length === 0) return data as DeployTsManifest;
-  const manifest = data as Record<string, unknown>;
-  if (!manifest || typeof manifest !== "object" || !Array.isArray(manifest.deployments)) {
-    return undefined;
-  }
-  if (problems.some((p) => p.path[0] !== "deployments")) return undefined;
-  const broken = new Set(problems.map((p) => p.path[1]));
-  return {
-    ...manifest,
-    deployments: manifest.deployments.map((d, i) => broken.has(i) ? null : d),
-  } as DeployTsManifest;
-}
-
 // ─── Plan: what the manifests want ───────────────────────────────────────────
 
 const OWNER_TAG_PREFIX = "managed-by:deploy.ts/";
@@ -2465,8 +2937,8 @@ function wildcard(pattern: string): RegExp {
 /** `--flow` and `-n` patterns: which items they match, and which patterns matched nothing. */
 export interface Selection {
   matches(item: { flow: string; name: string }): boolean;
-  /** The patterns no item matched so far, as flags: `--name "x"`. */
-  unmatched(): string[];
+  /** The patterns no item matched so far. */
+  unmatched(): { flag: "--flow" | "--name"; pattern: string }[];
 }
 
 export function selection(flows: string[], names: string[]): Selection {
@@ -2489,9 +2961,9 @@ export function selection(flows: string[], names: string[]): Selection {
       if (ok) [...flowHit, ...nameHit].forEach((p) => p.hits++);
       return ok;
     },
-    unmatched(): string[] {
+    unmatched() {
       return [...flowPatterns, ...namePatterns].filter((p) => !p.hits)
-        .map((p) => `${p.flag} "${p.text}"`);
+        .map((p) => ({ flag: p.flag as "--flow" | "--name", pattern: p.text }));
     },
   };
 }
@@ -2506,9 +2978,35 @@ export function selectDeployments<T extends { flow: string; name: string }>(
   const selected = items.filter((item) => select.matches(item));
   const unmatched = select.unmatched();
   if (unmatched.length) {
-    throw new UserError(`No deployment in the manifests matches ${unmatched.join(" or ")}.`);
+    const flags = unmatched.map(({ flag, pattern }) => `${flag} "${pattern}"`);
+    throw new UserError(
+      `No deployment in the manifests matches ${flags.join(" or ")}.${
+        [...new Set(unmatched.map((u) => selectionHint(u, items)))].join("")
+      }`,
+    );
   }
   return selected;
+}
+
+/** What an unmatched `--flow` or `-n` most likely meant, else what there is to select. */
+function selectionHint(
+  { flag, pattern }: { flag: "--flow" | "--name"; pattern: string },
+  items: { flow: string; name: string }[],
+): string {
+  if (!items.length) return " The manifests declare no deployment.";
+  const candidates = [
+    ...new Set(
+      items.map((i) =>
+        flag === "--flow" ? i.flow : pattern.includes("/") ? `${i.flow}/${i.name}` : i.name
+      ),
+    ),
+  ];
+  const guess = pattern.includes("*") ? undefined : didYouMean(pattern, candidates);
+  if (guess) return ` Did you mean ${flag} "${guess}"?`;
+  const shown = candidates.slice(0, 10).map((c) => `"${c}"`).join(", ");
+  return ` ${flag === "--flow" ? "Flows" : "Deployments"} in the manifests: ${shown}${
+    candidates.length > 10 ? `, and ${candidates.length - 10} more` : ""
+  }.`;
 }
 
 // ─── Plan: templates ─────────────────────────────────────────────────────────
@@ -2616,8 +3114,7 @@ class TemplateResolver {
           this.problems.push({
             path,
             code: "env-not-permitted",
-            message: `Environment variable "${ref.name}" may not be read: the compiled deploy ` +
-              `reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_${ref.name}.`,
+            message: envNotPermitted(ref.name),
           });
           return KEEP;
         }
@@ -2838,18 +3335,6 @@ export function desiredDeployments(
     const schedules = manifestSchedules.map(([s, path], i) =>
       desiredSchedule(s, i, path, resolver)
     );
-    const slugs = new Set<string>();
-    schedules.forEach((s, i) => {
-      if (slugs.has(s.slug)) {
-        resolver.problems.push({
-          path: manifestSchedules[i][1],
-          code: "duplicate-slug",
-          message: `Schedule ${i + 1} gets the slug "${s.slug}", which another schedule of ` +
-            "this deployment already has; give it a `slug`.",
-        });
-      }
-      slugs.add(s.slug);
-    });
 
     for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
@@ -3514,10 +3999,12 @@ function githubAnnotation(d: Diagnostic): string {
   return `::${d.severity} ${props.join(",")}::${escapeData(d.message)}`;
 }
 
+/** "1 write", "2 writes". */
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function summary(result: ValidationResult): string {
   const errors = result.diagnostics.filter((d) => d.severity === "error").length;
   const warnings = result.diagnostics.length - errors;
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   return `${result.valid ? "Valid" : "Invalid"}: ${
     plural(result.deployments.length, "deployment")
   } in ${plural(result.files.length, "file")}, ${plural(errors, "error")}, ${
@@ -3721,12 +4208,14 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
   }
 }
 
-/** Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent. */
+/**
+ * Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent.
+ * (validate warns about build and push steps.)
+ */
 function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
-  const files = new Set<ManifestFile>();
   for (const entry of entries) {
     const here = ["deployments", entry.index];
     if (entry.spec.triggers?.length) {
@@ -3735,26 +4224,6 @@ function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
         [...here, "triggers"],
         "triggers-not-synced",
         "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
-      );
-    }
-    for (const key of ["build", "push"] as const) {
-      if (entry.spec[key]?.length) {
-        warn(
-          entry,
-          [...here, key],
-          "steps-not-run",
-          `deploy.ts does not run \`${key}\` steps; build and push images before apply.`,
-        );
-      }
-    }
-    const top = entry.file.data as DeployTsManifest;
-    if (!files.has(entry.file) && (top.build?.length || top.push?.length)) {
-      files.add(entry.file);
-      warn(
-        entry,
-        [top.build?.length ? "build" : "push"],
-        "steps-not-run",
-        "deploy.ts does not run `build` or `push` steps; build and push images before apply.",
       );
     }
   }
@@ -4157,8 +4626,10 @@ function reportSync(options: Options, outcome: SyncOutcome, started: number) {
   } else if (options.command === "apply" && applied) {
     const client = outcome.client!;
     progress(
-      `${client.reads + client.writes} requests (${client.reads} reads, ${client.writes} writes) ` +
-        `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+      `${plural(client.reads + client.writes, "request")} (${plural(client.reads, "read")}, ` +
+        `${plural(client.writes, "write")}) in ${
+          ((performance.now() - started) / 1000).toFixed(1)
+        } s`,
     );
     console.log(redact(applySummary(outcome.items as AppliedDeployment[])));
   }
@@ -4200,6 +4671,7 @@ function runInspect(entrypoint: string, format: Format): number {
   if (!entrypoint.includes(":") && !entrypoint.includes(".")) {
     throw new UsageError(
       `inspect: "${entrypoint}" is not an entrypoint; write path/file.py:function.`,
+      "inspect",
     );
   }
   const sources = new FlowSources();
@@ -4215,9 +4687,16 @@ function runInspect(entrypoint: string, format: Format): number {
   }
   const syntax = found.module.syntaxError;
   if (syntax) {
-    throw new UserError(
-      `${found.file}:${syntax.line}:${syntax.column}: Python syntax error; Prefect could not import this file either.`,
-    );
+    console.error(formatDiagnostic({
+      severity: "error",
+      file: found.file,
+      line: syntax.line,
+      column: syntax.column,
+      path: "",
+      code: "python-syntax",
+      message: pythonSyntaxMessage(syntax),
+    }));
+    return EXIT_FAILURE;
   }
   const lookup = found.lookup;
   if (lookup.kind === "missing") {
@@ -4229,9 +4708,7 @@ function runInspect(entrypoint: string, format: Format): number {
     );
   }
   if (lookup.kind === "not-a-flow") {
-    throw new UserError(
-      `${found.file}:${lookup.fn.line}: function "${object}" is not decorated with @flow.`,
-    );
+    throw new UserError(notAFlowMessage(object, found.file, lookup));
   }
   const flowName = lookup.kind === "flow" ? lookup.flowName : null;
   const schema = parameterSchema(found.module, lookup.fn);
@@ -4327,7 +4804,7 @@ function describeFailure(error: unknown): { kind: FailureKind; message: string }
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    const options = parseCommandLine(argv);
+    const options = parseCommandLine(argv, callerDirectory());
     switch (options.command) {
       case "help":
         console.log(HELP[options.helpTopic]);
@@ -4348,8 +4825,10 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     const { message } = describeFailure(error);
-    const usage = error instanceof UsageError ? '\nRun "deploy --help" for usage.' : "";
-    console.error(`error: ${message}${usage}`);
+    const help = error instanceof UsageError
+      ? `\nRun "${error.command ? `deploy ${error.command} --help` : "deploy --help"}" for usage.`
+      : "";
+    console.error(`error: ${message}${help}`);
     return EXIT_FAILURE;
   }
 }

@@ -484,6 +484,10 @@ function networkReason(error: unknown): string {
   const text = `${e?.message ?? error} ${(e?.cause as Error)?.message ?? ""}`;
   if (/refused/i.test(text)) return "connection refused";
   if (/dns|lookup|name or service|nodename/i.test(text)) return "the host name does not resolve";
+  // rustls' words for a peer that answered the ClientHello with something other than TLS.
+  if (/InvalidContentType|corrupt message|wrong version number/i.test(text)) {
+    return "the TLS handshake failed: the server does not speak TLS (is it http://?)";
+  }
   if (/reset|closed|broken pipe|incomplete|body|eof/i.test(text)) {
     return "the connection was closed before a full response";
   }

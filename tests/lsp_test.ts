@@ -196,7 +196,7 @@ deployments:
     expected: [
       '0:0 Unknown key "work_pool" in the manifest\'s top level. It belongs in each deployment; ' +
       "share it through an anchor under `definitions:`.",
-      '10:28 Unknown key "catchup" in a schedule. It is a Prefect 2 key, removed in Prefect 3.',
+      '10:28 Unknown key "catchup" in a schedule. It was accepted by Prefect 3.0 (stored, never acted on) and removed in 3.1; later versions ignore it. Delete it: Prefect does not backfill missed runs from a schedule.',
       '4:4 Unknown key "job_variables" in a deployment. It belongs under `work_pool:`.',
       '5:4 Unknown key "is_schedule_active" in a deployment. It is a Prefect 2 key; set ' +
       "`active:` on each schedule.",

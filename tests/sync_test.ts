@@ -236,6 +236,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
       `PATCH /deployments/${ids["etl/nightly"]}`,
     ]);
     assertEquals(writes[0].body, { parameters: { limit: 20 } });
+    assertMatch(result.stderr, /\n\d+ requests \(\d+ reads, 1 write\) in \d/);
   });
 
   await t.step("updating deployment A keeps deployment B's scheduled runs", async () => {
