@@ -8,18 +8,14 @@
  */
 import "./lib/npm_env.ts";
 import { parseArgs } from "node:util";
+import type { Document, Node as YamlNode } from "yaml";
 import {
-  type Document,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node as YamlNode,
-  parseAllDocuments,
-  visit,
-} from "yaml";
-import { Ajv, type ErrorObject, type Options as AjvOptions, type ValidateFunction } from "ajv";
+  Ajv,
+  type ErrorObject,
+  type KeywordCxt,
+  type Options as AjvOptions,
+  type ValidateFunction,
+} from "ajv";
 import rrule from "rrule";
 import schema from "./schema/deployments.schema.json" with { type: "json" };
 import denoConfig from "./deno.json" with { type: "json" };
@@ -38,10 +34,23 @@ import {
   parsePythonModule,
   type PythonFunction,
   type PythonModule,
+  type PythonSyntaxError,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
 import { locateSpot, readPlainYaml, type Spot } from "./lib/plain_yaml.ts";
-import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
+import { DeployLock, LockError } from "./lib/lock.ts";
+import {
+  canonicalJson,
+  digest,
+  looksLikeSavedPlan,
+  parseSavedPlan,
+  PLAN_FORMAT,
+  PLAN_FORMAT_VERSION,
+  planDifferences,
+  PlanFileError,
+  type SavedPlan,
+} from "./lib/saved_plan.ts";
+import type { Deployment, DeployTsManifest, Schedule, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
 
@@ -49,8 +58,12 @@ export const VERSION: string = denoConfig.version;
 
 /** A failure the user can fix: printed as one line, exit 1, never a stack trace. */
 export class UserError extends Error {}
-/** A wrong command line: printed with a pointer to `--help`. */
-export class UsageError extends UserError {}
+/** A wrong command line: printed with a pointer to the command's `--help`. */
+export class UsageError extends UserError {
+  constructor(message: string, readonly command?: string) {
+    super(message);
+  }
+}
 
 /** The compiled binary (and `deno task deploy`) may read only below the directory it runs in. */
 const READ_OUTSIDE =
@@ -74,6 +87,10 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
   SERVER
       --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
       --wait SECONDS           Wait up to SECONDS for the API to answer /health first
+  OWNERSHIP
+      --adopt                  Take over declared deployments that another project or
+                               environment owns (deployments nobody owns are adopted anyway,
+                               shown as "adopt")
 `;
 
 const HELP: Record<string, string> = {
@@ -139,13 +156,15 @@ USAGE
   deploy plan [PATH...] [options]
 
   Validates the manifests, reads the server's deployments in a few filter requests, and lists
-  per deployment: + create, ~ update (each changed field, before → after), - delete (--prune),
-  and the Prefect side effects of each change. Ends with a summary line. Writes nothing.
+  per deployment: + create, ~ update (each changed field, before → after), > adopt (a
+  deployment nobody owns yet), - delete (--prune), and the Prefect side effects of each change.
+  Ends with a summary line. Writes nothing to the server and takes no lock.
 
 OPTIONS
 ${SYNC_OPTIONS}  PLAN
-      --prune                  Also plan deleting this project's deployments the manifests
-                               no longer declare (tag managed-by:deploy.ts/<project>)
+      --prune                  Also plan deleting this project's deployments (in this
+                               environment) that the manifests no longer declare
+      --out FILE               Save the plan; "deploy apply FILE" applies exactly it
       --detailed-exitcode      Exit 2 when changes are pending, 0 when there are none
       --format FORMAT          text (default), json, or github
   -h, --help                   Show this help
@@ -157,25 +176,34 @@ EXAMPLES
   deploy plan
   deploy plan --flow refinement --detailed-exitcode
   deploy plan -n 'refinement/*' --format json
-  deploy plan --prune --api-url http://127.0.0.1:4200/api
+  deploy plan --env prod --prune --out prod.plan      # review it, then: deploy apply prod.plan
 `,
   apply: `deploy apply — make the Prefect server match the manifests
 
 USAGE
   deploy apply [PATH...] [options]
+  deploy apply PLANFILE [options]
 
   Validates everything and checks every referenced work pool, template value and block first:
   any problem stops it before the first write. Then it creates what is missing (flow, then one
   POST), updates what differs (one PATCH of the changed fields; schedules row by row, keyed by
   slug, so their IDs survive) and leaves the rest alone: applying unchanged manifests writes
-  nothing. Prints "flow/name  <id>  created|updated|unchanged|deleted" per deployment and a
-  summary line last. Every deployment written carries the tag managed-by:deploy.ts/<project>.
+  nothing. Prints "flow/name  <id>  created|updated|adopted|unchanged|deleted" per deployment
+  and a summary line last. Every deployment written carries the ownership tag
+  managed-by:deploy.ts/<project> (and deploy.ts/env:<name> with --env). While it writes, it
+  holds a lock on the server for the project and environment: a second apply waits.
+
+  With PLANFILE (from "deploy plan --out"), applies exactly that plan — same manifests,
+  selection, environment and server — and refuses, writing nothing, if any of them moved.
 
 OPTIONS
 ${SYNC_OPTIONS}      --concurrency N          Deployments written in parallel (default 8)
+      --lock-timeout SECONDS   Wait this long for another apply's lock (default 300)
   APPLY
-      --prune                  Delete this project's deployments the manifests no longer declare
+      --prune                  Delete this project's deployments (in this environment) that the
+                               manifests no longer declare
       --yes                    Confirm --prune deletions without asking (needed without a terminal)
+      --plan FILE              Same as giving PLANFILE
       --format FORMAT          text (default), json, or github
   -h, --help                   Show this help
 
@@ -188,6 +216,7 @@ EXAMPLES
   deploy apply --wait 60                 # Fly.io release_command: the API may still be starting
   deploy apply --flow refinement
   deploy apply --prune --yes --format json
+  deploy apply prod.plan                 # the plan a reviewer approved, or nothing
 `,
   inspect: `deploy inspect — read a flow's name and parameters from its source
 
@@ -218,7 +247,9 @@ USAGE
 
   Editors use it for completion and checks: put
     # yaml-language-server: $schema=../schema/deployments.schema.json
-  at the top of a manifest, or map it in .vscode/settings.json.
+  at the top of a manifest (or the URL in the schema's $id, where JSR serves this
+  version), or map it onto prefect/*.yaml and prefect.yaml in .vscode/settings.json.
+  Overlays take its part #/definitions/environment.
 
 OPTIONS
   -h, --help   Show this help
@@ -245,6 +276,13 @@ export interface Options {
   names: string[];
   prune: boolean;
   yes: boolean;
+  /** `--adopt`: take over deployments another project or environment owns. */
+  adopt: boolean;
+  /** `plan --out FILE`. */
+  out?: string;
+  /** `apply PLANFILE` / `apply --plan FILE`. */
+  planFile?: string;
+  lockTimeout: number;
   detailedExitcode: boolean;
   apiUrl?: string;
   /** Seconds to wait for /health; 0 = do not wait. */
@@ -254,7 +292,11 @@ export interface Options {
 
 const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
 
-export function parseCommandLine(argv: string[]): Options {
+/**
+ * Parses the command line. `callerDir`: the directory the user typed it in when that is not the
+ * working directory (`deno task` runs in the project root), so relative PATHs mean what they typed.
+ */
+export function parseCommandLine(argv: string[], callerDir?: string): Options {
   const [first, ...rest] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
     const topic = first === "help" && rest[0] ? rest[0] : "main";
@@ -268,6 +310,7 @@ export function parseCommandLine(argv: string[]): Options {
     throw new UsageError(`Unknown command "${first}".${hint ? ` Did you mean "${hint}"?` : ""}`);
   }
   const command = first as typeof COMMANDS[number];
+  const usage = (message: string) => new UsageError(message, command);
   const input = {
     "manifest-dir": { type: "string", multiple: true },
     strict: { type: "boolean" },
@@ -283,11 +326,18 @@ export function parseCommandLine(argv: string[]): Options {
     "api-url": { type: "string" },
     wait: { type: "string" },
     prune: { type: "boolean" },
+    adopt: { type: "boolean" },
   } as const;
   const optionsByCommand = {
     validate: input,
-    plan: { ...sync, "detailed-exitcode": { type: "boolean" } },
-    apply: { ...sync, yes: { type: "boolean" }, concurrency: { type: "string" } },
+    plan: { ...sync, "detailed-exitcode": { type: "boolean" }, out: { type: "string" } },
+    apply: {
+      ...sync,
+      yes: { type: "boolean" },
+      concurrency: { type: "string" },
+      plan: { type: "string" },
+      "lock-timeout": { type: "string" },
+    },
     inspect: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     schema: { help: { type: "boolean", short: "h" } },
   } as const;
@@ -300,36 +350,63 @@ export function parseCommandLine(argv: string[]): Options {
       strict: true,
     });
   } catch (error) {
-    throw new UsageError(`${command}: ${cleanParseArgsMessage((error as Error).message)}`);
+    const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1];
+    throw usage(
+      unknown
+        ? unknownOption(command, unknown, optionsByCommand)
+        : `${command}: ${cleanParseArgsMessage((error as Error).message)}`,
+    );
   }
   const values = parsed.values as Record<string, unknown>;
   if (values.help) return { ...defaultOptions(), command: "help", helpTopic: command };
   const format = (values.format as string | undefined) ?? "text";
   if (!["text", "json", "github"].includes(format)) {
-    throw new UsageError(`--format must be text, json or github, not "${format}".`);
+    throw usage(`--format must be text, json or github, not "${format}".`);
   }
   if (command === "inspect") {
     if (parsed.positionals.length !== 1) {
-      throw new UsageError("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
+      throw usage("inspect: give one ENTRYPOINT, e.g. flows/etl.py:etl.");
     }
-    if (format === "github") throw new UsageError("inspect: --format must be text or json.");
+    if (format === "github") throw usage("inspect: --format must be text or json.");
   }
-  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  const typed = (path: string) => {
+    if (command !== "inspect") return fromCallerDir(path, callerDir);
+    // inspect's ENTRYPOINT names a file the same way (`path/file.py:function`); a module does not.
+    const file = path.lastIndexOf(".py:") + ".py".length;
+    return file > 2 ? fromCallerDir(path.slice(0, file), callerDir) + path.slice(file) : path;
+  };
+  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])]
+    .map(typed);
+  if (values.plan !== undefined && paths.length) {
+    throw usage("apply: a saved plan (--plan) brings its own manifests; drop the PATHs.");
+  }
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
-    throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
+    throw usage(`--env must be a name such as dev or prod, not "${env}".`);
   }
   const apiUrl = values["api-url"] as string | undefined;
   if (apiUrl !== undefined && !/^https?:\/\/./.test(apiUrl)) {
-    throw new UsageError(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
+    throw usage(`--api-url must be an http:// or https:// URL, not "${apiUrl}".`);
   }
   const wait = values.wait === undefined ? 0 : Number(values.wait);
   if (!Number.isFinite(wait) || wait < 0) {
-    throw new UsageError(`--wait must be a number of seconds, not "${values.wait}".`);
+    throw usage(`--wait must be a number of seconds, not "${values.wait}".`);
+  }
+  const lockTimeout = values["lock-timeout"] === undefined ? 300 : Number(values["lock-timeout"]);
+  if (!Number.isFinite(lockTimeout) || lockTimeout < 0) {
+    throw new UsageError(
+      `--lock-timeout must be a number of seconds, not "${values["lock-timeout"]}".`,
+    );
+  }
+  const out = values.out as string | undefined;
+  if (out !== undefined && /\.ya?ml$/i.test(out)) {
+    throw new UsageError(
+      `--out "${out}" would look like a manifest; name the plan e.g. prod.plan.`,
+    );
   }
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    throw new UsageError(
+    throw usage(
       `--concurrency must be a whole number from 1 to 64, not "${values.concurrency}".`,
     );
   }
@@ -346,11 +423,43 @@ export function parseCommandLine(argv: string[]): Options {
     names: (values.name as string[] | undefined) ?? [],
     prune: Boolean(values.prune),
     yes: Boolean(values.yes),
+    adopt: Boolean(values.adopt),
+    out,
+    planFile: values.plan as string | undefined,
+    lockTimeout,
     detailedExitcode: Boolean(values["detailed-exitcode"]),
     apiUrl,
     wait,
     concurrency,
   };
+}
+
+/**
+ * `deno task deploy` passes Deno's INIT_CWD, the directory the task was typed in, as
+ * DEPLOY_CALLER_DIR. Only a directory inside the project root counts (an INIT_CWD inherited
+ * from an outer tool may point anywhere).
+ */
+function callerDirectory(): string | undefined {
+  const variable = "DEPLOY_CALLER_DIR";
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
+  const dir = Deno.env.get(variable)?.replace(/\/+$/, "");
+  if (!dir) return undefined;
+  const root = Deno.cwd();
+  return dir !== root && dir.startsWith(`${root}/`) ? dir : undefined;
+}
+
+/** A relative PATH typed in `callerDir`, as a path from the working directory. */
+function fromCallerDir(path: string, callerDir: string | undefined): string {
+  if (!callerDir || path.startsWith("/")) return path;
+  const root = Deno.cwd();
+  const segments: string[] = [];
+  for (const part of `${callerDir.slice(root.length + 1)}/${path}`.split("/")) {
+    if (part === "..") {
+      if (segments.length && segments.at(-1) !== "..") segments.pop();
+      else segments.push("..");
+    } else if (part && part !== ".") segments.push(part);
+  }
+  return segments.join("/") || ".";
 }
 
 export function defaultOptions(): Options {
@@ -365,10 +474,37 @@ export function defaultOptions(): Options {
     names: [],
     prune: false,
     yes: false,
+    adopt: false,
+    lockTimeout: 300,
     detailedExitcode: false,
     wait: 0,
     concurrency: 8,
   };
+}
+
+/** An option this command does not take: the one it most likely means, or who takes it. */
+function unknownOption(
+  command: string,
+  option: string,
+  optionsByCommand: Record<string, Record<string, { type: string; short?: string }>>,
+): string {
+  const flags = (c: string) =>
+    Object.entries(optionsByCommand[c]).flatMap(([long, o]) => [
+      `--${long}`,
+      ...(o.short ? [`-${o.short}`] : []),
+    ]);
+  const owners = Object.keys(optionsByCommand).filter((c) => flags(c).includes(option));
+  const bare = (flag: string) => flag.replace(/^-+/, "");
+  // One letter is too little to guess from.
+  const guess = bare(option).length > 1
+    ? didYouMean(bare(option), flags(command).map(bare))
+    : undefined;
+  const hint = owners.length
+    ? ` It is an option of ${listed(owners, "and")}.`
+    : guess
+    ? ` Did you mean "${flags(command).find((f) => bare(f) === guess)}"?`
+    : "";
+  return `${command}: unknown option "${option}".${hint}`;
 }
 
 function cleanParseArgsMessage(message: string): string {
@@ -412,7 +548,7 @@ export interface ManifestFile {
   /** The full parser's tree; or, for plain YAML, `spots` (where each key and value is). */
   doc?: Document;
   spots?: Spot;
-  lineCounter: LineCounter;
+  lineCounter: LineStarts;
   /** The document as plain data, aliases and merge keys resolved; undefined when unreadable. */
   data?: unknown;
 }
@@ -473,12 +609,49 @@ function diagnosticAt(
   return { severity, file: file.path, line, column, path: formatPath(path), code, message };
 }
 
+/** Where each line starts, to turn offsets into 1-based lines and columns. */
+class LineStarts {
+  readonly starts: number[] = [];
+
+  addNewLine(offset: number) {
+    this.starts.push(offset);
+  }
+
+  linePos(offset: number): { line: number; col: number } {
+    let [low, high] = [0, this.starts.length - 1];
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (this.starts[mid] <= offset) low = mid;
+      else high = mid - 1;
+    }
+    return { line: low + 1, col: offset - (this.starts[low] ?? 0) + 1 };
+  }
+}
+
+/**
+ * The full YAML parser (the `yaml` package), loaded the first time a manifest is not plain YAML:
+ * most never need it, and loading it costs more than reading them.
+ */
+let yaml: typeof import("yaml") | undefined;
+
+/** Every document in `text`, as the full parser reads manifests. */
+export async function parseFullYaml(text: string): Promise<Document.Parsed[]> {
+  yaml ??= await import("yaml");
+  const docs = yaml.parseAllDocuments(text, {
+    uniqueKeys: true,
+    merge: true,
+    prettyErrors: false,
+    strict: true,
+  });
+  return Array.isArray(docs) ? docs : [];
+}
+
 /** Reads and parses one manifest; every problem becomes a diagnostic, never an exception. */
 export async function loadManifest(
   path: string,
   report: (d: Diagnostic) => void,
 ): Promise<ManifestFile> {
-  const lineCounter = new LineCounter();
+  const lineCounter = new LineStarts();
   const file: ManifestFile = { path, text: "", lineCounter };
   const at = (offset: number, code: string, message: string, severity: Severity = "error") => {
     const { line, col } = lineCounter.linePos(offset);
@@ -559,13 +732,7 @@ export async function loadManifest(
     return file;
   }
 
-  const docs = parseAllDocuments(text, {
-    uniqueKeys: true,
-    merge: true,
-    prettyErrors: false,
-    strict: true,
-  });
-  const documents = Array.isArray(docs) ? docs : [];
+  const documents = await parseFullYaml(text);
   if (documents.length === 0) {
     report(fileDiagnostic(path, "empty-file", "File is empty; expected a `deployments:` list."));
     return file;
@@ -712,6 +879,7 @@ function findUnreadableNodes(doc: Document): {
   unresolvedAlias?: { name: string; offset: number };
 } {
   const found: ReturnType<typeof findUnreadableNodes> = {};
+  const { isMap, isSeq, visit } = yaml!;
   visit(doc, {
     Pair(_, pair) {
       if (found.collectionKey === undefined && (isMap(pair.key) || isSeq(pair.key))) {
@@ -748,6 +916,7 @@ interface Located {
 
 /** Follows a data path through the YAML tree, through aliases and merge keys. */
 export function locate(doc: Document, path: PathSegment[]): Located {
+  const { isAlias } = yaml!;
   let current: Located = { value: doc.contents ?? undefined };
   for (const segment of path) {
     let node = current.value;
@@ -761,6 +930,7 @@ export function locate(doc: Document, path: PathSegment[]): Located {
 }
 
 function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located | undefined {
+  const { isAlias, isMap, isScalar, isSeq } = yaml!;
   if (isSeq(node) && typeof segment === "number") {
     const item = node.items[segment];
     return item ? { value: item as YamlNode } : undefined;
@@ -807,14 +977,56 @@ function positionOf(
 // ─── Validate: the JSON Schema ───────────────────────────────────────────────
 
 export const SCHEMA_ID = schema.$id;
+
+/**
+ * The schema as validate compiles it: without the rules that restate, for editors, checks
+ * validate makes itself with more precise messages — exactly one of cron/interval/rrule
+ * (`schedule-kind`), timezone case (`invalid-timezone`), removed and unknown Prefect steps
+ * (`removed-step`, `unknown-step`) — so that no problem is reported twice.
+ */
+const validationSchema = (() => {
+  const copy = structuredClone(schema) as unknown as {
+    definitions: {
+      schedule_kind: object;
+      schedule: { properties: { timezone: { pattern?: string } } };
+      step: { patternProperties: Record<string, object> };
+    };
+  };
+  const { schedule, step } = copy.definitions;
+  copy.definitions.schedule_kind = {};
+  delete schedule.properties.timezone.pattern;
+  for (const pattern of Object.keys(step.patternProperties)) {
+    if (pattern.startsWith("^prefect")) step.patternProperties[pattern] = {};
+  }
+  return copy as unknown as SchemaNode & { definitions: Record<string, SchemaNode> };
+})();
+
 /** Editor-only keywords the schema carries; registered so Ajv's strict mode accepts them. */
-export const EDITOR_KEYWORDS = ["markdownDescription", "defaultSnippets", "errorMessage"];
+export const EDITOR_KEYWORDS = [
+  "markdownDescription",
+  "defaultSnippets",
+  "errorMessage",
+  "patternErrorMessage",
+];
+
+/**
+ * `deprecationMessage` marks a key Prefect ignores or no longer reads where it is written
+ * (`job_variables` in a deployment, Prefect 2 keys). Editors show its message as an error
+ * wherever the key appears, so validate fails it too and prints the same message.
+ */
+export const DEPRECATION_KEYWORD = {
+  keyword: "deprecationMessage",
+  schemaType: "string",
+  // Generated code, not a function, so that `deno task validators` can compile it ahead of time.
+  code: (cxt: KeywordCxt): void => cxt.fail(),
+} as const;
 
 /** The Ajv that compiles the schema: here for its parts, ahead of time by `deno task validators`. */
 export function manifestAjv(options: AjvOptions = {}): Ajv {
   const instance = new Ajv({ allErrors: true, verbose: true, strict: true, ...options });
   for (const keyword of EDITOR_KEYWORDS) instance.addKeyword(keyword);
-  instance.addSchema(schema);
+  instance.addKeyword(DEPRECATION_KEYWORD);
+  instance.addSchema(validationSchema);
   return instance;
 }
 
@@ -823,7 +1035,7 @@ const ajv = () => ajvInstance ??= manifestAjv();
 
 /** Names the schema compiled ahead of time (FNV-1a of its JSON); another digest means stale. */
 export function schemaDigest(): string {
-  const text = JSON.stringify(schema);
+  const text = JSON.stringify(validationSchema);
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
   return (hash >>> 0).toString(16).padStart(8, "0");
@@ -843,11 +1055,11 @@ const validators = new WeakMap<object, ValidateFunction>();
 function validatorFor(part: SchemaNode): ValidateFunction {
   let fn = validators.get(part);
   if (!fn) {
-    fn = part === schema
+    fn = part === validationSchema
       ? precompiled?.validate ?? ajv().getSchema(SCHEMA_ID)!
-      : part === schema.definitions.environment && precompiled
+      : part === validationSchema.definitions.environment && precompiled
       ? precompiled.environment
-      : ajv().compile({ ...part, definitions: schema.definitions });
+      : ajv().compile({ ...part, definitions: validationSchema.definitions });
     validators.set(part, fn);
   }
   return fn;
@@ -858,12 +1070,14 @@ interface SchemaProblem {
   at: "key" | "value";
   code: string;
   message: string;
+  /** What the problem leaves unusable when that is not `path` (a missing key: the key). */
+  subject?: PathSegment[];
 }
 
 /** Validates data against the schema (or a part of it) and explains each failure plainly. */
 export function schemaProblems(
   data: unknown,
-  part: SchemaNode = schema as SchemaNode,
+  part: SchemaNode = validationSchema,
   base: PathSegment[] = [],
 ): SchemaProblem[] {
   const validate = validatorFor(part);
@@ -926,6 +1140,8 @@ interface SchemaNode {
   title?: string;
   properties?: Record<string, SchemaNode>;
   errorMessage?: string;
+  patternErrorMessage?: string;
+  deprecationMessage?: string;
   pattern?: string;
 }
 
@@ -996,42 +1212,6 @@ function describeValue(value: unknown): string {
   return `${article(type)} ${shown.length > 40 ? `${shown.slice(0, 37)}…` : shown}`;
 }
 
-/** Known keys in the wrong place, and Prefect 2 keys: what to write instead. */
-const MISPLACED: Record<string, Record<string, string>> = {
-  "deploy.ts manifest": {
-    work_pool: "belongs in each deployment; share it through an anchor under `definitions:`",
-    entrypoint: "belongs in a deployment under `deployments:`",
-    schedule: "belongs in a deployment under `deployments:`",
-    description: "belongs in a deployment under `deployments:`",
-    version: "belongs in a deployment under `deployments:` (the project's is `prefect-version`)",
-  },
-  Deployment: {
-    job_variables: "belongs under `work_pool:`",
-    work_queue_name: "belongs under `work_pool:`",
-    work_pool_name: "is written `work_pool: {name: ...}`",
-    cron: "belongs in a schedule under `schedules:`",
-    interval: "belongs in a schedule under `schedules:`",
-    rrule: "belongs in a schedule under `schedules:`",
-    timezone: "belongs in a schedule under `schedules:`",
-    is_schedule_active: "is a Prefect 2 key; set `active:` on each schedule",
-    infra_overrides: "is a Prefect 2 key; use `work_pool.job_variables`",
-    env: "belongs under `work_pool.job_variables`",
-    working_dir: "belongs under `work_pool.job_variables`",
-    image: "belongs under `work_pool.job_variables`",
-    flow_location: "is not a Prefect key; `entrypoint` names the flow",
-  },
-  "Work pool": {
-    image: "belongs under `job_variables:`",
-    env: "belongs under `job_variables:`",
-    type: "is the pool's own setting, made when the pool is created, not per deployment",
-  },
-  Schedule: {
-    max_active_runs: "is a Prefect 2 key, removed in Prefect 3",
-    catchup: "is a Prefect 2 key, removed in Prefect 3",
-    is_schedule_active: "is a Prefect 2 key; use `active:`",
-  },
-};
-
 function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
   const path = [...base, ...pointerToPath(e.instancePath)];
   const parent = (e.parentSchema ?? {}) as SchemaNode;
@@ -1039,23 +1219,28 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
   switch (e.keyword) {
     case "additionalProperties": {
       const key = String(e.params.additionalProperty);
+      if (isStep(e)) return notAStep(key, path);
       const context = parent.title ?? "";
-      const known = Object.keys(parent.properties ?? {});
-      const misplaced = MISPLACED[context]?.[key];
-      const hint = misplaced ? ` It ${misplaced}.` : (() => {
-        const guess = didYouMean(key, known);
-        return guess ? ` Did you mean "${guess}"?` : "";
-      })();
+      // Keys marked as misplaced are known, but never the right guess.
+      const known = Object.entries(parent.properties ?? {})
+        .filter(([, p]) => !p.deprecationMessage)
+        .map(([k]) => k);
+      const guess = didYouMean(key, known);
       return {
         path: [...path, key],
         at: "key",
         code: "unknown-key",
-        message: `Unknown key "${key}" in ${describeContext(context)}.${hint}`,
+        message: `Unknown key "${key}" in ${describeContext(context)}.${
+          guess ? ` Did you mean "${guess}"?` : ""
+        }`,
       };
     }
+    case "deprecationMessage":
+      return { path, at: "key", code: "unknown-key", message: parent.deprecationMessage! };
     case "required":
       return {
         path,
+        subject: [...path, String(e.params.missingProperty)],
         at: "value",
         code: "missing-key",
         message: `Missing required key "${e.params.missingProperty}" in ${
@@ -1099,14 +1284,6 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
         };
       }
       break;
-    case "propertyNames":
-      return {
-        path: [...path, String(e.params.propertyName)],
-        at: "key",
-        code: "step-shape",
-        message:
-          `"${e.params.propertyName}" is not a step: a step's key is the import path of its function, like prefect.deployments.steps.git_clone.`,
-      };
     case "minimum":
     case "maximum":
     case "exclusiveMinimum":
@@ -1119,15 +1296,26 @@ function explain(e: ErrorObject, base: PathSegment[]): SchemaProblem {
     case "minLength":
       return { path, at: "value", code: "invalid-value", message: "Must not be empty." };
   }
-  if (custom) {
+  const pattern = e.keyword === "pattern" ? parent.patternErrorMessage : undefined;
+  if (pattern ?? custom) {
     return {
       path,
       at: "value",
       code: "invalid-value",
-      message: `${custom} Got ${describeValue(e.data)}.`,
+      message: `${pattern ?? custom} Got ${describeValue(e.data)}.`,
     };
   }
   return { path, at: "value", code: "invalid-value", message: sentence(e.message ?? e.keyword) };
+}
+
+function notAStep(key: string, path: PathSegment[]): SchemaProblem {
+  return {
+    path: [...path, key],
+    at: "key",
+    code: "step-shape",
+    message:
+      `"${key}" is not a step: a step's key is the import path of its function, like prefect.deployments.steps.git_clone.`,
+  };
 }
 
 function describeContext(title: string): string {
@@ -1210,6 +1398,74 @@ function isPrefectKind(value: unknown): boolean {
   return !!value && typeof value === "object" && "__prefect_kind" in value;
 }
 
+/**
+ * Where the schema found a manifest wrong, so that each meaning check runs whenever its own input
+ * is right: one mistake hides only the checks that read the broken value.
+ */
+export class SchemaVerdict {
+  /** Paths the schema found wrong, as `pathKey`s. */
+  #broken = new Set<string>();
+  /** Every path that has a broken path at or below it. */
+  #containsBroken = new Set<string>();
+  /** Unknown keys by the path of the mapping they are in. */
+  #unknownKeys = new Map<string, string[]>();
+
+  constructor(problems: SchemaProblem[]) {
+    for (const p of problems) {
+      const path = p.subject ?? p.path;
+      this.#broken.add(pathKey(path));
+      for (let n = 0; n <= path.length; n++) this.#containsBroken.add(pathKey(path.slice(0, n)));
+      if (p.code === "unknown-key") {
+        const parent = pathKey(path.slice(0, -1));
+        this.#unknownKeys.set(parent, [
+          ...this.#unknownKeys.get(parent) ?? [],
+          String(path.at(-1)),
+        ]);
+      }
+    }
+  }
+
+  /** Nothing is wrong at `path`, above it or inside it. */
+  valid(path: PathSegment[]): boolean {
+    return !this.#broken.size || this.shaped(path) && !this.#containsBroken.has(pathKey(path));
+  }
+
+  /** The value at `path` has its type and shape, though parts inside it may still be wrong. */
+  shaped(path: PathSegment[]): boolean {
+    if (!this.#broken.size) return true;
+    for (let n = 0; n <= path.length; n++) {
+      if (this.#broken.has(pathKey(path.slice(0, n)))) return false;
+    }
+    return true;
+  }
+
+  /** The key at `path` is one the schema does not know (its value is read by no check). */
+  unknownKey(path: PathSegment[]): boolean {
+    if (!this.#unknownKeys.size) return false;
+    return this.#unknownKeys.get(pathKey(path.slice(0, -1)))?.includes(String(path.at(-1))) ??
+      false;
+  }
+
+  /**
+   * Whether `key` is truly left out of the mapping at `path`: absent, and no unknown key beside
+   * it could be that key misspelt or misplaced (`cronn`, `work_pool_name`).
+   */
+  leftOut(mapping: Record<string, unknown>, path: PathSegment[], key: string): boolean {
+    if (mapping[key] !== undefined || !this.shaped(path)) return false;
+    return !this.#unknownKeys.size ||
+      !this.#unknownKeys.get(pathKey(path))?.some((written) => resembles(written, key));
+  }
+}
+
+const pathKey = (path: PathSegment[]) => path.join("\u0000");
+
+function resembles(written: string, key: string): boolean {
+  return written.includes(key) || key.includes(written) || didYouMean(written, [key]) === key;
+}
+
+const isMapping = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === "object" && !Array.isArray(value);
+
 // ─── Validate: meaning ───────────────────────────────────────────────────────
 
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
@@ -1239,6 +1495,25 @@ function editDistance(a: string, b: string): number {
   return previous[b.length];
 }
 
+const CRON_FIELDS: { name: string; min: number; max: number; names?: string[] }[] = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day-of-month", min: 1, max: 31 },
+  {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+  },
+  {
+    name: "day-of-week",
+    min: 0,
+    max: 7,
+    names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+  },
+  { name: "second", min: 0, max: 59 },
+];
+
 /**
  * Checks a cron expression the way Prefect's validator (croniter) does: 5 fields, or 6 with
  * seconds last, or a macro; names for months and weekdays; `L`, `#`, `?`; no random `R`/`H`.
@@ -1257,27 +1532,9 @@ export function cronProblem(expression: string): string | undefined {
   if (fields.some((f) => /^[rh]$/i.test(f) || /^[rh]\(/i.test(f))) {
     return "random (R) and hashed (H) expressions are not supported by Prefect";
   }
-  const specs: { name: string; min: number; max: number; names?: string[] }[] = [
-    { name: "minute", min: 0, max: 59 },
-    { name: "hour", min: 0, max: 23 },
-    { name: "day-of-month", min: 1, max: 31 },
-    {
-      name: "month",
-      min: 1,
-      max: 12,
-      names: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
-    },
-    {
-      name: "day-of-week",
-      min: 0,
-      max: 7,
-      names: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-    },
-    { name: "second", min: 0, max: 59 },
-  ];
   for (let i = 0; i < fields.length; i++) {
-    const problem = cronFieldProblem(fields[i], specs[i], i);
-    if (problem) return `${specs[i].name} field "${fields[i]}": ${problem}`;
+    const problem = cronFieldProblem(fields[i], CRON_FIELDS[i], i);
+    if (problem) return `${CRON_FIELDS[i].name} field "${fields[i]}": ${problem}`;
   }
   return undefined;
 }
@@ -1316,6 +1573,80 @@ function cronFieldProblem(
     }
   }
   return undefined;
+}
+
+const MONTH_NAMES = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+/** The most days each month can have (February 29 in leap years). */
+const MONTH_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Why a valid cron expression can never fire (`0 0 31 2 *`: February has no 31st), or undefined.
+ * croniter then finds no next date whatever the day of the week says, so Prefect schedules
+ * nothing.
+ */
+export function cronNeverFires(expression: string): string | undefined {
+  const fields = expression.trim().split(/\s+/);
+  if (fields.length < 5 || /L/.test(fields[2])) return undefined;
+  const days = cronFieldValues(fields[2], CRON_FIELDS[2], 2);
+  const months = cronFieldValues(fields[3], CRON_FIELDS[3], 3);
+  if (!days || !months) return undefined;
+  const possible = [...months].some((m) => [...days].some((d) => d <= MONTH_DAYS[m - 1]));
+  if (possible) return undefined;
+  const dayList = [...days].sort((a, b) => a - b).map(ordinal);
+  const monthList = [...months].sort((a, b) => a - b).map((m) => MONTH_NAMES[m - 1]);
+  return `${listed(monthList, "and")} ${monthList.length > 1 ? "have" : "has"} no ${
+    listed(dayList, "or")
+  }`;
+}
+
+/** The numbers a cron field stands for, or undefined when it is not a plain list of ranges. */
+function cronFieldValues(
+  field: string,
+  spec: { min: number; max: number; names?: string[] },
+  index: number,
+): Set<number> | undefined {
+  const value = (token: string): number | undefined => {
+    if (/^\d+$/.test(token)) return Number(token);
+    const named = spec.names?.indexOf(token.toLowerCase()) ?? -1;
+    return named >= 0 ? named + (index === 3 ? 1 : 0) : undefined;
+  };
+  const values = new Set<number>();
+  for (const part of field.split(",")) {
+    const [range, step = "1"] = part.split("/");
+    const [low, high] = range === "*" || range === "?"
+      ? [spec.min, spec.max]
+      : range.includes("-")
+      ? range.split("-").map(value)
+      : [value(range), step === "1" ? value(range) : spec.max];
+    if (low === undefined || high === undefined || !/^\d+$/.test(step)) return undefined;
+    for (let n = low; n <= high; n += Number(step)) values.add(n);
+  }
+  return values;
+}
+
+function ordinal(n: number): string {
+  const suffix = n % 10 === 1 && n !== 11 ? "st" : n % 10 === 2 && n !== 12 ? "nd" : "th";
+  return `${n}${n % 10 === 3 && n !== 13 ? "rd" : suffix}`;
+}
+
+/** "a", "a and b", "a, b and c". */
+function listed(items: string[], conjunction: string): string {
+  return items.length > 1
+    ? `${items.slice(0, -1).join(", ")} ${conjunction} ${items.at(-1)}`
+    : items[0] ?? "";
 }
 
 /** Seconds in a Prefect interval (number, numeric string, ISO-8601 duration, [D ]HH:MM:SS). */
@@ -1357,6 +1688,36 @@ export function canonicalTimezone(name: string): string | undefined {
 }
 const timezoneCache = new Map<string, string | undefined>();
 
+/** What is wrong with a schedule's timezone, with the IANA name it most likely means. */
+export function timezoneProblem(name: string): string | undefined {
+  const canonical = canonicalTimezone(name);
+  if (canonical) {
+    return canonical.toLowerCase() === name.toLowerCase() && canonical !== name
+      ? `Timezone names are case-sensitive: write "${canonical}", not "${name}".`
+      : undefined;
+  }
+  const guess = timezoneGuess(name);
+  return guess
+    ? `Unknown timezone "${name}". Did you mean "${guess}"?`
+    : `Unknown timezone "${name}"; use an IANA name such as "Europe/Berlin".`;
+}
+
+function timezoneGuess(name: string): string | undefined {
+  const zones = [...Intl.supportedValuesOf("timeZone"), "UTC"];
+  const written = name.trim().replace(/\s+/g, "_");
+  const city = (zone: string) => zone.slice(zone.lastIndexOf("/") + 1).toLowerCase();
+  const same = zones.filter((z) => z.toLowerCase() === written.toLowerCase());
+  const sameCity = zones.filter((z) => city(z) === city(written));
+  if (same.length === 1) return same[0];
+  if (sameCity.length === 1) return sameCity[0];
+  const near = didYouMean(written, zones);
+  if (near) return near;
+  const cities = zones.map(city);
+  const nearCity = didYouMean(city(written), cities);
+  const matches = zones.filter((z) => city(z) === nearCity);
+  return matches.length === 1 ? matches[0] : undefined;
+}
+
 const RUNTIME_PLACEHOLDER_ROOTS = ["ctx", "flow_run", "event", "flow", "deployment"];
 const PLACEHOLDER = /\{\{\s*([\w.\-\[\]$]+)\s*\}\}/g;
 
@@ -1386,29 +1747,49 @@ interface StepScope {
   outputs: Set<string>;
   /** A step of another package ran: its outputs are unknown, so bare names cannot be checked. */
   open: boolean;
+  /** A step of the wrong shape ran: its id and outputs are unknown, so no step reference is. */
+  unknown: boolean;
 }
 
-const emptyScope = (): StepScope => ({ ids: new Set(), outputs: new Set(), open: false });
+const emptyScope = (): StepScope => ({
+  ids: new Set(),
+  outputs: new Set(),
+  open: false,
+  unknown: false,
+});
 
 export interface DeploymentEntry {
   file: ManifestFile;
   index: number;
+  /** "" when the entrypoint and `flow_name` are themselves invalid. */
   flow: string;
+  /** "" when `name` is itself invalid. */
   name: string;
   line: number;
   column: number;
+  /** As written; only what the schema found valid is typed right (see `SchemaVerdict`). */
   spec: Deployment;
   /** The flow function, when its source was found and parsed. */
   flowSource?: { file: string; module: PythonModule; fn: PythonFunction };
 }
 
-/** Semantic checks on one parsed, schema-valid manifest. */
+/** Fields Prefect reads when the deployment is made, never at run time: cron, booleans, limits. */
+const DEPLOY_TIME_FIELDS = {
+  deployment: ["entrypoint", "paused", "enforce_parameter_schema", "concurrency_limit"],
+  schedule: ["cron", "interval", "rrule", "timezone", "anchor_date", "active", "day_or"],
+};
+
+/**
+ * Meaning checks on one parsed manifest. Each runs when the values it reads are valid by the
+ * schema, so a schema error hides only the checks that depend on it.
+ */
 class ManifestChecker {
   constructor(
     private file: ManifestFile,
     private options: Options,
     private report: (d: Diagnostic) => void,
     private sources: FlowSources,
+    private verdict: SchemaVerdict,
   ) {}
 
   private problem(
@@ -1421,48 +1802,70 @@ class ManifestChecker {
     this.report(diagnosticAt(this.file, path, code, message, severity, at));
   }
 
-  check(manifest: DeployTsManifest): DeploymentEntry[] {
+  /** One entry per deployment the file declares, whatever else is wrong with it. */
+  check(data: unknown): DeploymentEntry[] {
+    if (!isMapping(data)) return [];
+    const manifest = data as unknown as DeployTsManifest;
     const top = {
       build: this.checkSteps(manifest.build, ["build"], emptyScope()),
       push: undefined as StepScope | undefined,
-      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope()),
+      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope(), true),
     };
     top.push = this.checkSteps(manifest.push, ["push"], top.build);
-    return (manifest.deployments ?? []).flatMap((deployment, index) =>
-      deployment ? [this.checkDeployment(deployment, index, top)] : []
+    const deployments = Array.isArray(manifest.deployments) ? manifest.deployments : [];
+    if (deployments.length) {
+      for (const key of ["build", "push"] as const) this.checkStepsRun(manifest[key], [key]);
+    }
+    return deployments.flatMap((deployment, index) =>
+      isMapping(deployment) ? [this.checkDeployment(deployment, index, top)] : []
     );
   }
 
   private checkDeployment(
-    d: Deployment,
+    d: Record<string, unknown>,
     index: number,
     top: { build: StepScope; push?: StepScope; pull: StepScope },
   ): DeploymentEntry {
     const here: PathSegment[] = ["deployments", index];
-    const flow = this.sources.flowName(d.entrypoint, d.flow_name);
+    const at = (key: string): PathSegment[] => [...here, key];
+    const v = this.verdict;
+    const spec = d as unknown as Deployment;
+    const entrypoint = typeof d.entrypoint === "string" && v.valid(at("entrypoint"))
+      ? d.entrypoint
+      : undefined;
+    const flowName = typeof d.flow_name === "string" && v.valid(at("flow_name"))
+      ? d.flow_name
+      : undefined;
+    const name = typeof d.name === "string" && v.valid(at("name")) ? d.name : "";
+    const flow = entrypoint !== undefined
+      ? this.sources.flowName(entrypoint, flowName)
+      : flowName ?? "";
 
     // Deployment-level steps replace the top-level ones.
     const build = d.build !== undefined && d.build !== null
-      ? this.checkSteps(d.build, [...here, "build"], emptyScope())
+      ? this.checkSteps(spec.build, at("build"), emptyScope())
       : top.build;
     const push = d.push !== undefined && d.push !== null
-      ? this.checkSteps(d.push, [...here, "push"], build)
+      ? this.checkSteps(spec.push, at("push"), build)
       : top.push ?? build;
     if (d.pull !== undefined && d.pull !== null) {
-      this.checkSteps(d.pull, [...here, "pull"], emptyScope());
+      this.checkSteps(spec.pull, at("pull"), emptyScope(), true);
     }
+    for (const key of ["build", "push"] as const) this.checkStepsRun(d[key], at(key));
 
-    if (d.schedule && d.schedules?.length) {
+    const legacy = isMapping(d.schedule) && v.shaped(at("schedule")) ? d.schedule : undefined;
+    const list = Array.isArray(d.schedules) && v.shaped(at("schedules")) ? d.schedules : undefined;
+    if (legacy && list?.length) {
       this.problem(
-        [...here, "schedule"],
+        at("schedule"),
         "schedule-conflict",
         "Both `schedule` and `schedules` are set; Prefect refuses this. Keep `schedules`.",
         "error",
         "key",
       );
-    } else if (d.schedule && Object.keys(d.schedule).length) {
+    } else if (legacy && Object.keys(legacy).length) {
       this.problem(
-        [...here, "schedule"],
+        at("schedule"),
         "legacy-schedule",
         "`schedule:` is deprecated; write `schedules:` with one item.",
         "warning",
@@ -1470,60 +1873,100 @@ class ManifestChecker {
       );
     }
     const schedules: [Schedule, PathSegment[]][] = [
-      ...(d.schedules ?? []).map((
-        s,
-        i,
-      ): [Schedule, PathSegment[]] => [s, [...here, "schedules", i]]),
+      ...(list ?? []).flatMap((s, i): [Schedule, PathSegment[]][] =>
+        isMapping(s) ? [[s as Schedule, [...at("schedules"), i]]] : []
+      ),
       // Prefect's own template writes `schedule: {}` for "none".
-      ...(d.schedule && Object.keys(d.schedule).length
-        ? [[d.schedule, [...here, "schedule"]] as [Schedule, PathSegment[]]]
+      ...(legacy && Object.keys(legacy).length
+        ? [[legacy as Schedule, at("schedule")] as [Schedule, PathSegment[]]]
         : []),
     ];
-    const slugs = new Map<string, PathSegment[]>();
-    for (const [schedule, path] of schedules) {
-      this.checkSchedule(schedule, path);
-      if (schedule.slug !== undefined) {
-        const first = slugs.get(schedule.slug);
-        if (first) {
-          const { line } = positionOf(this.file, first);
-          this.problem(
-            [...path, "slug"],
-            "duplicate-slug",
-            `Schedule slug "${schedule.slug}" is already used in this deployment (line ${line}).`,
-          );
-        } else slugs.set(schedule.slug, [...path, "slug"]);
-      }
-    }
+    for (const [schedule, path] of schedules) this.checkSchedule(schedule, path);
+    // Slugs as apply gives them: the schedules list, else the legacy schedule.
+    this.checkSlugs(
+      list?.length ? schedules.filter(([, path]) => path[2] === "schedules") : schedules,
+    );
 
-    if (!d.work_pool?.name) {
+    const pool = d.work_pool;
+    const poolPath = at("work_pool");
+    const noPool = pool === undefined
+      ? v.leftOut(d, here, "work_pool")
+      : isMapping(pool) && v.shaped(poolPath) && (pool.name === undefined
+        ? v.leftOut(pool, poolPath, "name")
+        : !pool.name && v.valid([...poolPath, "name"]));
+    if (noPool) {
       this.problem(
-        d.work_pool ? [...here, "work_pool"] : [...here, "name"],
+        pool ? poolPath : at("name"),
         "no-work-pool",
-        `Deployment "${d.name}" has no work pool: no worker will ever run it. Set \`work_pool: {name: ...}\`.`,
+        `${
+          name ? `Deployment "${name}"` : "This deployment"
+        } has no work pool: no worker will ever run it. Set \`work_pool: {name: ...}\`.`,
         "warning",
         "key",
       );
     }
 
-    this.checkEntrypoint(d.entrypoint, [...here, "entrypoint"], Boolean(d.flow_name));
-    const flowSource = this.sources.flowFunction(d.entrypoint);
+    if (Array.isArray(d.tags)) {
+      d.tags.forEach((tag, i) => {
+        if (
+          typeof tag === "string" &&
+          (tag.startsWith(OWNER_TAG_PREFIX) || tag.startsWith(ENVIRONMENT_TAG_PREFIX))
+        ) {
+          this.problem(
+            [...here, "tags", i],
+            "reserved-tag",
+            `Tag "${tag}" is deploy.ts's ownership mark, which it sets itself from the project ` +
+              "`name` and --env; remove it from the manifest.",
+          );
+        }
+      });
+    }
+
+    const flowNameGiven = Boolean(flowName) ||
+      (d.flow_name === undefined ? !v.leftOut(d, here, "flow_name") : !v.valid(at("flow_name")));
+    if (entrypoint !== undefined) {
+      this.checkEntrypoint(entrypoint, at("entrypoint"), flowNameGiven);
+    }
+    const flowSource = entrypoint !== undefined ? this.sources.flowFunction(entrypoint) : undefined;
     if (flowSource && this.options.codeChecks) {
-      this.checkParameters(d, here, flowSource, schedules);
+      const hasSchedules = this.known(d, here, "schedules") && this.known(d, here, "schedule")
+        ? schedules.length > 0
+        : undefined;
+      this.checkParameters(d, here, flowSource, schedules, hasSchedules);
     }
 
     const scope = mergeScopes(build, push ?? emptyScope());
-    for (const key of Object.keys(d) as (keyof Deployment)[]) {
-      if (["build", "push", "pull", "triggers"].includes(key)) continue;
-      this.checkTemplates(d[key], [...here, key], scope);
+    for (const key of Object.keys(d)) {
+      if (["build", "push", "pull", "triggers"].includes(key) || v.unknownKey(at(key))) continue;
+      this.checkTemplates(d[key], at(key), scope, true);
+    }
+    for (const key of DEPLOY_TIME_FIELDS.deployment) this.checkDeployTimeValue(d, at(key));
+    if (isMapping(d.concurrency_limit)) {
+      this.checkDeployTimeValue(d.concurrency_limit, [...at("concurrency_limit"), "limit"]);
+    }
+    if (isMapping(pool)) {
+      this.checkDeployTimeValue(pool, [...poolPath, "name"]);
     }
 
     const { line, column } = positionOf(this.file, here);
-    return { file: this.file, index, flow, name: d.name, line, column, spec: d, flowSource };
+    return { file: this.file, index, flow, name, line, column, spec, flowSource };
+  }
+
+  /** Whether `key` of the mapping at `path` is known to be there or not, with the right type. */
+  private known(mapping: Record<string, unknown>, path: PathSegment[], key: string): boolean {
+    return mapping[key] === undefined
+      ? this.verdict.leftOut(mapping, path, key)
+      : this.verdict.shaped([...path, key]);
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
+    const v = this.verdict;
+    const mapping = s as Record<string, unknown>;
     const kinds = (["cron", "interval", "rrule"] as const).filter((k) => s[k] !== undefined);
-    if (kinds.length !== 1) {
+    if (
+      kinds.length > 1 || (kinds.length === 0 &&
+        (["cron", "interval", "rrule"] as const).every((k) => v.leftOut(mapping, path, k)))
+    ) {
       this.problem(
         path,
         "schedule-kind",
@@ -1534,14 +1977,25 @@ class ManifestChecker {
           }.`,
       );
     }
-    if (typeof s.cron === "string" && !hasPlaceholder(s.cron)) {
+    // A value with a placeholder is checked once plan has filled it in.
+    const literal = (key: keyof Schedule) =>
+      s[key] !== undefined && !hasPlaceholder(s[key]) && v.valid([...path, key]);
+    if (literal("cron") && typeof s.cron === "string") {
       const reason = cronProblem(s.cron);
+      const never = reason ? undefined : cronNeverFires(s.cron);
       if (reason) {
         this.problem([...path, "cron"], "invalid-cron", `Invalid cron "${s.cron}": ${reason}.`);
+      } else if (never) {
+        this.problem(
+          [...path, "cron"],
+          "cron-never-fires",
+          `Cron "${s.cron}" never fires: ${never}. Prefect accepts it and schedules no run.`,
+          "warning",
+        );
       }
     }
-    if (s.interval !== undefined && !hasPlaceholder(s.interval)) {
-      const seconds = intervalSeconds(s.interval);
+    if (literal("interval")) {
+      const seconds = intervalSeconds(s.interval!);
       if (seconds === undefined) {
         this.problem(
           [...path, "interval"],
@@ -1558,43 +2012,29 @@ class ManifestChecker {
         );
       }
     }
-    if (typeof s.rrule === "string" && !hasPlaceholder(s.rrule)) {
+    if (literal("rrule") && typeof s.rrule === "string") {
       const reason = rruleProblem(s.rrule);
       if (reason) this.problem([...path, "rrule"], "invalid-rrule", `Invalid rrule: ${reason}.`);
     }
-    if (
-      s.anchor_date !== undefined && !hasPlaceholder(s.anchor_date) && !isIsoDateTime(s.anchor_date)
-    ) {
+    if (literal("anchor_date") && !isIsoDateTime(s.anchor_date!)) {
       this.problem(
         [...path, "anchor_date"],
         "invalid-anchor-date",
         `Invalid anchor_date "${s.anchor_date}": write an ISO-8601 date-time such as "2026-01-01T00:00:00Z".`,
       );
     }
-    if (s.day_or !== undefined && s.cron === undefined) {
+    if (s.day_or !== undefined && kinds.length === 1 && s.cron === undefined) {
       this.problem(
         [...path, "day_or"],
         "invalid-value",
         "`day_or` applies to cron schedules only.",
       );
     }
-    if (typeof s.timezone === "string" && !hasPlaceholder(s.timezone)) {
-      const canonical = canonicalTimezone(s.timezone);
-      if (!canonical) {
-        this.problem(
-          [...path, "timezone"],
-          "invalid-timezone",
-          `Unknown timezone "${s.timezone}"; use an IANA name such as "Europe/Berlin".`,
-        );
-      } else if (canonical.toLowerCase() === s.timezone.toLowerCase() && canonical !== s.timezone) {
-        this.problem(
-          [...path, "timezone"],
-          "invalid-timezone",
-          `Timezone names are case-sensitive: write "${canonical}", not "${s.timezone}".`,
-        );
-      }
+    if (literal("timezone") && typeof s.timezone === "string") {
+      const problem = timezoneProblem(s.timezone);
+      if (problem) this.problem([...path, "timezone"], "invalid-timezone", problem);
     }
-    if (s.timezone === undefined || s.timezone === null) {
+    if (s.timezone === null || v.leftOut(mapping, path, "timezone")) {
       this.problem(
         path,
         "implicit-timezone",
@@ -1602,7 +2042,7 @@ class ManifestChecker {
         "warning",
       );
     }
-    if (s.active === undefined) {
+    if (v.leftOut(mapping, path, "active")) {
       this.problem(
         path,
         "implicit-active",
@@ -1610,6 +2050,65 @@ class ManifestChecker {
         "warning",
       );
     }
+    for (const key of DEPLOY_TIME_FIELDS.schedule) {
+      this.checkDeployTimeValue(mapping, [...path, key]);
+    }
+  }
+
+  /**
+   * Slugs are unique per deployment, including the ones apply derives by position
+   * (`schedule-2`) for schedules that have none.
+   */
+  private checkSlugs(schedules: [Schedule, PathSegment[]][]) {
+    const taken = new Map<string, { at: PathSegment[]; derived: boolean }>();
+    for (const [s, path] of schedules) {
+      const mapping = s as Record<string, unknown>;
+      const derived = this.verdict.leftOut(mapping, path, "slug");
+      // Apply numbers the schedules of the list by position; the legacy schedule is the first.
+      const slug = derived
+        ? derivedSlug(path[2] === "schedules" ? path[3] as number : 0)
+        : typeof s.slug === "string" && this.verdict.valid([...path, "slug"])
+        ? s.slug
+        : undefined;
+      if (slug === undefined) continue;
+      const at = derived ? path : [...path, "slug"];
+      const first = taken.get(slug);
+      if (!first) {
+        taken.set(slug, { at, derived });
+        continue;
+      }
+      const { line } = positionOf(this.file, first.at);
+      this.problem(
+        at,
+        "duplicate-slug",
+        derived
+          ? `This schedule has no slug, so apply gives it "${slug}" by its position, which the schedule at line ${line} already has; give it a \`slug\`.`
+          : first.derived
+          ? `Schedule slug "${slug}" is what apply gives the slug-less schedule at line ${line} by its position; give that schedule a \`slug\`.`
+          : `Schedule slug "${slug}" is already used in this deployment (line ${line}).`,
+      );
+    }
+  }
+
+  /**
+   * A placeholder Prefect leaves for run time (`{{ flow_run.id }}`) in a field it reads when the
+   * deployment is made stays as text, which no cron, boolean or limit can be.
+   */
+  private checkDeployTimeValue(mapping: Record<string, unknown>, path: PathSegment[]) {
+    const value = mapping[path.at(-1) as string];
+    if (typeof value !== "string" || !value.includes("{{") || this.verdict.unknownKey(path)) return;
+    const runtime = [...value.matchAll(PLACEHOLDER)].map((m) => m[1])
+      .filter((expression) => parseReference(expression).kind === "runtime");
+    if (!runtime.length) return;
+    this.problem(
+      path,
+      "template-type",
+      `"{{ ${runtime[0]} }}" is filled only when a flow runs, so \`${
+        path.at(-1)
+      }\` would be the text ${
+        JSON.stringify(value)
+      } when the deployment is made. Use a value, {{ $ENV }} or {{ prefect.variables.x }}.`,
+    );
   }
 
   private checkEntrypoint(entrypoint: string, path: PathSegment[], flowNameGiven: boolean) {
@@ -1646,11 +2145,16 @@ class ManifestChecker {
     }
     const syntax = found.module.syntaxError;
     if (syntax) {
-      this.problem(
-        path,
-        "python-syntax",
-        `Flow file "${found.file}" has a Python syntax error at line ${syntax.line}, column ${syntax.column}; Prefect could not import it.`,
-      );
+      // At the error itself, once per file however many deployments use it.
+      this.report({
+        severity: "error",
+        file: found.file,
+        line: syntax.line,
+        column: syntax.column,
+        path: "",
+        code: "python-syntax",
+        message: pythonSyntaxMessage(syntax),
+      });
       return;
     }
     const name = object.split(".")[0];
@@ -1666,11 +2170,7 @@ class ManifestChecker {
         }`,
       );
     } else if (lookup.kind === "not-a-flow") {
-      this.problem(
-        path,
-        "not-a-flow",
-        `Function "${name}" in "${found.file}" (line ${lookup.fn.line}) is not decorated with @flow; Prefect can only deploy flows.`,
-      );
+      this.problem(path, "not-a-flow", notAFlowMessage(name, found.file, lookup));
     } else if (lookup.kind === "dynamic-name" && !flowNameGiven) {
       this.problem(
         path,
@@ -1684,15 +2184,19 @@ class ManifestChecker {
   /**
    * The "missing parameters" guard: every parameter a deployment or schedule passes must be one
    * the flow takes, of the type its signature says, and every required one must be given.
+   * `hasSchedules` is undefined when the schedules are too broken to tell.
    */
   private checkParameters(
-    d: Deployment,
+    d: Record<string, unknown>,
     here: PathSegment[],
     source: { file: string; module: PythonModule; fn: PythonFunction },
     schedules: [Schedule, PathSegment[]][],
+    hasSchedules: boolean | undefined,
   ) {
-    const schema = (d.parameter_openapi_schema as Json | undefined) ??
-      parameterSchema(source.module, source.fn);
+    const v = this.verdict;
+    const given = d.parameter_openapi_schema;
+    if (given !== undefined && !v.valid([...here, "parameter_openapi_schema"])) return;
+    const schema = (given as Json | undefined) ?? parameterSchema(source.module, source.fn);
     const properties = (schema.properties ?? {}) as Record<string, Json>;
     // Prefect's schema lists *args and **kwargs as required; Python never needs them.
     const variadic = new Set(
@@ -1702,7 +2206,7 @@ class ManifestChecker {
     const takesAnyKeyword = source.fn.parameters.some((p) => p.kind === "var_keyword");
     const flow = `flow "${source.fn.name}" (${source.file})`;
     const checkValues = (values: unknown, path: PathSegment[]) => {
-      if (!values || typeof values !== "object" || Array.isArray(values)) return;
+      if (!isMapping(values) || !v.shaped(path)) return;
       for (const [name, value] of Object.entries(values)) {
         const property = properties[name];
         if (!property) {
@@ -1743,12 +2247,15 @@ class ManifestChecker {
     for (const [schedule, path] of schedules) {
       checkValues(schedule.parameters, [...path, "parameters"]);
     }
-    const given = (extra: unknown) =>
-      new Set(Object.keys({ ...d.parameters, ...(extra as object ?? {}) }));
+    // Which parameters a run gets is known only when every `parameters` involved is.
+    if (hasSchedules === undefined || !this.known(d, here, "parameters")) return;
+    const givenNames = (extra: unknown) =>
+      new Set(Object.keys({ ...d.parameters as Json, ...(extra as object ?? {}) }));
     const names = (missing: string[]) => missing.map((m) => `"${m}"`).join(", ");
-    if (schedules.length) {
+    if (hasSchedules) {
       for (const [schedule, path] of schedules) {
-        const missing = required.filter((name) => !given(schedule.parameters).has(name));
+        if (!this.known(schedule as Record<string, unknown>, path, "parameters")) continue;
+        const missing = required.filter((name) => !givenNames(schedule.parameters).has(name));
         if (missing.length) {
           this.problem(
             path,
@@ -1762,7 +2269,7 @@ class ManifestChecker {
         }
       }
     } else {
-      const missing = required.filter((name) => !given(undefined).has(name));
+      const missing = required.filter((name) => !givenNames(undefined).has(name));
       if (missing.length) {
         this.problem(
           d.parameters ? [...here, "parameters"] : [...here, "name"],
@@ -1779,42 +2286,42 @@ class ManifestChecker {
     }
   }
 
-  /** Checks steps in order and returns what they make available to later templates. */
+  /**
+   * Checks steps in order and returns what they make available to later templates. `resolved`:
+   * plan fills these steps' `{{ $ENV }}` placeholders (pull steps).
+   */
   private checkSteps(
     steps: Steps | undefined,
     path: PathSegment[],
     inherited: StepScope,
+    resolved = false,
   ): StepScope {
     const scope: StepScope = {
       ids: new Set(inherited.ids),
       outputs: new Set(inherited.outputs),
       open: inherited.open,
+      unknown: inherited.unknown,
     };
-    (steps ?? []).forEach((step: Step, i: number) => {
-      const entries = Object.entries(step);
-      if (entries.length !== 1) return; // reported by the schema
-      const [name, args] = entries[0];
+    if (steps === undefined || steps === null) return scope;
+    if (!Array.isArray(steps)) return { ...scope, unknown: true }; // reported by the schema
+    steps.forEach((step: unknown, i: number) => {
       const stepPath = [...path, i];
-      const shortName = name.split(".").pop()!;
-      if (name.startsWith("prefect.projects.steps.")) {
-        this.problem(
-          [...stepPath, name],
-          "removed-step",
-          `Step "${name}" was removed in Prefect 2.11; use "${PREFECT_STEP_NAMESPACE}${shortName}".`,
-          "error",
-          "key",
-        );
-      } else if (name.startsWith(PREFECT_STEP_NAMESPACE) && !KNOWN_STEPS.includes(name)) {
-        const guess = didYouMean(name, KNOWN_STEPS);
-        this.problem(
-          [...stepPath, name],
-          "unknown-step",
-          `Prefect has no step "${name}".${guess ? ` Did you mean "${guess}"?` : ""}`,
-          "error",
-          "key",
-        );
+      if (!isMapping(step)) {
+        scope.unknown = true;
+        return;
       }
-      this.checkTemplates(args, [...stepPath, name], scope);
+      const entries = Object.entries(step);
+      for (const [name] of entries) this.checkStepName(name, [...stepPath, name]);
+      if (entries.length !== 1) {
+        // Arguments not indented under the step's key (reported by the schema): their
+        // templates are still checked, but the step's id and outputs are unknown.
+        this.checkTemplates(step, stepPath, scope, resolved);
+        scope.unknown = true;
+        return;
+      }
+      const [name, args] = entries[0];
+      const shortName = name.split(".").pop()!;
+      this.checkTemplates(args, [...stepPath, name], scope, resolved);
       const id = (args as { id?: unknown } | null)?.id;
       if (typeof id === "string") {
         if (scope.ids.has(id) && !inherited.ids.has(id)) {
@@ -1833,20 +2340,66 @@ class ManifestChecker {
     return scope;
   }
 
-  /** Placeholders must be well formed and point at something that will exist. */
-  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope) {
-    if (typeof value === "string") {
-      if (value.includes("{{") || value.includes("}}")) {
-        this.checkTemplateString(value, path, scope);
-      }
-    } else if (Array.isArray(value)) {
-      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope));
-    } else if (value && typeof value === "object") {
-      for (const [k, v] of Object.entries(value)) this.checkTemplates(v, [...path, k], scope);
+  private checkStepName(name: string, path: PathSegment[]) {
+    const shortName = name.split(".").pop()!;
+    if (name.startsWith("prefect.projects.steps.")) {
+      this.problem(
+        path,
+        "removed-step",
+        `Step "${name}" was removed in Prefect 2.11; use "${PREFECT_STEP_NAMESPACE}${shortName}".`,
+        "error",
+        "key",
+      );
+    } else if (name.startsWith(PREFECT_STEP_NAMESPACE) && !KNOWN_STEPS.includes(name)) {
+      const guess = didYouMean(name, KNOWN_STEPS);
+      this.problem(
+        path,
+        "unknown-step",
+        `Prefect has no step "${name}".${guess ? ` Did you mean "${guess}"?` : ""}`,
+        "error",
+        "key",
+      );
     }
   }
 
-  private checkTemplateString(text: string, path: PathSegment[], scope: StepScope) {
+  /** Build and push steps are `prefect deploy`'s; apply does not run them. */
+  private checkStepsRun(steps: unknown, path: PathSegment[]) {
+    if (!Array.isArray(steps) || !steps.length) return;
+    this.problem(
+      path,
+      "steps-not-run",
+      `deploy.ts does not run \`${path.at(-1)}\` steps; build and push images before apply.`,
+      "warning",
+      "key",
+    );
+  }
+
+  /**
+   * Placeholders must be well formed and point at something that will exist. `resolved`: plan
+   * fills their `{{ $ENV }}` (deployment fields and pull steps).
+   */
+  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope, resolved: boolean) {
+    if (typeof value === "string") {
+      if (value.includes("{{") || value.includes("}}")) {
+        this.checkTemplateString(value, path, scope, resolved);
+      }
+    } else if (Array.isArray(value)) {
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, resolved));
+    } else if (isMapping(value)) {
+      for (const [k, v] of Object.entries(value)) {
+        if (!this.verdict.unknownKey([...path, k])) {
+          this.checkTemplates(v, [...path, k], scope, resolved);
+        }
+      }
+    }
+  }
+
+  private checkTemplateString(
+    text: string,
+    path: PathSegment[],
+    scope: StepScope,
+    resolved: boolean,
+  ) {
     const stripped = text.replace(PLACEHOLDER, "");
     if (stripped.includes("{{") || stripped.includes("}}")) {
       this.problem(
@@ -1861,6 +2414,9 @@ class ManifestChecker {
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
       const problem = placeholderProblem(expression, scope);
       if (problem) this.problem(path, "template-reference", problem);
+      else if (resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))) {
+        this.problem(path, "env-not-permitted", envNotPermitted(expression.slice(1)));
+      }
     }
   }
 }
@@ -1870,6 +2426,7 @@ function mergeScopes(a: StepScope, b: StepScope): StepScope {
     ids: new Set([...a.ids, ...b.ids]),
     outputs: new Set([...a.outputs, ...b.outputs]),
     open: a.open || b.open,
+    unknown: a.unknown || b.unknown,
   };
 }
 
@@ -1892,7 +2449,7 @@ export function placeholderProblem(expression: string, scope: StepScope): string
     }
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root)) return undefined;
+  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root) || scope.unknown) return undefined;
   if (scope.ids.has(root)) return undefined;
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
   const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
@@ -1932,6 +2489,34 @@ export function parseEntrypoint(
 function moduleFileCandidates(module: string): string[] {
   const modulePath = module.replaceAll(".", "/");
   return [`${modulePath}.py`, `${modulePath}/__init__.py`];
+}
+
+function pythonSyntaxMessage(syntax: PythonSyntaxError): string {
+  return `Python syntax error at ${syntax.found}; Prefect could not import this file, so no flow in it can be deployed.`;
+}
+
+function notAFlowMessage(
+  name: string,
+  file: string,
+  lookup: { fn: PythonFunction; isTask: boolean },
+): string {
+  return lookup.isTask
+    ? `Function "${name}" in "${file}" (line ${lookup.fn.line}) is a @task, not a @flow; Prefect deploys flows only. Point the entrypoint at the flow that calls it.`
+    : `Function "${name}" in "${file}" (line ${lookup.fn.line}) is not decorated with @flow; Prefect can only deploy flows.`;
+}
+
+/**
+ * Whether `{{ $NAME }}` can be read by this process. The compiled binary and `deno task deploy`
+ * may read only PREFECT_*, DEPLOY_* and NO_COLOR; validate run with the same flags says so first.
+ */
+function readableVariable(name: string): boolean {
+  return /^(PREFECT_|DEPLOY_)/.test(name) ||
+    Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
+}
+
+function envNotPermitted(name: string): string {
+  return `Environment variable "${name}" may not be read: the compiled deploy ` +
+    `reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_${name}.`;
 }
 
 /** Flow files larger than this are not read by the offline checks. */
@@ -2066,13 +2651,15 @@ async function loadEnvironment(
     report(fileDiagnostic(
       path,
       "environment-not-found",
-      `Environment "${options.env}" has no overlay: ${path} does not exist.`,
+      `Environment "${options.env}" has no overlay: ${path} does not exist.${
+        environmentsHint(options.env!, path.slice(0, path.lastIndexOf("/")))
+      }`,
     ));
     return undefined;
   }
   const file = await loadManifest(path, report);
   if (file.data === undefined) return undefined;
-  const problems = schemaProblems(file.data ?? {}, schema.definitions.environment as SchemaNode);
+  const problems = schemaProblems(file.data ?? {}, validationSchema.definitions.environment);
   for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
   if (problems.length) return undefined;
   const data = (file.data ?? {}) as { defaults?: EnvironmentChange; deployments?: Json };
@@ -2083,6 +2670,24 @@ async function loadEnvironment(
     deployments: (data.deployments ?? {}) as Record<string, EnvironmentChange>,
     used: new Set(),
   };
+}
+
+/** The environments that do have an overlay in `dir`, the likeliest first. */
+function environmentsHint(env: string, dir: string): string {
+  let names: string[] = [];
+  try {
+    names = [...Deno.readDirSync(dir)]
+      .filter((e) => e.isFile && e.name.endsWith(".yaml"))
+      .map((e) => e.name.slice(0, -".yaml".length))
+      .sort();
+  } catch {
+    // no environments directory
+  }
+  if (!names.length) return ` No environment has an overlay yet: create ${dir}/${env}.yaml.`;
+  const guess = didYouMean(env, names);
+  return guess
+    ? ` Did you mean --env ${guess}?`
+    : ` Environments with an overlay: ${names.join(", ")}.`;
 }
 
 /**
@@ -2173,11 +2778,21 @@ function reportUnusedEnvironmentKeys(
 
 export interface ValidationResult {
   files: string[];
+  /** The manifests as read (their text is what a saved plan pins), the overlay last. */
+  manifests: ManifestFile[];
   /** The environment overlay applied (`--env`), if any. */
   environment?: string;
+  project: Project;
   deployments: DeploymentEntry[];
   diagnostics: Diagnostic[];
   valid: boolean;
+}
+
+/** The project that owns the manifests' deployments on the server. */
+export interface Project {
+  name: string;
+  /** No manifest says `name:`: the project is named after the repository's directory. */
+  implicit: boolean;
 }
 
 export async function validate(options: Options): Promise<ValidationResult> {
@@ -2195,23 +2810,34 @@ export async function validate(options: Options): Promise<ValidationResult> {
     const problems = schemaProblems(file.data);
     for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
     loaded.push(file);
-    const checkable = schemaValidParts(file.data, problems);
-    if (checkable) {
-      deployments.push(...new ManifestChecker(file, options, report, sources).check(checkable));
-    }
+    const checker = new ManifestChecker(
+      file,
+      options,
+      report,
+      sources,
+      new SchemaVerdict(problems),
+    );
+    deployments.push(...checker.check(file.data));
   }
   reportDuplicateDeployments(loaded, report, sources);
+  const project = checkProjectName(loaded, report);
   if (environment) reportUnusedEnvironmentKeys(environment, deployments, report);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
-  diagnostics.sort((a, b) =>
-    a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column
-  );
+  // A flow file's syntax error is reported by every deployment that uses the file: once is enough.
+  const seen = new Set<string>();
+  const distinct = diagnostics.filter((d) => {
+    const key = JSON.stringify(d);
+    return !seen.has(key) && seen.add(key);
+  });
+  distinct.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
   return {
     files: paths,
+    manifests: environment ? [...loaded, environment.file] : loaded,
     environment: options.env ? environmentPath(options) : undefined,
+    project,
     deployments,
-    diagnostics,
-    valid: !diagnostics.some((d) => d.severity === "error"),
+    diagnostics: distinct,
+    valid: !distinct.some((d) => d.severity === "error"),
   };
 }
 
@@ -2248,32 +2874,75 @@ function reportDuplicateDeployments(
   }
 }
 
+/**
+ * All files must name one project: ownership marks and --prune depend on it. Without any
+ * `name:`, the repository's directory names it — and then where it was cloned decides what the
+ * project owns, which is worth a warning.
+ */
+function checkProjectName(files: ManifestFile[], report: (d: Diagnostic) => void): Project {
+  const named = files.flatMap((file) => {
+    const name = (file.data as { name?: unknown } | null)?.name;
+    return typeof name === "string" && name ? [{ file, name }] : [];
+  });
+  const distinct = [...new Set(named.map((n) => n.name))];
+  if (distinct.length > 1) {
+    for (const { file, name } of named) {
+      const other = named.find((n) => n.name !== name)!;
+      const at = positionOf(other.file, ["name"]);
+      report(diagnosticAt(
+        file,
+        ["name"],
+        "project-mismatch",
+        `The manifests name different projects: "${name}" here, "${other.name}" in ` +
+          `${other.file.path}:${at.line}:${at.column}. Ownership and --prune need one project; ` +
+          "give every file the same top-level `name`.",
+      ));
+    }
+  }
+  if (distinct.length) return { name: distinct[0], implicit: false };
+  const name = directoryProjectName();
+  if (files.length) {
+    report(diagnosticAt(
+      files[0],
+      [],
+      "implicit-project-name",
+      `No manifest has a top-level \`name\`, so the project is named after the directory ` +
+        `("${name}"): every deployment is marked ${ownerTag(name)}, and a clone in a ` +
+        "directory of another name would neither own nor prune them. Set `name:` in every manifest.",
+      "warning",
+    ));
+  }
+  return { name, implicit: true };
+}
+
+/** The name of the directory holding `.git` (else the working directory). */
+function directoryProjectName(): string {
+  let dir = Deno.cwd();
+  while (true) {
+    try {
+      Deno.statSync(`${dir}/.git`);
+      break;
+    } catch {
+      const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
+      if (parent === dir) {
+        dir = Deno.cwd();
+        break;
+      }
+      dir = parent;
+    }
+  }
+  return dir.split("/").filter(Boolean).pop() ?? "default";
+}
+
 /** Prefect's default flow name: the function's name with `_` as `-`. */
 function flowNameFromFunction(objectPath: string): string {
   return objectPath.split(".").pop()!.replaceAll("_", "-");
 }
 
-/**
- * The parts of a manifest the meaning checks can trust: everything when the schema passed,
- * else the deployments without schema problems (so one typo does not hide the rest).
- */
-function schemaValidParts(data: unknown, problems: SchemaProblem[]): DeployTsManifest | undefined {
-  if (problems.length === 0) return data as DeployTsManifest;
-  const manifest = data as Record<string, unknown>;
-  if (!manifest || typeof manifest !== "object" || !Array.isArray(manifest.deployments)) {
-    return undefined;
-  }
-  if (problems.some((p) => p.path[0] !== "deployments")) return undefined;
-  const broken = new Set(problems.map((p) => p.path[1]));
-  return {
-    ...manifest,
-    deployments: manifest.deployments.map((d, i) => broken.has(i) ? null : d),
-  } as DeployTsManifest;
-}
-
 // ─── Plan: what the manifests want ───────────────────────────────────────────
 
 const OWNER_TAG_PREFIX = "managed-by:deploy.ts/";
+const ENVIRONMENT_TAG_PREFIX = "deploy.ts/env:";
 const SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory";
 const EMPTY_PARAMETER_SCHEMA = { type: "object", properties: {} };
 
@@ -2301,39 +2970,46 @@ export interface DesiredDeployment {
   schedules: DesiredSchedule[];
 }
 
-/** The project owning the manifests: their top-level `name`, else the repository's directory. */
-export function projectName(files: ManifestFile[]): string {
-  const names = new Set<string>();
-  for (const file of files) {
-    const name = (file.data as { name?: unknown } | null)?.name;
-    if (typeof name === "string" && name) names.add(name);
-  }
-  if (names.size > 1) {
-    throw new UserError(
-      `The manifests name different projects (${
-        [...names].map((n) => `"${n}"`).join(", ")
-      }); ownership and --prune need one. Give every file the same top-level \`name\`.`,
-    );
-  }
-  if (names.size === 1) return [...names][0];
-  let dir = Deno.cwd();
-  while (true) {
-    try {
-      Deno.statSync(`${dir}/.git`);
-      break;
-    } catch {
-      const parent = dir.slice(0, dir.lastIndexOf("/")) || "/";
-      if (parent === dir) {
-        dir = Deno.cwd();
-        break;
-      }
-      dir = parent;
-    }
-  }
-  return dir.split("/").filter(Boolean).pop() ?? "default";
+/**
+ * Who owns a deployment: a project and an environment (null: the default one). The mark is
+ * tags, because tags are what the API can filter on and PATCH: `managed-by:deploy.ts/<project>`
+ * always (so deployments written before environments had marks read as the default
+ * environment's), plus `deploy.ts/env:<name>` outside the default environment.
+ */
+export interface Owner {
+  project: string;
+  environment: string | null;
 }
 
 export const ownerTag = (project: string) => `${OWNER_TAG_PREFIX}${project}`;
+export const environmentTag = (environment: string) => `${ENVIRONMENT_TAG_PREFIX}${environment}`;
+
+export function ownerTags(owner: Owner): string[] {
+  return [
+    ownerTag(owner.project),
+    ...(owner.environment === null ? [] : [environmentTag(owner.environment)]),
+  ];
+}
+
+/** The owner a server deployment's tags name, or undefined when deploy.ts never marked it. */
+export function ownerOf(tags: readonly string[]): Owner | undefined {
+  const project = tags.find((t) => t.startsWith(OWNER_TAG_PREFIX));
+  if (project === undefined) return undefined;
+  const environment = tags.find((t) => t.startsWith(ENVIRONMENT_TAG_PREFIX));
+  return {
+    project: project.slice(OWNER_TAG_PREFIX.length),
+    environment: environment === undefined
+      ? null
+      : environment.slice(ENVIRONMENT_TAG_PREFIX.length),
+  };
+}
+
+export const sameOwner = (a: Owner | undefined, b: Owner) =>
+  a !== undefined && a.project === b.project && a.environment === b.environment;
+
+export function describeOwner(owner: Owner): string {
+  return `project "${owner.project}", environment "${owner.environment ?? "default"}"`;
+}
 
 /** Derived slugs are positional, so editing a schedule keeps its slug and its ID. */
 export function derivedSlug(index: number): string {
@@ -2349,8 +3025,8 @@ function wildcard(pattern: string): RegExp {
 /** `--flow` and `-n` patterns: which items they match, and which patterns matched nothing. */
 export interface Selection {
   matches(item: { flow: string; name: string }): boolean;
-  /** The patterns no item matched so far, as flags: `--name "x"`. */
-  unmatched(): string[];
+  /** The patterns no item matched so far. */
+  unmatched(): { flag: "--flow" | "--name"; pattern: string }[];
 }
 
 export function selection(flows: string[], names: string[]): Selection {
@@ -2373,9 +3049,9 @@ export function selection(flows: string[], names: string[]): Selection {
       if (ok) [...flowHit, ...nameHit].forEach((p) => p.hits++);
       return ok;
     },
-    unmatched(): string[] {
+    unmatched() {
       return [...flowPatterns, ...namePatterns].filter((p) => !p.hits)
-        .map((p) => `${p.flag} "${p.text}"`);
+        .map((p) => ({ flag: p.flag as "--flow" | "--name", pattern: p.text }));
     },
   };
 }
@@ -2390,9 +3066,35 @@ export function selectDeployments<T extends { flow: string; name: string }>(
   const selected = items.filter((item) => select.matches(item));
   const unmatched = select.unmatched();
   if (unmatched.length) {
-    throw new UserError(`No deployment in the manifests matches ${unmatched.join(" or ")}.`);
+    const flags = unmatched.map(({ flag, pattern }) => `${flag} "${pattern}"`);
+    throw new UserError(
+      `No deployment in the manifests matches ${flags.join(" or ")}.${
+        [...new Set(unmatched.map((u) => selectionHint(u, items)))].join("")
+      }`,
+    );
   }
   return selected;
+}
+
+/** What an unmatched `--flow` or `-n` most likely meant, else what there is to select. */
+function selectionHint(
+  { flag, pattern }: { flag: "--flow" | "--name"; pattern: string },
+  items: { flow: string; name: string }[],
+): string {
+  if (!items.length) return " The manifests declare no deployment.";
+  const candidates = [
+    ...new Set(
+      items.map((i) =>
+        flag === "--flow" ? i.flow : pattern.includes("/") ? `${i.flow}/${i.name}` : i.name
+      ),
+    ),
+  ];
+  const guess = pattern.includes("*") ? undefined : didYouMean(pattern, candidates);
+  if (guess) return ` Did you mean ${flag} "${guess}"?`;
+  const shown = candidates.slice(0, 10).map((c) => `"${c}"`).join(", ");
+  return ` ${flag === "--flow" ? "Flows" : "Deployments"} in the manifests: ${shown}${
+    candidates.length > 10 ? `, and ${candidates.length - 10} more` : ""
+  }.`;
 }
 
 // ─── Plan: templates ─────────────────────────────────────────────────────────
@@ -2500,8 +3202,7 @@ class TemplateResolver {
           this.problems.push({
             path,
             code: "env-not-permitted",
-            message: `Environment variable "${ref.name}" may not be read: the compiled deploy ` +
-              `reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_${ref.name}.`,
+            message: envNotPermitted(ref.name),
           });
           return KEEP;
         }
@@ -2643,7 +3344,7 @@ function desiredSchedule(
 /** Turns validated manifest entries into the state the server should have. */
 export function desiredDeployments(
   entries: DeploymentEntry[],
-  project: string,
+  owner: Owner,
   values: TemplateValues,
   report: (d: Diagnostic) => void,
 ): DesiredDeployment[] {
@@ -2666,8 +3367,7 @@ export function desiredDeployments(
     const tags = Array.isArray(tagsValue)
       ? tagsValue.map(String)
       : String(tagsValue).split(",").map((t) => t.trim()).filter(Boolean);
-    const owner = ownerTag(project);
-    if (!tags.includes(owner)) tags.push(owner);
+    for (const mark of ownerTags(owner)) if (!tags.includes(mark)) tags.push(mark);
 
     const pool = (resolver.resolve(d.work_pool ?? {}, at("work_pool")) ?? {}) as Json;
     const concurrency = field<unknown>("concurrency_limit");
@@ -2723,18 +3423,6 @@ export function desiredDeployments(
     const schedules = manifestSchedules.map(([s, path], i) =>
       desiredSchedule(s, i, path, resolver)
     );
-    const slugs = new Set<string>();
-    schedules.forEach((s, i) => {
-      if (slugs.has(s.slug)) {
-        resolver.problems.push({
-          path: manifestSchedules[i][1],
-          code: "duplicate-slug",
-          message: `Schedule ${i + 1} gets the slug "${s.slug}", which another schedule of ` +
-            "this deployment already has; give it a `slug`.",
-        });
-      }
-      slugs.add(s.slug);
-    });
 
     for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
@@ -2779,18 +3467,22 @@ export interface ServerState {
   flowIds: Map<string, string>;
   /** Key `flow/name`. */
   deployments: Map<string, ServerDeployment & { flow: string }>;
-  /** This project's deployments (by owner tag), for --prune. */
+  /** The deployments this project and environment own (by their mark), declared or not. */
   owned: (ServerDeployment & { flow: string })[];
   pools: Set<string>;
   values: TemplateValues;
+  /**
+   * Which version of each block the templates read (`type/name id updated`): a saved plan pins
+   * these instead of the values, which may be secret.
+   */
+  blockVersions: string[];
 }
 
 /** Reads everything the plan needs in a handful of filter requests. */
 export async function readServerState(
   client: PrefectClient,
   entries: DeploymentEntry[],
-  project: string,
-  prune: boolean,
+  owner: Owner,
 ): Promise<ServerState> {
   // The version check runs alongside the reads; its clearer message wins when both fail.
   const versionCheck = client.checkServer();
@@ -2818,16 +3510,10 @@ export async function readServerState(
         flows: { name: { any_: flowNames } },
       })
       : nothing as Promise<ServerDeployment[]>,
-    prune
-      ? client.filterAll<ServerDeployment>("/deployments/filter", {
-        deployments: { tags: { all_: [ownerTag(project)] } },
-      })
-      : nothing as Promise<ServerDeployment[]>,
-    poolNames.length
-      ? client.filterAll<{ name: string }>("/work_pools/filter", {
-        work_pools: { name: { any_: poolNames } },
-      })
-      : nothing as Promise<{ name: string }[]>,
+    // Always read, so plan can say what the project owns and no longer declares.
+    client.filterAll<ServerDeployment>("/deployments/filter", {
+      deployments: { tags: { all_: ownerTags(owner) } },
+    }),
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
@@ -2836,11 +3522,26 @@ export async function readServerState(
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
-  const [flows, deployments, owned, pools, variables] = await reads;
+  const [flows, deployments, marked, variables] = await reads;
+  // A pool a deployment is on exists (the server names it from the deployment's queue): only
+  // the others are read, so a no-op apply reads no pool.
+  const pools = new Set(
+    [...deployments, ...marked].map((d) => d.work_pool_name).filter((n) => typeof n === "string"),
+  ) as Set<string>;
+  const unknownPools = poolNames.filter((name) => !pools.has(name));
+  if (unknownPools.length) {
+    const found = await client.filterAll<{ name: string }>("/work_pools/filter", {
+      work_pools: { name: { any_: unknownPools } },
+    });
+    found.forEach((p) => pools.add(p.name));
+  }
+  // The default environment's filter also matches other environments' deployments.
+  const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
   const blocks = new Map<string, unknown>();
+  const blockVersions: string[] = [];
   await Promise.all(refs.blocks.map(async (key) => {
     const [type, name] = key.split("/");
-    const { status, data } = await client.request<{ data: unknown }>(
+    const { status, data } = await client.request<{ id: string; updated: string; data: unknown }>(
       "GET",
       `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
         encodeURIComponent(name)
@@ -2848,7 +3549,10 @@ export async function readServerState(
       undefined,
       { accept: [404] },
     );
-    if (status === 200) blocks.set(key, data.data);
+    if (status === 200) {
+      blocks.set(key, data.data);
+      blockVersions.push(`${key} ${data.id} ${data.updated}`);
+    }
   }));
 
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));
@@ -2867,12 +3571,13 @@ export async function readServerState(
     flowIds,
     deployments: new Map(deployments.map((d) => [`${withFlow(d).flow}/${d.name}`, withFlow(d)])),
     owned: owned.map(withFlow),
-    pools: new Set(pools.map((p) => p.name)),
+    pools,
     values: {
       env: (name) => Deno.env.get(name),
       variables: new Map(variables.map((v) => [v.name, v.value])),
       blocks,
     },
+    blockVersions: blockVersions.sort(),
   };
 }
 
@@ -2884,7 +3589,7 @@ export interface Change {
   after: unknown;
 }
 
-export type Action = "create" | "update" | "delete" | "noop";
+export type Action = "create" | "update" | "adopt" | "delete" | "noop";
 
 export interface ScheduleOps {
   add: DesiredSchedule[];
@@ -2900,7 +3605,7 @@ export interface PlannedDeployment {
   changes: Change[];
   effects: string[];
   desired?: DesiredDeployment;
-  /** Update: the PATCH body, changed fields only. */
+  /** Update and adopt: the PATCH body, changed fields only. */
   patch: Json;
   schedules: ScheduleOps;
   /**
@@ -2908,6 +3613,8 @@ export interface PlannedDeployment {
    * whole instead, with what the server keeps and the full list of schedule bodies.
    */
   repost?: { flowId: string; paused: boolean; schedules: Json[] };
+  /** Adopt: the project and environment that owned it, if any did. */
+  previousOwner?: Owner;
 }
 
 /** Equality of JSON values with object keys in any order. */
@@ -3113,11 +3820,52 @@ const RUNS_DELETED =
 /** Fields `PATCH /deployments/{id}` takes only from Prefect 3.2 on. */
 const PATCHED_SINCE_3_2 = ["pull_steps", "parameter_openapi_schema"];
 
+/**
+ * Declared deployments the server holds under another project's or environment's mark: never
+ * taken over silently. Each is an error at the manifest's deployment unless `--adopt`.
+ */
+export function ownershipConflicts(
+  desired: DesiredDeployment[],
+  state: ServerState,
+  owner: Owner,
+): Diagnostic[] {
+  return desired.flatMap((want) => {
+    const have = state.deployments.get(`${want.flow}/${want.name}`);
+    const theirs = have && ownerOf(have.tags ?? []);
+    if (!theirs || sameOwner(theirs, owner)) return [];
+    const legacy = owner.environment !== null && theirs.project === owner.project &&
+        theirs.environment === null
+      ? " Deployments that deploy.ts wrote with --env before environments had a mark carry only " +
+        "the project's; if this is one, --adopt once claims it for this environment."
+      : "";
+    return [diagnosticAt(
+      want.entry.file,
+      ["deployments", want.entry.index, "name"],
+      "owned-elsewhere",
+      `Deployment "${want.flow}/${want.name}" on the server belongs to ${
+        describeOwner(theirs)
+      }, not to ${describeOwner(owner)}; deploy.ts does not take it over. Rename it here, ` +
+        `or pass --adopt to take it over.${legacy}`,
+    )];
+  });
+}
+
+/** Deployments this project and environment own that the manifests no longer declare. */
+export function undeclaredDeployments(
+  desired: DesiredDeployment[],
+  state: ServerState,
+  selected: (d: { flow: string; name: string }) => boolean,
+): (ServerDeployment & { flow: string })[] {
+  const wanted = new Set(desired.map((d) => `${d.flow}/${d.name}`));
+  return state.owned.filter((have) => !wanted.has(`${have.flow}/${have.name}`) && selected(have));
+}
+
 /** Compares the desired deployments with the server's: the plan, as pure data. */
 export function planDeployments(
   desired: DesiredDeployment[],
   state: ServerState,
-  /** With --prune: which of this project's server deployments may be deleted. */
+  owner: Owner,
+  /** Which undeclared deployments to delete: those --prune selects; null without --prune. */
   prune: { selected: (d: { flow: string; name: string }) => boolean } | null,
 ): PlannedDeployment[] {
   const planned: PlannedDeployment[] = desired.map((want) => {
@@ -3175,10 +3923,20 @@ export function planDeployments(
     const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
       schedules.ops.remove.length > 0;
     if (deletesRuns) effects.unshift(RUNS_DELETED);
+    const theirs = ownerOf(have.tags ?? []);
+    const adopt = !sameOwner(theirs, owner);
+    if (adopt) {
+      effects.unshift(
+        theirs
+          ? `Takes the deployment over from ${describeOwner(theirs)} (--adopt).`
+          : "Nobody owns it yet (made by prefect deploy, the UI or the API): from now on " +
+            `${describeOwner(owner)} does.`,
+      );
+    }
     return {
       ...base,
       id: have.id,
-      action: changes.length ? "update" : "noop",
+      action: adopt ? "adopt" : changes.length ? "update" : "noop",
       changes,
       effects,
       patch,
@@ -3192,12 +3950,11 @@ export function planDeployments(
           },
         }
         : {}),
+      ...(adopt ? { previousOwner: theirs } : {}),
     };
   });
   if (prune) {
-    const wanted = new Set(desired.map((d) => `${d.flow}/${d.name}`));
-    for (const have of state.owned) {
-      if (wanted.has(`${have.flow}/${have.name}`) || !prune.selected(have)) continue;
+    for (const have of undeclaredDeployments(desired, state, prune.selected)) {
       planned.push({
         flow: have.flow,
         name: have.name,
@@ -3215,7 +3972,7 @@ export function planDeployments(
 
 // ─── Apply ───────────────────────────────────────────────────────────────────
 
-export type Outcome = "created" | "updated" | "unchanged" | "deleted" | "failed";
+export type Outcome = "created" | "updated" | "adopted" | "unchanged" | "deleted" | "failed";
 
 export interface AppliedDeployment extends PlannedDeployment {
   result: Outcome;
@@ -3299,14 +4056,15 @@ async function applyOne(
       const id = await createDeployment(client, want, await flowId(want.flow));
       return { ...item, id, result: "created" };
     }
-    case "update": {
+    case "update":
+    case "adopt": {
       if (item.repost) {
         await createDeployment(client, item.desired!, item.repost.flowId, item.repost);
-        return { ...item, result: "updated" };
+        return { ...item, result: item.action === "adopt" ? "adopted" : "updated" };
       }
       if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
       await applySchedules(client, item.id!, item.schedules);
-      return { ...item, result: "updated" };
+      return { ...item, result: item.action === "adopt" ? "adopted" : "updated" };
     }
   }
 }
@@ -3390,16 +4148,18 @@ function githubAnnotation(d: Diagnostic): string {
   const escapeData = (s: string) =>
     s.replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
   const escapeProperty = (s: string) => escapeData(s).replace(/:/g, "%3A").replace(/,/g, "%2C");
-  const props = [`file=${escapeProperty(d.file)}`];
+  const props = d.file ? [`file=${escapeProperty(d.file)}`] : [];
   if (d.line) props.push(`line=${d.line}`, `col=${d.column}`);
   props.push(`title=${escapeProperty(d.code)}`);
   return `::${d.severity} ${props.join(",")}::${escapeData(d.message)}`;
 }
 
+/** "1 write", "2 writes". */
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function summary(result: ValidationResult): string {
   const errors = result.diagnostics.filter((d) => d.severity === "error").length;
   const warnings = result.diagnostics.length - errors;
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   return `${result.valid ? "Valid" : "Invalid"}: ${
     plural(result.deployments.length, "deployment")
   } in ${plural(result.files.length, "file")}, ${plural(errors, "error")}, ${
@@ -3421,15 +4181,19 @@ export function validationJson(result: ValidationResult): unknown {
       column: d.column,
       spec: d.spec,
     })),
-    diagnostics: result.diagnostics.map((d) => ({
-      severity: d.severity,
-      file: d.file,
-      line: d.line || null,
-      column: d.column || null,
-      path: d.path,
-      code: d.code,
-      message: d.message,
-    })),
+    diagnostics: result.diagnostics.map(diagnosticJson),
+  };
+}
+
+function diagnosticJson(d: Diagnostic) {
+  return {
+    severity: d.severity,
+    file: d.file,
+    line: d.line || null,
+    column: d.column || null,
+    path: d.path,
+    code: d.code,
+    message: d.message,
   };
 }
 
@@ -3452,13 +4216,20 @@ function compact(value: unknown): string {
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
-const SYMBOLS: Record<Action, string> = { create: "+", update: "~", delete: "-", noop: " " };
+const SYMBOLS: Record<Action, string> = {
+  create: "+",
+  update: "~",
+  adopt: ">",
+  delete: "-",
+  noop: " ",
+};
 
 function countActions(items: { action: Action }[]) {
   const count = (a: Action) => items.filter((i) => i.action === a).length;
   return {
     create: count("create"),
     update: count("update"),
+    adopt: count("adopt"),
     delete: count("delete"),
     unchanged: count("noop"),
   };
@@ -3466,8 +4237,9 @@ function countActions(items: { action: Action }[]) {
 
 export function planSummary(plan: PlannedDeployment[]): string {
   const c = countActions(plan);
-  return `Plan: ${c.create} to create, ${c.update} to update, ${c.delete} to delete, ` +
-    `${c.unchanged} unchanged.`;
+  return `Plan: ${c.create} to create, ${c.update} to update, ${
+    c.adopt ? `${c.adopt} to adopt, ` : ""
+  }${c.delete} to delete, ${c.unchanged} unchanged.`;
 }
 
 function renderPlan(plan: PlannedDeployment[]): string[] {
@@ -3488,9 +4260,12 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
 export function applySummary(results: AppliedDeployment[]): string {
   const count = (o: Outcome) => results.filter((r) => r.result === o).length;
   const failed = count("failed");
+  const adopted = count("adopted");
   return `Apply: ${count("created")} created, ${count("updated")} updated, ${
-    count("deleted")
-  } deleted, ${count("unchanged")} unchanged${failed ? `, ${failed} failed` : ""}.`;
+    adopted ? `${adopted} adopted, ` : ""
+  }${count("deleted")} deleted, ${count("unchanged")} unchanged${
+    failed ? `, ${failed} failed` : ""
+  }.`;
 }
 
 function resultLine(r: AppliedDeployment, width: number): string {
@@ -3500,11 +4275,23 @@ function resultLine(r: AppliedDeployment, width: number): string {
     : `${name}  ${r.id}  ${r.result}`;
 }
 
-function syncJson(
-  items: (PlannedDeployment | AppliedDeployment)[],
-  client: PrefectClient,
-  started: number,
-): unknown {
+/** What plan and apply found and did, whatever the outcome: the JSON document's content. */
+interface SyncOutcome {
+  items: (PlannedDeployment | AppliedDeployment)[];
+  /** Owned, not declared, and not pruned: what --prune would delete. */
+  undeclared: (ServerDeployment & { flow: string })[];
+  diagnostics: Diagnostic[];
+  failure?: { kind: FailureKind; message: string };
+  client?: PrefectClient;
+  owner?: Owner;
+  lock?: { waited_ms: number };
+  /** `plan --out`: where the plan was saved. */
+  savedTo?: string;
+}
+
+function syncJson(outcome: SyncOutcome, started: number): unknown {
+  const items = outcome.items;
+  const applied = items.some((i) => "result" in i);
   const failed = items.filter((i) => (i as AppliedDeployment).result === "failed").length;
   return {
     deployments: items.map((i) => ({
@@ -3514,14 +4301,17 @@ function syncJson(
       action: i.action,
       changes: i.changes,
       effects: i.effects,
+      ...(i.previousOwner ? { previous_owner: i.previousOwner } : {}),
       ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
     })),
-    summary: {
-      ...countActions(items),
-      ...(items.some((i) => "result" in i) ? { failed } : {}),
-    },
-    requests: { read: client.reads, write: client.writes },
+    summary: { ...countActions(items), ...(applied ? { failed } : {}) },
+    undeclared: outcome.undeclared.map((d) => ({ flow: d.flow, name: d.name, id: d.id })),
+    requests: { read: outcome.client?.reads ?? 0, write: outcome.client?.writes ?? 0 },
+    ...(outcome.lock ? { lock: outcome.lock } : {}),
+    ...(outcome.savedTo ? { saved_plan: outcome.savedTo } : {}),
     duration_ms: Math.round(performance.now() - started),
+    diagnostics: outcome.diagnostics.map(diagnosticJson),
+    ...(outcome.failure ? { error: outcome.failure } : {}),
   };
 }
 
@@ -3532,7 +4322,25 @@ let redact = (text: string) => text;
 
 const progress = (text: string) => console.error(redact(text));
 
-function reportDiagnostics(diagnostics: Diagnostic[], format: Format) {
+/** Why plan or apply stopped, for the JSON document's `error.kind`. */
+type FailureKind =
+  | "usage"
+  | "user"
+  | "validation"
+  | "preflight"
+  | "server"
+  | "lock"
+  | "stale-plan"
+  | "internal";
+
+/** A stop whose details were already reported (diagnostics), with the line that sums it up. */
+class SyncFailure extends UserError {
+  constructor(readonly kind: FailureKind, message: string) {
+    super(message);
+  }
+}
+
+function showDiagnostics(diagnostics: Diagnostic[], format: Format) {
   for (const d of diagnostics) {
     if (format === "github") console.log(redact(githubAnnotation(d)));
     else console.error(redact(formatDiagnostic(d)));
@@ -3555,12 +4363,14 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
   }
 }
 
-/** Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent. */
+/**
+ * Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent.
+ * (validate warns about build and push steps.)
+ */
 function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
-  const files = new Set<ManifestFile>();
   for (const entry of entries) {
     const here = ["deployments", entry.index];
     if (entry.spec.triggers?.length) {
@@ -3569,26 +4379,6 @@ function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
         [...here, "triggers"],
         "triggers-not-synced",
         "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
-      );
-    }
-    for (const key of ["build", "push"] as const) {
-      if (entry.spec[key]?.length) {
-        warn(
-          entry,
-          [...here, key],
-          "steps-not-run",
-          `deploy.ts does not run \`${key}\` steps; build and push images before apply.`,
-        );
-      }
-    }
-    const top = entry.file.data as DeployTsManifest;
-    if (!files.has(entry.file) && (top.build?.length || top.push?.length)) {
-      files.add(entry.file);
-      warn(
-        entry,
-        [top.build?.length ? "build" : "push"],
-        "steps-not-run",
-        "deploy.ts does not run `build` or `push` steps; build and push images before apply.",
       );
     }
   }
@@ -3655,35 +4445,53 @@ function beyondServer(
   return found;
 }
 
-async function runSync(options: Options): Promise<number> {
-  const started = performance.now();
-  const validation = await validate(options);
-  reportDiagnostics(validation.diagnostics, options.format);
-  if (!validation.valid) {
-    progress(summary(validation));
-    return EXIT_FAILURE;
-  }
-  const selected = selectDeployments(validation.deployments, options.flows, options.names);
-  const project = projectName([...new Set(validation.deployments.map((d) => d.file))]);
-  if (options.prune && selected.length === 0) {
+/** The PATH given as a single file, if any: then the invocation sees only part of the project. */
+async function singleFilePath(options: Options): Promise<string | undefined> {
+  for (const path of options.paths) if ((await Deno.stat(path)).isFile) return path;
+  return undefined;
+}
+
+/**
+ * A prune may delete only what the invocation could see: every manifest of the project, so the
+ * PATHs must be directories, not single files of it.
+ */
+function checkPruneScope(selected: DeploymentEntry[], owner: Owner, singleFile?: string) {
+  if (selected.length === 0) {
     throw new UserError(
       `--prune refuses to run when the manifests declare no deployment: it would delete every ` +
-        `deployment of project "${project}".`,
+        `deployment of ${describeOwner(owner)}.`,
     );
   }
+  if (singleFile !== undefined) {
+    throw new UserError(
+      `--prune needs the manifest directory, not single files: with "${singleFile}" alone it ` +
+        "would delete the deployments the project's other manifests declare. Give the directory " +
+        "(e.g. prefect/) and narrow with --flow or -n.",
+    );
+  }
+}
 
-  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
-  const client = new PrefectClient({ ...settings, onRetry: progress });
-  redact = (text) => client.redact(text);
-  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
-  progress(
-    `Reading ${client.displayUrl} for ${selected.length} deployment(s) of project "${project}"`,
-  );
-  const state = await readServerState(client, selected, project, options.prune);
+/** Plan given every input: the server's state, the desired state, and pre-flight problems. */
+interface PreparedPlan {
+  state: ServerState;
+  plan: PlannedDeployment[];
+  undeclared: (ServerDeployment & { flow: string })[];
+}
 
-  reportDiagnostics(notSynced(selected), options.format);
+/**
+ * Reads the server and plans. Anything that would fail a write — a missing work pool, template
+ * value or block, another owner's deployment — stops here, before the first write.
+ */
+async function preparePlan(
+  client: PrefectClient,
+  selected: DeploymentEntry[],
+  owner: Owner,
+  options: Options & { seesWholeProject: boolean },
+  outcome: SyncOutcome,
+): Promise<PreparedPlan> {
+  const state = await readServerState(client, selected, owner);
   const problems: Diagnostic[] = [];
-  const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
+  const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d));
   problems.push(...beyondServer(selected, state.version, client.capabilities, progress));
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
@@ -3697,46 +4505,379 @@ async function runSync(options: Options): Promise<number> {
       ));
     }
   }
+  if (!options.adopt) problems.push(...ownershipConflicts(desired, state, owner));
   if (problems.length) {
-    reportDiagnostics(problems, options.format);
-    progress(`Stopped before any change: ${problems.length} error(s).`);
-    return EXIT_FAILURE;
+    outcome.diagnostics.push(...problems);
+    showDiagnostics(problems, options.format);
+    throw new SyncFailure(
+      "preflight",
+      `Stopped before any change: ${problems.length} error${problems.length === 1 ? "" : "s"}.`,
+    );
   }
-
   // --prune deletes only within the selection, when there is one.
-  const pruneScope = selection(options.flows, options.names);
-  const plan = planDeployments(
-    desired,
+  const scope = selection(options.flows, options.names);
+  const inScope = (d: { flow: string; name: string }) => scope.matches(d);
+  return {
     state,
-    options.prune ? { selected: (d) => pruneScope.matches(d) } : null,
+    plan: planDeployments(desired, state, owner, options.prune ? { selected: inScope } : null),
+    // Undeclared means "in no manifest": only knowable when every manifest was read.
+    undeclared: options.prune || !options.seesWholeProject
+      ? []
+      : undeclaredDeployments(desired, state, inScope),
+  };
+}
+
+// ─── Plan and apply: saved plans ─────────────────────────────────────────────
+
+/** A server deployment as far as a plan depends on it (not `updated`: worker polls move it). */
+function serverFingerprint(have: ServerDeployment): unknown {
+  const schedules = [...(have.schedules ?? [])].sort((a, b) => a.id.localeCompare(b.id));
+  return {
+    ...serverFields(have),
+    paused: have.paused,
+    schedules: schedules.map((s) => ({
+      id: s.id,
+      slug: s.slug,
+      schedule: s.schedule,
+      active: s.active,
+      parameters: s.parameters,
+      max_scheduled_runs: s.max_scheduled_runs,
+    })),
+  };
+}
+
+/** Everything apply would send for one planned deployment. */
+function operationOf(item: PlannedDeployment): unknown {
+  return {
+    action: item.action,
+    id: item.id,
+    patch: item.patch,
+    schedules: item.schedules,
+    ...(item.action === "create"
+      ? { fields: item.desired?.fields, paused: item.desired?.paused ?? false }
+      : {}),
+  };
+}
+
+async function savedPlanOf(
+  prepared: PreparedPlan,
+  validation: ValidationResult,
+  options: Options,
+  owner: Owner,
+  client: PrefectClient,
+  printed: unknown,
+): Promise<SavedPlan> {
+  // Digests of redacted text: a secret neither appears in the file nor can be tested against it.
+  const hash = (value: unknown) => digest(client.redact(canonicalJson(value)));
+  const server = new Map(
+    [...prepared.state.deployments.values(), ...prepared.state.owned].map((d) => [d.id, d]),
   );
+  return {
+    format: PLAN_FORMAT,
+    format_version: PLAN_FORMAT_VERSION,
+    deploy_version: VERSION,
+    created: new Date().toISOString(),
+    project: owner.project,
+    environment: owner.environment,
+    api_url: client.displayUrl,
+    invocation: {
+      paths: options.paths,
+      environment: options.env ?? null,
+      flows: options.flows,
+      names: options.names,
+      prune: options.prune,
+      adopt: options.adopt,
+      strict: options.strict,
+      codeChecks: options.codeChecks,
+      directory: Deno.cwd(),
+    },
+    manifests: Object.fromEntries(
+      await Promise.all(validation.manifests.map(async (f) => [f.path, await digest(f.text)])),
+    ),
+    blocks: prepared.state.blockVersions,
+    deployments: await Promise.all(prepared.plan.map(async (item) => {
+      const have = item.id ? server.get(item.id) : undefined;
+      return {
+        flow: item.flow,
+        name: item.name,
+        action: item.action,
+        server: have ? await hash(serverFingerprint(have)) : null,
+        operation: await hash(operationOf(item)),
+      };
+    })),
+    plan: printed,
+  };
+}
+
+/** `apply PLANFILE` or `apply --plan FILE`: the saved plan, or undefined for a normal apply. */
+async function readSavedPlan(
+  options: Options,
+): Promise<{ path: string; plan: SavedPlan } | undefined> {
+  if (options.command !== "apply") return undefined;
+  let path = options.planFile;
+  if (path === undefined && options.paths.length === 1) {
+    const candidate = options.paths[0];
+    const info = await Deno.stat(candidate).catch(() => undefined);
+    if (info?.isFile && !/\.ya?ml$/i.test(candidate)) {
+      const head = await Deno.readTextFile(candidate).catch(() => "");
+      if (looksLikeSavedPlan(head)) path = candidate;
+    }
+  }
+  if (path === undefined) return undefined;
+  const given = [
+    options.env !== undefined ? "--env" : "",
+    options.flows.length ? "--flow" : "",
+    options.names.length ? "--name" : "",
+    options.prune ? "--prune" : "",
+    options.adopt ? "--adopt" : "",
+  ].filter(Boolean);
+  if (given.length) {
+    throw new UsageError(
+      `apply: a saved plan brings its own manifests, selection and environment; drop ${
+        given.join(", ")
+      }.`,
+    );
+  }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new UserError(`Cannot read the saved plan "${path}": ${(error as Error).message}.`);
+  }
+  try {
+    return { path, plan: parseSavedPlan(text, path, VERSION) };
+  } catch (error) {
+    if (error instanceof PlanFileError) throw new UserError(error.message);
+    throw error;
+  }
+}
+
+function invocationOptions(options: Options, saved: SavedPlan): Options {
+  const i = saved.invocation;
+  return {
+    ...options,
+    paths: i.paths,
+    env: i.environment ?? undefined,
+    flows: i.flows,
+    names: i.names,
+    prune: i.prune,
+    adopt: i.adopt,
+    strict: i.strict,
+    codeChecks: i.codeChecks,
+  };
+}
+
+function checkSavedPlan(path: string, saved: SavedPlan, now: SavedPlan) {
+  const moved = planDifferences(saved, now);
+  if (!moved.length) return;
+  throw new SyncFailure(
+    "stale-plan",
+    `The saved plan "${path}" is out of date: ${moved[0]}${
+      moved.length > 1 ? ` (and ${moved.length - 1} more change${moved.length > 2 ? "s" : ""})` : ""
+    } since it was made. Nothing was written; make the plan again.`,
+  );
+}
+
+/** Written whole or not at all: a plan cut short by a full disk must not look reviewable. */
+async function writeSavedPlan(path: string, plan: SavedPlan) {
+  const temporary = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeTextFile(temporary, redact(JSON.stringify(plan, null, 2)) + "\n");
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    const reason = error instanceof Deno.errors.NotCapable
+      ? "deploy writes only inside the directory it runs in"
+      : (error as Error).message;
+    throw new UserError(`Cannot write the plan to "${path}" (--out): ${reason}.`);
+  }
+}
+
+// ─── Plan and apply: running them ────────────────────────────────────────────
+
+async function runSync(options: Options): Promise<number> {
+  const started = performance.now();
+  const outcome: SyncOutcome = { items: [], undeclared: [], diagnostics: [] };
+  let code: number;
+  try {
+    code = await sync(options, outcome);
+  } catch (error) {
+    outcome.failure = describeFailure(error);
+    code = EXIT_FAILURE;
+  }
+  reportSync(options, outcome, started);
+  return code;
+}
+
+async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
+  const saved = await readSavedPlan(options);
+  if (saved) options = invocationOptions(options, saved.plan);
+  const validation = await validate(options);
+  outcome.diagnostics.push(...validation.diagnostics);
+  showDiagnostics(validation.diagnostics, options.format);
+  if (!validation.valid) throw new SyncFailure("validation", summary(validation));
+  const selected = selectDeployments(validation.deployments, options.flows, options.names);
+  const owner: Owner = { project: validation.project.name, environment: options.env ?? null };
+  outcome.owner = owner;
+  const singleFile = await singleFilePath(options);
+  if (options.prune) checkPruneScope(selected, owner, singleFile);
+
+  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+  const client = new PrefectClient({ ...settings, onRetry: progress });
+  outcome.client = client;
+  redact = (text) => client.redact(text);
+  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  progress(
+    `Reading ${client.displayUrl} for ${selected.length} deployment(s) of ${describeOwner(owner)}`,
+  );
+  const warnings = notSynced(selected);
+  outcome.diagnostics.push(...warnings);
+  showDiagnostics(warnings, options.format);
+  const planning = { ...options, seesWholeProject: singleFile === undefined };
+  const prepared = await preparePlan(client, selected, owner, planning, outcome);
+  outcome.items = prepared.plan;
+  outcome.undeclared = prepared.undeclared;
+  const savedNow = (p: PreparedPlan) =>
+    savedPlanOf(p, validation, options, owner, client, syncJson(outcome, performance.now()));
+  if (saved) checkSavedPlan(saved.path, saved.plan, await savedNow(prepared));
 
   if (options.command === "plan") {
-    if (options.format === "json") {
-      console.log(redact(JSON.stringify(syncJson(plan, client, started), null, 2)));
-    } else renderPlan(plan).forEach((line) => console.log(redact(line)));
-    const pending = plan.some((p) => p.action !== "noop");
+    if (options.out) {
+      outcome.savedTo = options.out;
+      await writeSavedPlan(options.out, await savedNow(prepared));
+    }
+    const pending = prepared.plan.some((p) => p.action !== "noop");
     return options.detailedExitcode && pending ? EXIT_CHANGES : EXIT_OK;
   }
 
-  confirmDeletions(plan, options);
-  const width = Math.max(0, ...plan.map((p) => `${p.flow}/${p.name}`.length));
-  const results = await applyPlan(client, plan, state, options.concurrency, (r) => {
-    if (options.format === "text") console.log(redact(resultLine(r, width)));
-    else if (options.format === "github" && r.result === "failed") {
-      console.log(redact(`::error title=apply failed::${r.flow}/${r.name}: ${r.error}`));
-    }
-  });
-  if (options.format === "json") {
-    console.log(redact(JSON.stringify(syncJson(results, client, started), null, 2)));
-  } else {
-    progress(
-      `${client.reads + client.writes} requests (${client.reads} reads, ${client.writes} writes) ` +
-        `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-    );
-    console.log(applySummary(results));
+  if (prepared.plan.every((p) => p.action === "noop")) {
+    // Nothing to write, so nothing to guard: a no-op apply takes no lock and writes nothing.
+    outcome.items = prepared.plan.map((p) => ({ ...p, result: "unchanged" }));
+    return EXIT_OK;
   }
-  return results.some((r) => r.result === "failed") ? EXIT_FAILURE : EXIT_OK;
+  // A saved plan was reviewed with its deletions: it is its own confirmation.
+  if (!saved) confirmDeletions(prepared.plan, options);
+
+  const waitStarted = performance.now();
+  let lock: DeployLock;
+  try {
+    lock = await DeployLock.acquire(new PrefectClient({ ...settings, onRetry: progress }), {
+      project: owner.project,
+      environment: owner.environment,
+      timeoutSeconds: options.lockTimeout,
+      ttlSeconds: lockTtl(),
+      onWait: progress,
+    });
+  } catch (error) {
+    if (error instanceof LockError) throw new SyncFailure("lock", error.message);
+    throw error;
+  }
+  outcome.lock = { waited_ms: Math.round(performance.now() - waitStarted) };
+  try {
+    // Under the lock the server cannot move: plan again from what it holds now.
+    const fresh = await preparePlan(client, selected, owner, planning, outcome);
+    outcome.items = fresh.plan;
+    outcome.undeclared = fresh.undeclared;
+    if (saved) checkSavedPlan(saved.path, saved.plan, await savedNow(fresh));
+    else {
+      const confirmed = new Set(
+        prepared.plan.filter((p) => p.action === "delete").map((p) => p.id),
+      );
+      const unconfirmed = fresh.plan.find((p) => p.action === "delete" && !confirmed.has(p.id));
+      if (unconfirmed) {
+        throw new SyncFailure(
+          "lock",
+          `While this apply waited for the lock, the server changed: it would now also delete ` +
+            `${unconfirmed.flow}/${unconfirmed.name}, which was not confirmed. Nothing was ` +
+            "written; run it again.",
+        );
+      }
+    }
+    const width = Math.max(0, ...fresh.plan.map((p) => `${p.flow}/${p.name}`.length));
+    const results = await applyPlan(client, fresh.plan, fresh.state, options.concurrency, (r) => {
+      if (options.format === "text") console.log(redact(resultLine(r, width)));
+      else if (options.format === "github" && r.result === "failed") {
+        console.log(redact(`::error title=apply failed::${r.flow}/${r.name}: ${r.error}`));
+      }
+    });
+    outcome.items = results;
+    if (lock.lost) {
+      throw new SyncFailure(
+        "lock",
+        `The lock was lost while applying (${lock.lost}); another apply may have written too. ` +
+          "Run plan to see where the server stands.",
+      );
+    }
+    return results.some((r) => r.result === "failed") ? EXIT_FAILURE : EXIT_OK;
+  } finally {
+    await lock.release().catch((error) =>
+      progress(
+        `warning: could not release the lock (${(error as Error).message}); it expires by itself.`,
+      )
+    );
+  }
+}
+
+/** Seconds a lock outlives an apply that was killed (DEPLOY_LOCK_TTL, default 60). */
+function lockTtl(): number {
+  const raw = Deno.env.get("DEPLOY_LOCK_TTL");
+  const seconds = raw === undefined || raw === "" ? 60 : Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 1) {
+    throw new UserError(`DEPLOY_LOCK_TTL must be a number of seconds of at least 1, not "${raw}".`);
+  }
+  return seconds;
+}
+
+/** The results, last: stdout for results (one JSON document with --format json), stderr for the rest. */
+function reportSync(options: Options, outcome: SyncOutcome, started: number) {
+  const failure = outcome.failure;
+  if (options.format === "json") {
+    console.log(redact(JSON.stringify(syncJson(outcome, started), null, 2)));
+    if (failure) console.error(redact(`error: ${failure.message}`));
+    return;
+  }
+  const applied = outcome.items.some((i) => "result" in i);
+  if (options.command === "plan" && !failure) {
+    renderPlan(outcome.items).forEach((line) => console.log(redact(line)));
+  } else if (options.command === "apply" && applied) {
+    const client = outcome.client!;
+    progress(
+      `${plural(client.reads + client.writes, "request")} (${plural(client.reads, "read")}, ` +
+        `${plural(client.writes, "write")}) in ${
+          ((performance.now() - started) / 1000).toFixed(1)
+        } s`,
+    );
+    console.log(redact(applySummary(outcome.items as AppliedDeployment[])));
+  }
+  if (outcome.savedTo && !failure) {
+    progress(
+      `Saved the plan to ${outcome.savedTo}; apply exactly it with: deploy apply ${outcome.savedTo}`,
+    );
+  }
+  if (outcome.undeclared.length && !failure) {
+    const n = outcome.undeclared.length;
+    progress(
+      `${n} deployment${n === 1 ? "" : "s"} of ${describeOwner(outcome.owner!)} ${
+        n === 1 ? "is" : "are"
+      } not in the manifests; --prune would delete ${n === 1 ? "it" : "them"}: ${
+        outcome.undeclared.map((d) => `${d.flow}/${d.name}`).join(", ")
+      }.`,
+    );
+  }
+  if (failure) {
+    if (options.format === "github") {
+      console.log(redact(githubAnnotation({
+        severity: "error",
+        file: "",
+        line: 0,
+        column: 0,
+        path: "",
+        code: failure.kind,
+        message: failure.message,
+      })));
+    }
+    console.error(redact(`error: ${failure.message}`));
+  }
 }
 
 // ─── Inspect ─────────────────────────────────────────────────────────────────
@@ -3746,6 +4887,7 @@ function runInspect(entrypoint: string, format: Format): number {
   if (!entrypoint.includes(":") && !entrypoint.includes(".")) {
     throw new UsageError(
       `inspect: "${entrypoint}" is not an entrypoint; write path/file.py:function.`,
+      "inspect",
     );
   }
   const sources = new FlowSources();
@@ -3761,9 +4903,16 @@ function runInspect(entrypoint: string, format: Format): number {
   }
   const syntax = found.module.syntaxError;
   if (syntax) {
-    throw new UserError(
-      `${found.file}:${syntax.line}:${syntax.column}: Python syntax error; Prefect could not import this file either.`,
-    );
+    console.error(formatDiagnostic({
+      severity: "error",
+      file: found.file,
+      line: syntax.line,
+      column: syntax.column,
+      path: "",
+      code: "python-syntax",
+      message: pythonSyntaxMessage(syntax),
+    }));
+    return EXIT_FAILURE;
   }
   const lookup = found.lookup;
   if (lookup.kind === "missing") {
@@ -3775,9 +4924,7 @@ function runInspect(entrypoint: string, format: Format): number {
     );
   }
   if (lookup.kind === "not-a-flow") {
-    throw new UserError(
-      `${found.file}:${lookup.fn.line}: function "${object}" is not decorated with @flow.`,
-    );
+    throw new UserError(notAFlowMessage(object, found.file, lookup));
   }
   const flowName = lookup.kind === "flow" ? lookup.flowName : null;
   const schema = parameterSchema(found.module, lookup.fn);
@@ -3843,9 +4990,37 @@ function typeLabel(schema: Json): string {
 
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
+/** One line for any failure, credentials hidden; a stack only with DEPLOY_DEBUG. */
+function describeFailure(error: unknown): { kind: FailureKind; message: string } {
+  if (error instanceof SyncFailure) return { kind: error.kind, message: redact(error.message) };
+  if (error instanceof UsageError) return { kind: "usage", message: error.message };
+  if (error instanceof PrefectApiError) return { kind: "server", message: redact(error.message) };
+  if (error instanceof UserError || error instanceof SettingsError) {
+    return { kind: "user", message: redact(error.message) };
+  }
+  if (error instanceof Deno.errors.NotCapable && /read access/.test(error.message)) {
+    const path = error.message.match(/"([^"]+)"/)?.[1] ?? "a file";
+    return { kind: "user", message: `Cannot read "${path}": ${READ_OUTSIDE}.` };
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return {
+      kind: "user",
+      message: `${sentence(error.message)} Run with the permissions in deno.json's tasks.`,
+    };
+  }
+  const debug = Deno.permissions.querySync({ name: "env", variable: "DEPLOY_DEBUG" });
+  if (debug.state === "granted" && Deno.env.get("DEPLOY_DEBUG")) {
+    console.error((error as Error)?.stack);
+  }
+  return {
+    kind: "internal",
+    message: redact(`internal error: ${(error as Error)?.message ?? error}`),
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
   try {
-    const options = parseCommandLine(argv);
+    const options = parseCommandLine(argv, callerDirectory());
     switch (options.command) {
       case "help":
         console.log(HELP[options.helpTopic]);
@@ -3865,29 +5040,11 @@ export async function main(argv: string[]): Promise<number> {
         return runInspect(options.paths[0], options.format);
     }
   } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`error: ${error.message}\nRun "deploy --help" for usage.`);
-    } else if (
-      error instanceof UserError || error instanceof PrefectApiError ||
-      error instanceof SettingsError
-    ) {
-      console.error(redact(`error: ${error.message}`));
-    } else if (error instanceof Deno.errors.NotCapable && /read access/.test(error.message)) {
-      const path = error.message.match(/"([^"]+)"/)?.[1] ?? "a file";
-      console.error(`error: Cannot read "${path}": ${READ_OUTSIDE}.`);
-    } else if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        `error: ${
-          sentence((error as Error).message)
-        } Run with the permissions in deno.json's tasks.`,
-      );
-    } else {
-      console.error(`error: internal error: ${(error as Error)?.message ?? error}`);
-      const debug = Deno.permissions.querySync({ name: "env", variable: "DEPLOY_DEBUG" });
-      if (debug.state === "granted" && Deno.env.get("DEPLOY_DEBUG")) {
-        console.error((error as Error)?.stack);
-      }
-    }
+    const { message } = describeFailure(error);
+    const help = error instanceof UsageError
+      ? `\nRun "${error.command ? `deploy ${error.command} --help` : "deploy --help"}" for usage.`
+      : "";
+    console.error(`error: ${message}${help}`);
     return EXIT_FAILURE;
   }
 }

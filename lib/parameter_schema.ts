@@ -156,7 +156,7 @@ function subscript(node: SyntaxNode): { base: SyntaxNode; args: SyntaxNode[] } |
   for (let c = node.firstChild; c; c = c.nextSibling) {
     if (c.name === "[") inside = true;
     else if (c.name === "]") inside = false;
-    else if (inside && c.name !== ",") args.push(c);
+    else if (inside && c.name !== "," && c.name !== "Comment") args.push(c);
   }
   return { base: node.firstChild!, args };
 }
@@ -188,7 +188,7 @@ function typeSchema(node: SyntaxNode, ctx: Context): Json {
       return typeSchema(parsed.node, shadow);
     }
     case "ParenthesizedExpression":
-      return typeSchema(node.firstChild!.nextSibling!, ctx);
+      return typeSchema(children(node, ["(", ")"])[0], ctx);
     case "BinaryExpression": {
       const [left, op, right] = [node.firstChild!, node.firstChild!.nextSibling!, node.lastChild!];
       if (text(op, ctx) !== "|") throw new Unschemable();
@@ -449,19 +449,22 @@ function callArguments(call: SyntaxNode, ctx: Context) {
   const positional: SyntaxNode[] = [];
   const keywords = new Map<string, SyntaxNode>();
   const args = call.getChild("ArgList");
-  for (let c = args?.firstChild; c; c = c.nextSibling) {
-    if (c.name === "(" || c.name === ")" || c.name === ",") continue;
-    if (c.name === "VariableName" && c.nextSibling?.name === "AssignOp") {
-      keywords.set(text(c, ctx), c.nextSibling.nextSibling!);
-      c = c.nextSibling.nextSibling!;
-    } else positional.push(c);
+  const items = args ? children(args, ["(", ")", ","]) : [];
+  for (let i = 0; i < items.length; i++) {
+    if (items[i].name === "VariableName" && items[i + 1]?.name === "AssignOp" && items[i + 2]) {
+      keywords.set(text(items[i], ctx), items[i + 2]);
+      i += 2;
+    } else positional.push(items[i]);
   }
   return { positional, keywords };
 }
 
+/** A node's children but punctuation in `skip` and comments (literals may span lines). */
 function children(node: SyntaxNode, skip: string[]): SyntaxNode[] {
   const result: SyntaxNode[] = [];
-  for (let c = node.firstChild; c; c = c.nextSibling) if (!skip.includes(c.name)) result.push(c);
+  for (let c = node.firstChild; c; c = c.nextSibling) {
+    if (!skip.includes(c.name) && c.name !== "Comment") result.push(c);
+  }
   return result;
 }
 
@@ -496,7 +499,7 @@ function evaluate(node: SyntaxNode, ctx: Context, depth = 0): Value {
       return source.trim().startsWith("-") ? -value : value;
     }
     case "ParenthesizedExpression":
-      return evaluate(node.firstChild!.nextSibling!, ctx, depth + 1);
+      return evaluate(children(node, ["(", ")"])[0], ctx, depth + 1);
     case "ArrayExpression":
     case "TupleExpression":
     case "SetExpression": {

@@ -52,6 +52,8 @@ export interface RequestOptions {
 export interface ApiResponse<T> {
   status: number;
   data: T;
+  /** The server's clock (its `Date` header, ms since the epoch), when it sent one. */
+  serverTime?: number;
 }
 
 const RETRY_STATUSES = [408, 429, 502, 503];
@@ -399,7 +401,8 @@ export class PrefectClient {
       }
       const data = parseBody(text);
       if ((status >= 200 && status < 300) || options.accept?.includes(status)) {
-        return { status, data: data as T };
+        const date = Date.parse(response.headers.get("date") ?? "");
+        return { status, data: data as T, serverTime: Number.isNaN(date) ? undefined : date };
       }
       throw this.#httpError(method, path, status, data);
     }
@@ -534,6 +537,10 @@ function networkReason(error: unknown): string {
   const text = `${e?.message ?? error} ${(e?.cause as Error)?.message ?? ""}`;
   if (/refused/i.test(text)) return "connection refused";
   if (/dns|lookup|name or service|nodename/i.test(text)) return "the host name does not resolve";
+  // rustls' words for a peer that answered the ClientHello with something other than TLS.
+  if (/InvalidContentType|corrupt message|wrong version number/i.test(text)) {
+    return "the TLS handshake failed: the server does not speak TLS (is it http://?)";
+  }
   if (/reset|closed|broken pipe|incomplete|body|eof/i.test(text)) {
     return "the connection was closed before a full response";
   }

@@ -49,8 +49,15 @@ export interface PythonModule {
   assignments: Map<string, SyntaxNode>;
   /** `import x as y` / `from m import a as b`: local name → dotted origin. */
   imports: Map<string, string>;
-  /** The first syntax error, 1-based. */
-  syntaxError?: { line: number; column: number };
+  /** The first syntax error, 1-based, and what the parser found there. */
+  syntaxError?: PythonSyntaxError;
+}
+
+export interface PythonSyntaxError {
+  line: number;
+  column: number;
+  /** `"b"`, `the end of the line`, `the end of the file`. */
+  found: string;
 }
 
 export function parsePythonModule(source: string): PythonModule {
@@ -67,7 +74,7 @@ export function parsePythonModule(source: string): PythonModule {
   tree.iterate({
     enter(ref) {
       if (ref.type.isError && !module.syntaxError) {
-        module.syntaxError = position(source, ref.from);
+        module.syntaxError = syntaxError(source, ref.from, ref.node);
       }
       return !module.syntaxError;
     },
@@ -108,6 +115,29 @@ export function parsePythonModule(source: string): PythonModule {
   return module;
 }
 
+const CLOSING: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
+
+/** Where the parser stopped making sense of the source, at the token it found there. */
+function syntaxError(source: string, offset: number, node: SyntaxNode): PythonSyntaxError {
+  const start = offset + (/^[ \t]*/.exec(source.slice(offset))?.[0].length ?? 0);
+  const rest = source.slice(start, start + 200);
+  let unclosed = "";
+  for (let p = node.parent; p; p = p.parent) {
+    const bracket = source[p.from];
+    if (CLOSING[bracket] && source[p.to - 1] !== CLOSING[bracket]) {
+      const { line, column } = position(source, p.from);
+      unclosed = ` ("${bracket}" at ${line}:${column} is never closed)`;
+      break;
+    }
+  }
+  if (!rest.trim()) return { ...position(source, offset), found: `the end of the file${unclosed}` };
+  if (/^(\r?\n|#)/.test(rest)) {
+    return { ...position(source, offset), found: `the end of the line${unclosed}` };
+  }
+  const token = /^([A-Za-z_][A-Za-z0-9_]*|\d[\w.]*|\*\*|\/\/|[=!<>]=|->|\S)/.exec(rest)![0];
+  return { ...position(source, start), found: `"${token}"${unclosed}` };
+}
+
 /** Offsets where lines start, so positions cost a binary search, not a scan of the file. */
 const lineStarts = new Map<string, number[]>();
 
@@ -140,12 +170,13 @@ function readDecorator(node: SyntaxNode, text: (n: SyntaxNode) => string): Pytho
   }
   if (!args) return { callee: parts.join(".") };
   const keywords = new Map<string, SyntaxNode>();
-  for (let child = args.firstChild; child; child = child.nextSibling) {
-    if (child.name === "VariableName" && child.nextSibling?.name === "AssignOp") {
-      const value = child.nextSibling.nextSibling;
-      if (value) keywords.set(text(child), value);
+  const items: SyntaxNode[] = [];
+  for (let c = args.firstChild; c; c = c.nextSibling) if (c.name !== "Comment") items.push(c);
+  items.forEach((item, i) => {
+    if (item.name === "VariableName" && items[i + 1]?.name === "AssignOp" && items[i + 2]) {
+      keywords.set(text(item), items[i + 2]);
     }
-  }
+  });
   return { callee: parts.join("."), keywords };
 }
 
@@ -199,9 +230,11 @@ function readFunction(
   let expect: "annotation" | "default" | undefined;
   let prefix: "*" | "**" | undefined;
   let previousEnd = params.from;
-  for (let c = params.firstChild; c; previousEnd = c.to, c = c.nextSibling) {
+  for (let c = params.firstChild; c; c = c.nextSibling) {
+    if (c.name === "Comment") continue;
     // The parser keeps no node for the positional-only marker `/`; it sits between commas.
-    if ((c.name === "," || c.name === ")") && source.slice(previousEnd, c.from).includes("/")) {
+    const gap = source.slice(previousEnd, c.from).replace(/#[^\n]*/g, "");
+    if ((c.name === "," || c.name === ")") && gap.includes("/")) {
       parameters.forEach((p) => p.kind = "positional_only");
     }
     switch (c.name) {
@@ -249,6 +282,7 @@ function readFunction(
           expect = undefined;
         }
     }
+    previousEnd = c.to;
   }
   const body = node.getChild("Body");
   let docstring: string | undefined;
@@ -320,14 +354,18 @@ export function stringValue(node: SyntaxNode, source: string): string | undefine
 export type FlowLookup =
   | { kind: "flow"; fn: PythonFunction; flowName: string; nameSource: "decorator" | "function" }
   | { kind: "dynamic-name"; fn: PythonFunction }
-  | { kind: "not-a-flow"; fn: PythonFunction }
+  | { kind: "not-a-flow"; fn: PythonFunction; isTask: boolean }
   | { kind: "missing" };
 
-/** `@flow`, `@prefect.flow`, or either under an import alias. */
-function isFlowDecorator(d: PythonDecorator, module: PythonModule): boolean {
+/** `@flow`, `@prefect.flow`, or either under an import alias (and the same for `task`). */
+function isPrefectDecorator(
+  d: PythonDecorator,
+  module: PythonModule,
+  kind: "flow" | "task",
+): boolean {
   const [head, ...rest] = d.callee.split(".");
-  const origin = module.imports.get(head) ?? (head === "flow" ? "prefect.flow" : head);
-  return [origin, ...rest].join(".") === "prefect.flow";
+  const origin = module.imports.get(head) ?? (head === kind ? `prefect.${kind}` : head);
+  return [origin, ...rest].join(".") === `prefect.${kind}`;
 }
 
 /**
@@ -338,8 +376,11 @@ function isFlowDecorator(d: PythonDecorator, module: PythonModule): boolean {
 export function findFlow(module: PythonModule, functionName: string): FlowLookup {
   const fn = module.functions.get(functionName);
   if (!fn) return { kind: "missing" };
-  const decorator = fn.decorators.find((d) => isFlowDecorator(d, module));
-  if (!decorator) return { kind: "not-a-flow", fn };
+  const decorator = fn.decorators.find((d) => isPrefectDecorator(d, module, "flow"));
+  if (!decorator) {
+    const isTask = fn.decorators.some((d) => isPrefectDecorator(d, module, "task"));
+    return { kind: "not-a-flow", fn, isTask };
+  }
   const nameNode = decorator.keywords?.get("name");
   if (!nameNode) {
     return { kind: "flow", fn, flowName: fn.name.replaceAll("_", "-"), nameSource: "function" };

@@ -5,9 +5,397 @@
  */
 export type Steps = (Step[] | null)
 /**
+ * Clones a Git repository; outputs `directory`.
+ */
+export type GitClone = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * HTTPS or SSH URL of the repository to clone.
+ */
+repository: string
+/**
+ * Branch to check out; the remote's default branch when omitted.
+ */
+branch?: (string | null)
+/**
+ * Exact commit to check out.
+ */
+commit_sha?: (string | null)
+/**
+ * Also clone the repository's submodules.
+ */
+include_submodules?: (boolean | Template)
+/**
+ * Token for private repositories; use a `{{ prefect.blocks.secret.name }}` reference, never a literal.
+ */
+access_token?: (string | null)
+/**
+ * A credentials block reference such as `{{ prefect.blocks.github-credentials.name }}`.
+ */
+credentials?: (string | {
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Sparse checkout: only these directories are cloned.
+ */
+directories?: (string[] | null)
+/**
+ * Name of the directory the repository is cloned into.
+ */
+clone_directory_name?: (string | null)
+} | null)
+/**
  * A string holding a `{{ placeholder }}`, resolved by `plan`/`apply`: `{{ $ENV_VAR }}`, `{{ prefect.variables.name }}`, `{{ prefect.blocks.type.name }}` or a step output `{{ step-id.key }}`.
  */
 export type Template = string
+/**
+ * Changes the working directory of the flow run; outputs `directory`.
+ */
+export type SetWorkingDirectory = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Absolute path, or a path relative to where the pull steps started.
+ */
+directory: string
+} | null)
+/**
+ * Runs a shell command; outputs `stdout` and `stderr`.
+ */
+export type RunShellScript = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * The command to run.
+ */
+script: string
+/**
+ * Working directory of the command.
+ */
+directory?: (string | null)
+/**
+ * Extra environment variables for the command.
+ */
+env?: ({
+[k: string]: string | undefined
+} | null)
+/**
+ * Print the command's output as it runs.
+ */
+stream_output?: (boolean | Template)
+/**
+ * Expand `$VAR` in the script before running it.
+ */
+expand_env_vars?: (boolean | Template)
+/**
+ * Run the script through the system shell.
+ */
+shell?: (boolean | Template)
+} | null)
+/**
+ * Installs a requirements file with pip; outputs `stdout` and `stderr`.
+ */
+export type PipInstallRequirements = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Directory holding the requirements file.
+ */
+directory?: (string | null)
+/**
+ * File name, `requirements.txt` by default.
+ */
+requirements_file?: string
+/**
+ * Print pip's output as it runs.
+ */
+stream_output?: (boolean | Template)
+} | null)
+/**
+ * Copies files from an fsspec URL; outputs `directory`. Extra keys are passed to the filesystem.
+ */
+export type PullFromRemoteStorage = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * fsspec URL to copy from, e.g. `s3://bucket/folder`.
+ */
+url: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Copies files with a storage block; outputs `directory`.
+ */
+export type PullWithBlock = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Name of the storage block document.
+ */
+block_document_name: string
+/**
+ * Slug of the storage block's type, e.g. `s3-bucket`.
+ */
+block_type_slug: string
+} | null)
+/**
+ * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`.
+ */
+export type BuildDockerImage = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Repository of the image, e.g. `ghcr.io/acme/flows`.
+ */
+image_name: string
+/**
+ * Image tag; a timestamp when omitted.
+ */
+tag?: string
+/**
+ * `auto` or a path to a Dockerfile.
+ */
+dockerfile?: string
+/**
+ * More tags for the same image.
+ */
+additional_tags?: string[]
+/**
+ * Build without the layer cache.
+ */
+ignore_cache?: (boolean | Template)
+/**
+ * Target platform, e.g. `linux/amd64`.
+ */
+platform?: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Pushes a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `additional_tags`.
+ */
+export type PushDockerImage = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Repository of the image.
+ */
+image_name: string
+/**
+ * Tag to push.
+ */
+tag?: string
+/**
+ * A docker-registry-credentials block reference.
+ */
+credentials?: (string | {
+[k: string]: unknown | undefined
+})
+/**
+ * More tags to push.
+ */
+additional_tags?: string[]
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Uploads the project to S3 (prefect-aws); outputs `bucket` and `folder`.
+ */
+export type PushToS3 = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * S3 bucket.
+ */
+bucket: string
+/**
+ * Key prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Downloads the project from S3 (prefect-aws); outputs `bucket`, `folder` and `directory`.
+ */
+export type PullFromS3 = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * S3 bucket.
+ */
+bucket: string
+/**
+ * Key prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Uploads the project to Google Cloud Storage (prefect-gcp).
+ */
+export type PushToGcs = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * GCS bucket.
+ */
+bucket: string
+/**
+ * Object prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Downloads the project from Google Cloud Storage (prefect-gcp).
+ */
+export type PullFromGcs = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * GCS bucket.
+ */
+bucket: string
+/**
+ * Object prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Uploads the project to Azure Blob Storage (prefect-azure).
+ */
+export type PushToAzureBlobStorage = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Blob container.
+ */
+container: string
+/**
+ * Blob prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Downloads the project from Azure Blob Storage (prefect-azure).
+ */
+export type PullFromAzureBlobStorage = ({
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+id?: string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+requires?: (string | string[])
+/**
+ * Blob container.
+ */
+container: string
+/**
+ * Blob prefix.
+ */
+folder: string
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Arguments of a step function from another package; `id` and `requires` are reserved.
+ * 
+ * This interface was referenced by `Step`'s JSON-Schema definition
+ * via the `patternProperty` "^(?!prefect\.(deployments|projects)\.steps\.|(prefect_docker\.deployments\.steps\.build_docker_image|prefect_docker\.deployments\.steps\.push_docker_image|prefect_aws\.deployments\.steps\.push_to_s3|prefect_aws\.deployments\.steps\.pull_from_s3|prefect_gcp\.deployments\.steps\.push_to_gcs|prefect_gcp\.deployments\.steps\.pull_from_gcs|prefect_azure\.deployments\.steps\.push_to_azure_blob_storage|prefect_azure\.deployments\.steps\.pull_from_azure_blob_storage)$)[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$".
+ */
+export type CustomStep = ({
+id?: StepId
+requires?: RequiredPackages
+[k: string]: unknown | undefined
+} | null)
+/**
+ * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ */
+export type StepId = string
+/**
+ * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ */
+export type RequiredPackages = (string | string[])
 /**
  * Default push steps for every deployment. `prefect deploy` runs them; deploy.ts does not (push images before `apply`) and says so.
  */
@@ -16,6 +404,19 @@ export type Steps1 = (Step[] | null)
  * Default steps a worker runs before each flow run, e.g. `git_clone` or `set_working_directory`.
  */
 export type Steps2 = (Step[] | null)
+/**
+ * Exactly one of `cron`, `interval` or `rrule`. `validate` checks the same itself (`schedule-kind`); this rule lets editors show it.
+ */
+export type ScheduleKind = ({
+cron: unknown
+[k: string]: unknown | undefined
+} | {
+interval: unknown
+[k: string]: unknown | undefined
+} | {
+rrule: unknown
+[k: string]: unknown | undefined
+})
 /**
  * Maximum concurrent runs: an integer, or `{limit, collision_strategy, grace_period_seconds}`.
  */
@@ -51,7 +452,7 @@ export type Steps5 = (Step[] | null)
  */
 export interface DeployTsManifest {
 /**
- * Names the project; `apply` tags what it writes `managed-by:deploy.ts/<name>` and `--prune` only touches those.
+ * Names the project, which owns what `apply` writes: the tag `managed-by:deploy.ts/<name>` (plus `deploy.ts/env:<env>` with `--env`). `--prune` deletes only deployments with this project's and environment's marks. Every manifest of a project gives the same name; without one, the repository's directory names it.
  */
 name?: string
 /**
@@ -76,576 +477,105 @@ deployments: Deployment[]
  * One step: `- module.path.function: {arguments}`. `id` names its outputs; `requires` installs packages first.
  */
 export interface Step {
-"prefect.deployments.steps.git_clone"?: GitClone
-"prefect.deployments.steps.set_working_directory"?: SetWorkingDirectory
-"prefect.deployments.steps.run_shell_script"?: RunShellScript
-"prefect.deployments.steps.pip_install_requirements"?: PipInstallRequirements
-"prefect.deployments.steps.pull_from_remote_storage"?: PullFromRemoteStorage
-"prefect.deployments.steps.pull_with_block"?: PullWithBlock
-"prefect_docker.deployments.steps.build_docker_image"?: BuildDockerImage
-"prefect_docker.deployments.steps.push_docker_image"?: PushDockerImage
-"prefect_aws.deployments.steps.push_to_s3"?: PushToS3
-"prefect_aws.deployments.steps.pull_from_s3"?: PullFromS3
-"prefect_gcp.deployments.steps.push_to_gcs"?: PushToGcs
-"prefect_gcp.deployments.steps.pull_from_gcs"?: PullFromGcs
-"prefect_azure.deployments.steps.push_to_azure_blob_storage"?: PushToAzureBlobStorage
-"prefect_azure.deployments.steps.pull_from_azure_blob_storage"?: PullFromAzureBlobStorage
-"prefect.deployments.steps.pull.git_clone"?: GitClone1
-"prefect.deployments.steps.pull.set_working_directory"?: SetWorkingDirectory1
-"prefect.deployments.steps.pull.pull_from_remote_storage"?: PullFromRemoteStorage1
-"prefect.deployments.steps.pull.pull_with_block"?: PullWithBlock1
-"prefect.deployments.steps.utility.run_shell_script"?: RunShellScript1
-"prefect.deployments.steps.utility.pip_install_requirements"?: PipInstallRequirements1
-/**
- * Arguments of a step function from another package; `id` and `requires` are reserved.
- */
-[k: string]: {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-[k: string]: unknown | undefined
-} | null | GitClone | SetWorkingDirectory | RunShellScript | PipInstallRequirements | PullFromRemoteStorage | PullWithBlock | BuildDockerImage | PushDockerImage | PushToS3 | PullFromS3 | PushToGcs | PullFromGcs | PushToAzureBlobStorage | PullFromAzureBlobStorage | GitClone1 | SetWorkingDirectory1 | PullFromRemoteStorage1 | PullWithBlock1 | RunShellScript1 | PipInstallRequirements1 | undefined
-}
 /**
  * Clones a Git repository; outputs `directory`.
  */
-export interface GitClone {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * HTTPS or SSH URL of the repository to clone.
- */
-repository: string
-/**
- * Branch to check out; the remote's default branch when omitted.
- */
-branch?: (string | null)
-/**
- * Exact commit to check out.
- */
-commit_sha?: (string | null)
-/**
- * Also clone the repository's submodules.
- */
-include_submodules?: (boolean | Template)
-/**
- * Token for private repositories; use a `{{ prefect.blocks.secret.name }}` reference, never a literal.
- */
-access_token?: (string | null)
-/**
- * A credentials block reference such as `{{ prefect.blocks.github-credentials.name }}`.
- */
-credentials?: (string | {
-[k: string]: unknown | undefined
-} | null)
-/**
- * Sparse checkout: only these directories are cloned.
- */
-directories?: (string[] | null)
-/**
- * Name of the directory the repository is cloned into.
- */
-clone_directory_name?: (string | null)
-}
+"prefect.deployments.steps.git_clone"?: GitClone
 /**
  * Changes the working directory of the flow run; outputs `directory`.
  */
-export interface SetWorkingDirectory {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Absolute path, or a path relative to where the pull steps started.
- */
-directory: string
-}
+"prefect.deployments.steps.set_working_directory"?: SetWorkingDirectory
 /**
  * Runs a shell command; outputs `stdout` and `stderr`.
  */
-export interface RunShellScript {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * The command to run.
- */
-script: string
-/**
- * Working directory of the command.
- */
-directory?: (string | null)
-/**
- * Extra environment variables for the command.
- */
-env?: ({
-[k: string]: string | undefined
-} | null)
-/**
- * Print the command's output as it runs.
- */
-stream_output?: (boolean | Template)
-/**
- * Expand `$VAR` in the script before running it.
- */
-expand_env_vars?: (boolean | Template)
-/**
- * Run the script through the system shell.
- */
-shell?: (boolean | Template)
-}
+"prefect.deployments.steps.run_shell_script"?: RunShellScript
 /**
  * Installs a requirements file with pip; outputs `stdout` and `stderr`.
  */
-export interface PipInstallRequirements {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Directory holding the requirements file.
- */
-directory?: (string | null)
-/**
- * File name, `requirements.txt` by default.
- */
-requirements_file?: string
-/**
- * Print pip's output as it runs.
- */
-stream_output?: (boolean | Template)
-}
+"prefect.deployments.steps.pip_install_requirements"?: PipInstallRequirements
 /**
  * Copies files from an fsspec URL; outputs `directory`. Extra keys are passed to the filesystem.
  */
-export interface PullFromRemoteStorage {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * fsspec URL to copy from, e.g. `s3://bucket/folder`.
- */
-url: string
-[k: string]: unknown | undefined
-}
+"prefect.deployments.steps.pull_from_remote_storage"?: PullFromRemoteStorage
 /**
  * Copies files with a storage block; outputs `directory`.
  */
-export interface PullWithBlock {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Name of the storage block document.
- */
-block_document_name: string
-/**
- * Slug of the storage block's type, e.g. `s3-bucket`.
- */
-block_type_slug: string
-}
+"prefect.deployments.steps.pull_with_block"?: PullWithBlock
 /**
  * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`.
  */
-export interface BuildDockerImage {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Repository of the image, e.g. `ghcr.io/acme/flows`.
- */
-image_name: string
-/**
- * Image tag; a timestamp when omitted.
- */
-tag?: string
-/**
- * `auto` or a path to a Dockerfile.
- */
-dockerfile?: string
-/**
- * More tags for the same image.
- */
-additional_tags?: string[]
-/**
- * Build without the layer cache.
- */
-ignore_cache?: (boolean | Template)
-/**
- * Target platform, e.g. `linux/amd64`.
- */
-platform?: string
-[k: string]: unknown | undefined
-}
+"prefect_docker.deployments.steps.build_docker_image"?: BuildDockerImage
 /**
  * Pushes a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `additional_tags`.
  */
-export interface PushDockerImage {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Repository of the image.
- */
-image_name: string
-/**
- * Tag to push.
- */
-tag?: string
-/**
- * A docker-registry-credentials block reference.
- */
-credentials?: (string | {
-[k: string]: unknown | undefined
-})
-/**
- * More tags to push.
- */
-additional_tags?: string[]
-[k: string]: unknown | undefined
-}
+"prefect_docker.deployments.steps.push_docker_image"?: PushDockerImage
 /**
  * Uploads the project to S3 (prefect-aws); outputs `bucket` and `folder`.
  */
-export interface PushToS3 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * S3 bucket.
- */
-bucket: string
-/**
- * Key prefix.
- */
-folder: string
-[k: string]: unknown | undefined
-}
+"prefect_aws.deployments.steps.push_to_s3"?: PushToS3
 /**
  * Downloads the project from S3 (prefect-aws); outputs `bucket`, `folder` and `directory`.
  */
-export interface PullFromS3 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * S3 bucket.
- */
-bucket: string
-/**
- * Key prefix.
- */
-folder: string
-[k: string]: unknown | undefined
-}
+"prefect_aws.deployments.steps.pull_from_s3"?: PullFromS3
 /**
  * Uploads the project to Google Cloud Storage (prefect-gcp).
  */
-export interface PushToGcs {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * GCS bucket.
- */
-bucket: string
-/**
- * Object prefix.
- */
-folder: string
-[k: string]: unknown | undefined
-}
+"prefect_gcp.deployments.steps.push_to_gcs"?: PushToGcs
 /**
  * Downloads the project from Google Cloud Storage (prefect-gcp).
  */
-export interface PullFromGcs {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * GCS bucket.
- */
-bucket: string
-/**
- * Object prefix.
- */
-folder: string
-[k: string]: unknown | undefined
-}
+"prefect_gcp.deployments.steps.pull_from_gcs"?: PullFromGcs
 /**
  * Uploads the project to Azure Blob Storage (prefect-azure).
  */
-export interface PushToAzureBlobStorage {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Blob container.
- */
-container: string
-/**
- * Blob prefix.
- */
-folder: string
-[k: string]: unknown | undefined
-}
+"prefect_azure.deployments.steps.push_to_azure_blob_storage"?: PushToAzureBlobStorage
 /**
  * Downloads the project from Azure Blob Storage (prefect-azure).
  */
-export interface PullFromAzureBlobStorage {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Blob container.
- */
-container: string
-/**
- * Blob prefix.
- */
-folder: string
-[k: string]: unknown | undefined
-}
+"prefect_azure.deployments.steps.pull_from_azure_blob_storage"?: PullFromAzureBlobStorage
 /**
  * Clones a Git repository; outputs `directory`.
  */
-export interface GitClone1 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * HTTPS or SSH URL of the repository to clone.
- */
-repository: string
-/**
- * Branch to check out; the remote's default branch when omitted.
- */
-branch?: (string | null)
-/**
- * Exact commit to check out.
- */
-commit_sha?: (string | null)
-/**
- * Also clone the repository's submodules.
- */
-include_submodules?: (boolean | Template)
-/**
- * Token for private repositories; use a `{{ prefect.blocks.secret.name }}` reference, never a literal.
- */
-access_token?: (string | null)
-/**
- * A credentials block reference such as `{{ prefect.blocks.github-credentials.name }}`.
- */
-credentials?: (string | {
-[k: string]: unknown | undefined
-} | null)
-/**
- * Sparse checkout: only these directories are cloned.
- */
-directories?: (string[] | null)
-/**
- * Name of the directory the repository is cloned into.
- */
-clone_directory_name?: (string | null)
-}
+"prefect.deployments.steps.pull.git_clone"?: GitClone
 /**
  * Changes the working directory of the flow run; outputs `directory`.
  */
-export interface SetWorkingDirectory1 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Absolute path, or a path relative to where the pull steps started.
- */
-directory: string
-}
+"prefect.deployments.steps.pull.set_working_directory"?: SetWorkingDirectory
 /**
  * Copies files from an fsspec URL; outputs `directory`. Extra keys are passed to the filesystem.
  */
-export interface PullFromRemoteStorage1 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * fsspec URL to copy from, e.g. `s3://bucket/folder`.
- */
-url: string
-[k: string]: unknown | undefined
-}
+"prefect.deployments.steps.pull.pull_from_remote_storage"?: PullFromRemoteStorage
 /**
  * Copies files with a storage block; outputs `directory`.
  */
-export interface PullWithBlock1 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * Name of the storage block document.
- */
-block_document_name: string
-/**
- * Slug of the storage block's type, e.g. `s3-bucket`.
- */
-block_type_slug: string
-}
+"prefect.deployments.steps.pull.pull_with_block"?: PullWithBlock
 /**
  * Runs a shell command; outputs `stdout` and `stderr`.
  */
-export interface RunShellScript1 {
-/**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
- */
-id?: string
-/**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
- */
-requires?: (string | string[])
-/**
- * The command to run.
- */
-script: string
-/**
- * Working directory of the command.
- */
-directory?: (string | null)
-/**
- * Extra environment variables for the command.
- */
-env?: ({
-[k: string]: string | undefined
-} | null)
-/**
- * Print the command's output as it runs.
- */
-stream_output?: (boolean | Template)
-/**
- * Expand `$VAR` in the script before running it.
- */
-expand_env_vars?: (boolean | Template)
-/**
- * Run the script through the system shell.
- */
-shell?: (boolean | Template)
-}
+"prefect.deployments.steps.utility.run_shell_script"?: RunShellScript
 /**
  * Installs a requirements file with pip; outputs `stdout` and `stderr`.
  */
-export interface PipInstallRequirements1 {
+"prefect.deployments.steps.utility.pip_install_requirements"?: PipInstallRequirements
+[k: string]: RemovedStep | UnknownPrefectStep | CustomStep | GitClone | SetWorkingDirectory | RunShellScript | PipInstallRequirements | PullFromRemoteStorage | PullWithBlock | BuildDockerImage | PushDockerImage | PushToS3 | PullFromS3 | PushToGcs | PullFromGcs | PushToAzureBlobStorage | PullFromAzureBlobStorage | undefined
+}
 /**
- * Names this step so later steps and deployment fields can use its outputs as `{{ <id>.<output> }}`.
+ * The `prefect.projects.steps` namespace was removed in Prefect 2.11; its steps live in `prefect.deployments.steps`.
+ * 
+ * This interface was referenced by `Step`'s JSON-Schema definition
+ * via the `patternProperty` "^prefect\.projects\.steps\.".
  */
-id?: string
+export interface RemovedStep {
+[k: string]: unknown | undefined
+}
 /**
- * pip requirement(s) installed before the step runs when its module cannot be imported, e.g. `prefect-docker>=0.6`.
+ * Prefect has no step of this name.
+ * 
+ * This interface was referenced by `Step`'s JSON-Schema definition
+ * via the `patternProperty` "^prefect\.deployments\.steps\.(?!(git_clone|set_working_directory|run_shell_script|pip_install_requirements|pull_from_remote_storage|pull_with_block|pull\.git_clone|pull\.set_working_directory|pull\.pull_from_remote_storage|pull\.pull_with_block|utility\.run_shell_script|utility\.pip_install_requirements)$)".
  */
-requires?: (string | string[])
-/**
- * Directory holding the requirements file.
- */
-directory?: (string | null)
-/**
- * File name, `requirements.txt` by default.
- */
-requirements_file?: string
-/**
- * Print pip's output as it runs.
- */
-stream_output?: (boolean | Template)
+export interface UnknownPrefectStep {
+[k: string]: unknown | undefined
 }
 /**
  * One Prefect deployment: which flow, where it runs, when, and with what parameters.
@@ -676,7 +606,7 @@ version?: (string | null)
  */
 version_type?: ("prefect:simple" | "vcs:git" | "vcs:github" | "vcs:gitlab" | "vcs:bitbucket" | "vcs:azuredevops")
 /**
- * Tags for filtering in the UI. `apply` adds `managed-by:deploy.ts/<project>`.
+ * Tags for filtering in the UI. `apply` adds the ownership marks `managed-by:deploy.ts/<project>` (and `deploy.ts/env:<env>` with `--env`), which a manifest may not set itself.
  */
 tags?: (string[] | Template)
 /**
@@ -699,7 +629,7 @@ work_pool?: WorkPool
 /**
  * When the deployment runs. Give each a `slug` to keep its identity across renames.
  */
-schedules?: (Schedule[] | null)
+schedules?: ((Schedule & ScheduleKind)[] | null)
 /**
  * Deprecated single schedule; use `schedules:` with one item.
  */
@@ -730,7 +660,7 @@ name?: (string | null)
  */
 work_queue_name?: (string | null)
 /**
- * Overrides of the pool's base job template, e.g. `image`, `env`, `working_dir`.
+ * Overrides of the pool's base job template. Process pools take `command`, `env`, `labels`, `name`, `stream_output`, `working_dir`; Docker and Kubernetes pools add `image` and more.
  */
 job_variables?: {
 [k: string]: unknown | undefined

@@ -1,10 +1,12 @@
 /** The command line as users meet it: spawned like `deno task validate`, stdout/stderr/exit. */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
-import { runCli, tempProject } from "./helpers.ts";
+import { REPO_ROOT, runCli, tempProject } from "./helpers.ts";
+import { parseCommandLine } from "../deploy.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 import schema from "../schema/deployments.schema.json" with { type: "json" };
 
-const GOOD = `deployments:
+const GOOD = `name: cli-test
+deployments:
   - name: nightly
     entrypoint: flows/etl.py:etl
     work_pool: {name: pool}
@@ -37,18 +39,38 @@ Deno.test("cli: --version prints the version from deno.json", async () => {
 });
 
 Deno.test("cli: usage errors name the command or flag, exit 1", async () => {
-  const cases: [string[], RegExp][] = [
-    [["valdate"], /Unknown command "valdate"\. Did you mean "validate"\?/],
-    [["validate", "--strikt"], /Unknown option '--strikt'/],
-    [["validate", "--format", "xml"], /--format must be text, json or github, not "xml"/],
-    [["schema", "extra"], /Unexpected argument 'extra'/],
+  const cases: [string[], RegExp, string][] = [
+    [["valdate"], /Unknown command "valdate"\. Did you mean "validate"\?/, "deploy --help"],
+    [
+      ["validate", "--stirct"],
+      /^error: validate: unknown option "--stirct"\. Did you mean "--strict"\?\n/,
+      "deploy validate --help",
+    ],
+    [
+      ["plan", "--detailed-exit-code"],
+      /unknown option "--detailed-exit-code"\. Did you mean "--detailed-exitcode"\?/,
+      "deploy plan --help",
+    ],
+    [
+      ["validate", "--prune"],
+      /unknown option "--prune"\. It is an option of plan and apply\./,
+      "deploy validate --help",
+    ],
+    [["apply", "-x"], /^error: apply: unknown option "-x"\.\n/, "deploy apply --help"],
+    [
+      ["validate", "--format", "xml"],
+      /--format must be text, json or github, not "xml"/,
+      "deploy validate --help",
+    ],
+    [["schema", "extra"], /Unexpected argument 'extra'/, "deploy schema --help"],
   ];
-  for (const [args, pattern] of cases) {
+  for (const [args, pattern, help] of cases) {
     const { code, stdout, stderr } = await runCli(args);
     assertEquals(code, 1, args.join(" "));
     assertMatch(stderr, pattern);
     assertEquals(stdout, "");
     assertEquals(stderr.trim().split("\n").length, 2, "one error line and the --help pointer");
+    assertStringIncludes(stderr, `\nRun "${help}" for usage.`);
   }
 });
 
@@ -57,6 +79,58 @@ Deno.test("cli: this repository's own manifests pass validate --strict", async (
   assertEquals(stderr, "");
   assertEquals(code, 0);
   assertMatch(stdout, /^Valid: \d+ deployments in \d+ files, 0 errors, 0 warnings\.\n$/);
+});
+
+Deno.test("cli: under deno task, relative PATHs are read from the directory they were typed in", async () => {
+  // `deno task` runs in the project root; here it is typed in prefect/. Deno keeps an INIT_CWD
+  // it inherits (from the `deno task test` running this), so only what Deno needs is passed on.
+  const inherited = ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]
+    .flatMap((name) => Deno.env.get(name) === undefined ? [] : [[name, Deno.env.get(name)!]]);
+  const task = async (args: string[]) => {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", ...args],
+      cwd: `${REPO_ROOT}prefect`,
+      clearEnv: true,
+      env: { ...Object.fromEntries(inherited), NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+  };
+  const one = await task(["deploy", "validate", "refinement.yaml"]);
+  assertEquals(one.code, 0, one.stderr);
+  assertEquals(one.stdout, "Valid: 1 deployment in 1 file, 0 errors, 0 warnings.\n");
+  const missing = await task(["deploy", "validate", "nope.yaml"]);
+  assertEquals(missing.code, 1);
+  assertStringIncludes(
+    missing.stderr,
+    'Cannot read "prefect/nope.yaml": no such file or directory.',
+  );
+  const here = await task(["validate", "."]);
+  assertEquals(here.code, 0, here.stderr);
+  assertMatch(here.stdout, /^Valid: \d+ deployments in \d+ files/);
+  const inspect = await task(["deploy", "inspect", "../flows/refinement.py:refine"]);
+  assertEquals(inspect.code, 0, inspect.stderr);
+  assertMatch(inspect.stdout, /^flow refinement {2}— {2}flows\/refinement\.py:\d+ def refine/);
+  // The default PATH is the project's prefect/, wherever the task is typed.
+  const byDefault = await task(["deploy", "validate"]);
+  assertEquals(byDefault.code, 0, byDefault.stderr);
+});
+
+Deno.test("cli: PATHs typed elsewhere in the project resolve from there, absolute ones as they are", () => {
+  const root = Deno.cwd();
+  const parse = (argv: string[], dir?: string) => parseCommandLine(argv, dir).paths;
+  assertEquals(parse(["validate", "a.yaml", "../other/"], `${root}/prefect`), [
+    "prefect/a.yaml",
+    "other",
+  ]);
+  assertEquals(parse(["plan", "--manifest-dir", "."], `${root}/prefect/sub`), ["prefect/sub"]);
+  assertEquals(parse(["validate", "/abs/m.yaml"], `${root}/prefect`), ["/abs/m.yaml"]);
+  assertEquals(parse(["validate"], `${root}/prefect`), ["prefect"]);
+  assertEquals(parse(["validate", "a.yaml"]), ["a.yaml"]);
+  assertEquals(parse(["inspect", "etl.py:etl"], `${root}/flows`), ["flows/etl.py:etl"]);
+  assertEquals(parse(["inspect", "pkg.flows:etl"], `${root}/flows`), ["pkg.flows:etl"]);
 });
 
 Deno.test("cli: schema prints the published JSON Schema", async () => {
@@ -74,9 +148,10 @@ Deno.test("cli: text diagnostics are file:line:col on stderr, the summary on std
   assertEquals(code, 1);
   assertEquals(
     stderr,
-    'prefect/a.yaml:6:10: error: Unknown key "cronn" in a schedule. Did you mean "cron"? [unknown-key]\n',
+    'prefect/a.yaml:7:10: error: Unknown key "cronn" in a schedule. Did you mean "cron"? [unknown-key]\n',
   );
-  assertEquals(stdout, "Invalid: 0 deployments in 1 file, 1 error, 0 warnings.\n");
+  // The deployment with the typo is still one the file declares.
+  assertEquals(stdout, "Invalid: 1 deployment in 1 file, 1 error, 0 warnings.\n");
 });
 
 Deno.test("cli: --format json prints one document with the contract's fields", async () => {
@@ -105,7 +180,7 @@ Deno.test("cli: --format json prints one document with the contract's fields", a
     {
       severity: "warning",
       file: "prefect/a.yaml",
-      line: 6,
+      line: 7,
       column: 9,
       path: "deployments[0].schedules[0]",
       code: "implicit-timezone",
@@ -114,7 +189,7 @@ Deno.test("cli: --format json prints one document with the contract's fields", a
     {
       severity: "error",
       file: "prefect/b.yaml",
-      line: 6,
+      line: 7,
       column: 16,
       path: "deployments[0].schedules[0].cron",
       code: "invalid-cron",
@@ -134,7 +209,7 @@ Deno.test("cli: --format github prints workflow annotations", async () => {
   assertEquals(code, 1);
   assertEquals(
     stdout.split("\n")[0],
-    '::error file=prefect/a.yaml,line=4,col=17,title=unknown-key::Unknown key "nam" in `work_pool`. Did you mean "name"?',
+    '::error file=prefect/a.yaml,line=5,col=17,title=unknown-key::Unknown key "nam" in `work_pool`. Did you mean "name"?',
   );
 });
 
@@ -149,6 +224,58 @@ Deno.test("cli: warnings pass, --strict makes them fail", async () => {
   const strict = await runCli(["validate", "--strict"], { cwd: project.dir });
   assertEquals(strict.code, 1);
   assertStringIncludes(strict.stderr, ": error: State the schedule's `active: true`");
+});
+
+Deno.test("cli: a {{ $VARIABLE }} the release binary may not read is an error before plan", async () => {
+  await using project = await tempProject({
+    "prefect/a.yaml": `pull:
+  - prefect.deployments.steps.set_working_directory: {directory: "{{ $HOME }}/app"}
+build:
+  - prefect.deployments.steps.run_shell_script: {script: "echo {{ $HOME }}"}
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:etl
+    work_pool:
+      name: pool
+      job_variables: {env: {REGION: "{{ $DEPLOY_REGION }}", USER: "{{ $USER }}"}}
+`,
+    "flows/etl.py": FLOW,
+  });
+  // The permissions of `deno task validate`: NO_COLOR only, as narrow as the binary's.
+  const { code, stderr } = await runCli(["validate"], { cwd: project.dir });
+  assertEquals(code, 1);
+  const errors = stderr.split("\n").filter((l) => l.includes("env-not-permitted"));
+  assertEquals(errors, [
+    'prefect/a.yaml:2:66: error: Environment variable "HOME" may not be read: the compiled deploy reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_HOME. [env-not-permitted]',
+    'prefect/a.yaml:10:67: error: Environment variable "USER" may not be read: the compiled deploy reads only PREFECT_*, DEPLOY_* and NO_COLOR. Rename it, e.g. DEPLOY_USER. [env-not-permitted]',
+  ]);
+});
+
+Deno.test("cli: --flow and -n that match nothing suggest or list what the manifests declare", async () => {
+  await using project = await tempProject({
+    "prefect/a.yaml": GOOD +
+      GOOD.replace("name: cli-test\ndeployments:\n", "").replace("nightly", "hourly"),
+    "flows/etl.py": FLOW,
+  });
+  const cases: [string[], string][] = [
+    [
+      ["--flow", "etll"],
+      'No deployment in the manifests matches --flow "etll". Did you mean --flow "etl"?',
+    ],
+    [["-n", "nightlly"], 'matches --name "nightlly". Did you mean --name "nightly"?'],
+    [
+      ["-n", "etl/daily"],
+      'matches --name "etl/daily". Deployments in the manifests: "etl/nightly", "etl/hourly".',
+    ],
+    [["--flow", "report*"], 'matches --flow "report*". Flows in the manifests: "etl".'],
+  ];
+  for (const [args, message] of cases) {
+    // Selection is checked before the server is asked anything, so no API is needed here.
+    const { code, stderr } = await runCli(["plan", ...args], { cwd: project.dir });
+    assertEquals(code, 1, args.join(" "));
+    assertEquals(stderr.trim().split("\n").length, 1, stderr);
+    assertStringIncludes(stderr, message);
+  }
 });
 
 Deno.test("cli: bad input gets one located line and exit 1, never a stack trace", async () => {

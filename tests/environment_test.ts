@@ -112,6 +112,22 @@ Deno.test("--env: a missing overlay is one line naming the file", async () => {
     result.stderr,
     'prefect/environments/prod.yaml: error: Environment "prod" has no overlay',
   );
+  assertStringIncludes(
+    result.stderr,
+    "No environment has an overlay yet: create prefect/environments/prod.yaml.",
+  );
+  await Deno.mkdir(`${project.dir}/prefect/environments`);
+  for (const name of ["dev", "prod", "staging"]) {
+    await Deno.writeTextFile(`${project.dir}/prefect/environments/${name}.yaml`, "defaults: {}\n");
+  }
+  const typo = await runCli(["validate", "--env", "prd"], { cwd: project.dir });
+  assertEquals(typo.code, 1);
+  assertStringIncludes(
+    typo.stderr,
+    "prefect/environments/prd.yaml does not exist. Did you mean --env prod?",
+  );
+  const other = await runCli(["validate", "--env", "qa"], { cwd: project.dir });
+  assertStringIncludes(other.stderr, "Environments with an overlay: dev, prod, staging.");
   const bad = await runCli(["validate", "--env", "../x"], { cwd: project.dir });
   assertEquals(bad.code, 1);
   assertStringIncludes(bad.stderr, '--env must be a name such as dev or prod, not "../x".');

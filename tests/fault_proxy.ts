@@ -22,8 +22,12 @@ export interface FaultRule {
   /** Matched against the request body text (e.g. a deployment name). */
   body?: RegExp;
   times: number;
-  /** A status to answer with, without forwarding; or "drop" after forwarding. */
-  respond: number | "drop";
+  /**
+   * A status to answer with, without forwarding; "drop" after forwarding; or "hold": forward
+   * once `until` settles (a slow server the test releases).
+   */
+  respond: number | "drop" | "hold";
+  until?: Promise<unknown>;
   headers?: Record<string, string>;
   responseBody?: string;
 }
@@ -35,6 +39,10 @@ export interface FaultProxy {
   rules: FaultRule[];
   /** Requests that change something, as the server would count them. */
   writes(): RecordedRequest[];
+  /** Writes other than apply's lock (a Prefect variable taken, renewed and deleted). */
+  syncWrites(): RecordedRequest[];
+  /** The lock's own requests, in order. */
+  lockRequests(): RecordedRequest[];
   /** When set, requests whose Authorization header differs get 401 (a server with auth). */
   requireAuthorization?: string;
   close(): Promise<void>;
@@ -51,6 +59,17 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
     writes() {
       return this.requests.filter((r) =>
         r.method !== "GET" && !/\/(filter|count|paginate)$/.test(r.path)
+      );
+    },
+    syncWrites() {
+      const lock = new Set(this.lockRequests());
+      return this.writes().filter((r) => !lock.has(r));
+    },
+    lockRequests() {
+      return this.requests.filter((r) =>
+        r.path.startsWith("/variables/") &&
+        (/^deploy-ts-lock--/.test((r.body as { name?: string } | null)?.name ?? "") ||
+          /^\/variables\/(name\/deploy-ts-lock--|[0-9a-f-]{36}$)/.test(r.path))
       );
     },
     close: async () => await server.shutdown(),
@@ -92,7 +111,10 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
       r.times > 0 && (!r.method || r.method === request.method) &&
       (!r.path || r.path.test(path)) && (!r.body || r.body.test(text))
     );
-    if (rule && rule.respond !== "drop") {
+    if (rule?.respond === "hold") {
+      rule.times--;
+      await rule.until;
+    } else if (rule && rule.respond !== "drop") {
       rule.times--;
       record.status = rule.respond;
       return new Response(rule.responseBody ?? JSON.stringify({ detail: "injected fault" }), {
@@ -109,7 +131,7 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
     });
     const payload = new Uint8Array(await response.arrayBuffer());
     record.status = response.status;
-    if (rule) {
+    if (rule?.respond === "drop") {
       rule.times--;
       record.status = -1;
       // Half a body, then the connection breaks: the server did the work, the client never hears.

@@ -237,6 +237,15 @@ Deno.test("faults between deploy.ts and a real Prefect server", async (t) => {
     const noApi = await deployThrough(root, ["plan"]);
     assertEquals(noApi.code, 1);
     assertStringIncludes(noApi.stderr, `No Prefect API at ${root} (GET /admin/version: 404)`);
+    // https:// against the real server, which speaks plain HTTP.
+    const tls = server.apiUrl.replace(/^http:/, "https:");
+    const handshake = await deployThrough(tls, ["plan"]);
+    assertEquals(handshake.code, 1);
+    assertEquals(errorLine(handshake), [
+      `error: Cannot reach the Prefect API at ${tls}: the TLS handshake failed: the server does ` +
+      "not speak TLS (is it http://?). Is the server running and PREFECT_API_URL right? " +
+      "(--wait SECONDS waits for it to come up.)",
+    ]);
     const flag = await runDeploy(["plan", "--api-url", "localhost:4200"], { cwd: project.dir });
     assertEquals(flag.code, 1);
     assertStringIncludes(

@@ -20,6 +20,7 @@ export async function generateTypes(): Promise<string> {
 /**
  * json-schema-to-typescript names a type after every `title`; property titles are for editors,
  * so only definitions keep theirs and the types read `Deployment`, `Schedule`, not `StepId14`.
+ * Keys the schema marks with `deprecationMessage` are never valid, so they are no type's fields.
  */
 function withNamedDefinitionsOnly(source: unknown): unknown {
   const copy = structuredClone(source) as Record<string, unknown>;
@@ -29,6 +30,10 @@ function withNamedDefinitionsOnly(source: unknown): unknown {
     if (isProperty) delete record.title;
     for (const [key, child] of Object.entries(record)) {
       if (key === "properties" && child && typeof child === "object") {
+        const properties = child as Record<string, Record<string, unknown>>;
+        for (const [name, p] of Object.entries(properties)) {
+          if (p && typeof p === "object" && p.deprecationMessage) delete properties[name];
+        }
         Object.values(child).forEach((p) => strip(p, true));
       } else if (key === "definitions" && child && typeof child === "object") {
         Object.values(child).forEach((d) => strip(d, false));

@@ -60,7 +60,8 @@ export async function runDeploy(
     permissions?: string[];
   },
 ): Promise<CliResult> {
-  const permissions = options.permissions ?? ["--allow-read", "--allow-env", "--allow-net"];
+  const permissions = options.permissions ??
+    ["--allow-read", "--allow-write", "--allow-env", "--allow-net"];
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--frozen", "--cached-only", ...permissions, DEPLOY_TS, ...args],
     cwd: options.cwd,

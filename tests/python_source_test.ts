@@ -37,6 +37,9 @@ def dynamic(): ...
 def not_a_flow(): ...
 
 
+def undecorated(): ...
+
+
 class Model:
     pass
 `;
@@ -83,7 +86,11 @@ Deno.test("python source: string literals and syntax errors", () => {
   assertEquals(pythonString(`r"a\\tb"`), "a\\tb");
   assertEquals(pythonString(`'''x\ny'''`), "x\ny");
   assertEquals(pythonString(`f"x"`), undefined);
-  assertEquals(parsePythonModule("def broken(:\n    pass\n").syntaxError, { line: 1, column: 12 });
+  assertEquals(parsePythonModule("def broken(:\n    pass\n").syntaxError, {
+    line: 1,
+    column: 12,
+    found: '":" ("(" at 1:11 is never closed)',
+  });
 });
 
 Deno.test("validate reads flow names and reports functions that are not flows", async () => {
@@ -104,6 +111,10 @@ Deno.test("validate reads flow names and reports functions that are not flows", 
     entrypoint: flows/etl.py:plaim
   - name: f
     entrypoint: flows/binary.py:x
+  - name: g
+    entrypoint: flows/broken.py:oops
+  - name: h
+    entrypoint: flows/etl.py:undecorated
 `,
   });
   const cwd = Deno.cwd();
@@ -117,16 +128,21 @@ Deno.test("validate reads flow names and reports functions that are not flows", 
       "oops/d",
       "plaim/e",
       "x/f",
+      "oops/g",
+      "undecorated/h",
     ]);
-    const found = result.diagnostics.filter((d) => d.code !== "no-work-pool")
-      .map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}: ${d.message}`);
+    const found = result.diagnostics
+      .filter((d) => d.code !== "no-work-pool" && d.code !== "implicit-project-name")
+      .map((d) => `${d.file}:${d.line}:${d.column} ${d.severity} ${d.code}: ${d.message}`);
     assertEquals(found, [
-      '2:5 warning missing-parameter: The flow "named_one" (flows/etl.py) requires "x", which the deployment does not set: every run must pass it.',
-      '5:17 error not-a-flow: Function "not_a_flow" in "flows/etl.py" (line 32) is not decorated with @flow; Prefect can only deploy flows.',
-      '7:17 warning dynamic-flow-name: The flow name of "dynamic" is computed when "flows/etl.py" is imported, so it cannot be read from the source; set `flow_name` in the manifest.',
-      '9:17 error python-syntax: Flow file "flows/broken.py" has a Python syntax error at line 1, column 10; Prefect could not import it.',
-      '11:17 error flow-not-found: Function "plaim" is not defined at the top level of "flows/etl.py". Did you mean "plain"?',
-      '13:17 warning flow-source-unreadable: Flow file "flows/binary.py" was not read: it is not a text file.',
+      // At the error in the flow file, once for the two deployments that use it.
+      'flows/broken.py:1:10 error python-syntax: Python syntax error at ":" ("(" at 1:9 is never closed); Prefect could not import this file, so no flow in it can be deployed.',
+      'prefect/etl.yaml:2:5 warning missing-parameter: The flow "named_one" (flows/etl.py) requires "x", which the deployment does not set: every run must pass it.',
+      'prefect/etl.yaml:5:17 error not-a-flow: Function "not_a_flow" in "flows/etl.py" (line 32) is a @task, not a @flow; Prefect deploys flows only. Point the entrypoint at the flow that calls it.',
+      'prefect/etl.yaml:7:17 warning dynamic-flow-name: The flow name of "dynamic" is computed when "flows/etl.py" is imported, so it cannot be read from the source; set `flow_name` in the manifest.',
+      'prefect/etl.yaml:11:17 error flow-not-found: Function "plaim" is not defined at the top level of "flows/etl.py". Did you mean "plain"?',
+      'prefect/etl.yaml:13:17 warning flow-source-unreadable: Flow file "flows/binary.py" was not read: it is not a text file.',
+      'prefect/etl.yaml:17:17 error not-a-flow: Function "undecorated" in "flows/etl.py" (line 35) is not decorated with @flow; Prefect can only deploy flows.',
     ]);
   } finally {
     Deno.chdir(cwd);

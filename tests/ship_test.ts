@@ -88,10 +88,11 @@ Deno.test("the Dockerfile compiles in a Deno stage and ships a glibc, non-root i
 Deno.test("the compile task uses the one list of binary permissions", () => {
   const tasks = JSON.parse(read("deno.json")).tasks as Record<string, string>;
   assertMatch(tasks.compile, /tools\/compile\.ts$/);
-  // `deno task deploy` runs with the binary's permissions, so development behaves like release.
+  // `deno task deploy` runs with the binary's permissions, so development behaves like release;
+  // it passes the directory it was typed in, for relative PATHs.
   assertEquals(
     tasks.deploy,
-    `deno run --frozen ${BINARY_PERMISSIONS.join(" ")} deploy.ts`,
+    `DEPLOY_CALLER_DIR="$INIT_CWD" deno run --frozen ${BINARY_PERMISSIONS.join(" ")} deploy.ts`,
   );
   assertEquals(COMPILE_ARGS.slice(0, 2), ["compile", "--frozen"]);
   for (const flag of BINARY_PERMISSIONS) assert(COMPILE_ARGS.includes(flag), flag);

@@ -197,7 +197,14 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     const before = await byName("etl", "nightly");
     const applied = json(await deploy(["apply", "--format", "json"]));
     assertEquals(applied.requests.write, 0);
-    assertEquals(applied.summary, { create: 0, update: 0, delete: 0, unchanged: 3, failed: 0 });
+    assertEquals(applied.summary, {
+      create: 0,
+      update: 0,
+      adopt: 0,
+      delete: 0,
+      unchanged: 3,
+      failed: 0,
+    });
     assert(applied.requests.read <= 6, `reads: ${applied.requests.read}`);
     const plan = await deploy(["plan", "--detailed-exitcode", "--wait", "5"]);
     assertEquals(plan.code, 0, plan.stdout + plan.stderr);
@@ -228,9 +235,17 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     await using proxy = startFaultProxy(server.apiUrl);
     const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
     assertEquals(result.code, 0, result.stderr);
-    assertEquals(proxy.writes().map((w) => `${w.method} ${w.path}`), [
+    assertEquals(proxy.syncWrites().map((w) => `${w.method} ${w.path}`), [
       `PATCH /deployments/${before.id}/schedules/${before.schedules[0].id}`,
     ]);
+    // The write happened under the lock: taken first, released last.
+    const lock = proxy.lockRequests();
+    assertEquals(lock[0].method, "POST");
+    assertEquals(lock.at(-1)!.method, "DELETE");
+    const write = proxy.requests.find((r) =>
+      r.method === "PATCH" && r.path.includes("/schedules/")
+    )!;
+    assert(lock[0].at < write.at && write.at < lock.at(-1)!.at, "the PATCH ran under the lock");
     const after = await byName("etl", "nightly");
     assertEquals(after.schedules[0].id, before.schedules[0].id);
     assertEquals(after.schedules[0].schedule.cron, "30 3 * * *");
@@ -248,11 +263,12 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
     assertEquals(result.code, 0, result.stderr);
     assertMatch(result.stdout, /etl\/nightly\s+\S+\s+updated/);
-    const writes = proxy.writes();
+    const writes = proxy.syncWrites();
     assertEquals(writes.map((w) => `${w.method} ${w.path}`), [
       `PATCH /deployments/${ids["etl/nightly"]}`,
     ]);
     assertEquals(writes[0].body, { parameters: { limit: 20 } });
+    assertMatch(result.stderr, /\n\d+ requests \(\d+ reads, 1 write\) in \d/);
   });
 
   await t.step("updating deployment A keeps deployment B's scheduled runs", async () => {

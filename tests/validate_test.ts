@@ -1,6 +1,13 @@
 /** validate's checks, one mistake at a time, each at its file:line:col. */
-import { assertEquals, assertStringIncludes } from "./assert.ts";
-import { cronProblem, type Diagnostic, intervalSeconds, validate } from "../deploy.ts";
+import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import {
+  cronNeverFires,
+  cronProblem,
+  type Diagnostic,
+  intervalSeconds,
+  timezoneProblem,
+  validate,
+} from "../deploy.ts";
 import { tempProject, validateOptions } from "./helpers.ts";
 
 const FLOW =
@@ -16,7 +23,8 @@ async function diagnose(
   Deno.chdir(project.dir);
   try {
     const result = await validate(validateOptions({ paths: Object.keys(manifests), ...options }));
-    return result.diagnostics;
+    // These one-off manifests name no project; that warning has a test of its own.
+    return result.diagnostics.filter((d) => d.code !== "implicit-project-name");
   } finally {
     Deno.chdir(cwd);
   }
@@ -61,6 +69,8 @@ Deno.test("validate: wrong types and missing keys point at the value or its mapp
     "6:13 error type",
     "7:14 error type",
     "8:5 error missing-key",
+    // Independent of the missing entrypoint.
+    "8:5 warning no-work-pool",
   ]);
   assertStringIncludes(
     ds[0].message,
@@ -233,18 +243,14 @@ Deno.test("validate: steps have one key and Prefect's step names exist", async (
 deployments: []
 `,
   });
-  assertEquals(brief(ds), ["2:5 error step-shape"]);
-  const later = await diagnose({
-    "m.yaml": `pull:
-  - prefect.deployments.steps.pip_install_requiements: {}
-  - prefect.projects.steps.set_working_directory: {directory: /app}
-  - my_company.steps.fetch_secrets: {id: secrets}
-deployments: []
-`,
-  });
-  assertEquals(brief(later), ["2:5 error unknown-step", "3:5 error removed-step"]);
+  // One step's shape does not hide the names of the others.
+  assertEquals(brief(ds), [
+    "2:5 error step-shape",
+    "4:5 error unknown-step",
+    "5:5 error removed-step",
+  ]);
   assertStringIncludes(
-    later[0].message,
+    ds[1].message,
     'Did you mean "prefect.deployments.steps.pip_install_requirements"?',
   );
 });
@@ -349,7 +355,8 @@ def load(table: str, batch_size: int = 100, mode: Literal["full", "delta"] = "fu
 def flexible(table: str, **options):
     pass
 `,
-    "prefect/m.yaml": `deployments:
+    "prefect/m.yaml": `name: parameters
+deployments:
   - name: a
     entrypoint: flows/load.py:load
     work_pool: {name: p}
@@ -387,11 +394,11 @@ def flexible(table: str, **options):
     assertEquals(
       result.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`),
       [
-        "7:7 error unknown-parameter",
-        "8:13 error parameter-type",
-        "19:30 error parameter-type",
-        "22:9 error missing-parameter",
-        "23:5 warning missing-parameter",
+        "8:7 error unknown-parameter",
+        "9:13 error parameter-type",
+        "20:30 error parameter-type",
+        "23:9 error missing-parameter",
+        "24:5 warning missing-parameter",
       ],
     );
     const [unknown, type, , missing, manual] = result.diagnostics.map((d) => d.message);
@@ -404,10 +411,302 @@ def flexible(table: str, **options):
   }
 });
 
+Deno.test("validate: the project is named once; without a name, a warning says what that means", async () => {
+  await using project = await tempProject({
+    "flows/etl.py": FLOW,
+    "prefect/a.yaml": manifest().replace("deployments:", "name: alpha\ndeployments:"),
+    "prefect/b.yaml": manifest().replace("deployments:", "name: beta\ndeployments:")
+      .replace("nightly", "hourly"),
+    "unnamed/c.yaml": manifest(),
+  });
+  const cwd = Deno.cwd();
+  Deno.chdir(project.dir);
+  try {
+    const mismatch = await validate(validateOptions({ paths: ["prefect"] }));
+    assertEquals(brief(mismatch.diagnostics), [
+      "1:7 error project-mismatch",
+      "1:7 error project-mismatch",
+    ]);
+    assertStringIncludes(
+      mismatch.diagnostics[0].message,
+      '"alpha" here, "beta" in prefect/b.yaml:1:7',
+    );
+    assertEquals(mismatch.diagnostics[1].file, "prefect/b.yaml");
+
+    const unnamed = await validate(validateOptions({ paths: ["unnamed"] }));
+    assertEquals(brief(unnamed.diagnostics), ["1:1 warning implicit-project-name"]);
+    const dir = project.dir.split("/").pop()!;
+    assertStringIncludes(unnamed.diagnostics[0].message, `named after the directory ("${dir}")`);
+    assertStringIncludes(unnamed.diagnostics[0].message, `managed-by:deploy.ts/${dir}`);
+    assertEquals(unnamed.project, { name: dir, implicit: true });
+
+    const strict = await validate(validateOptions({ paths: ["unnamed"], strict: true }));
+    assertEquals(strict.valid, false);
+  } finally {
+    Deno.chdir(cwd);
+  }
+});
+
+Deno.test("validate: deploy.ts's ownership tags are its own to set", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest("    tags: [team, managed-by:deploy.ts/other, deploy.ts/env:prod]\n"),
+  });
+  assertEquals(brief(ds), ["5:18 error reserved-tag", "5:46 error reserved-tag"]);
+});
+
+Deno.test("validate: one run reports every independent problem; only what depends on a broken value is skipped", async () => {
+  const flow = "flows/load.py";
+  const source =
+    "from prefect import flow\n\n@flow\ndef load(table: str, batch: int = 1):\n    pass\n";
+  const cases: { name: string; manifest: string; expected: string[] }[] = [
+    {
+      name: "schema errors beside a timezone typo, a bad interval, a duplicate slug and two kinds",
+      manifest: `deployments:
+  - name: a
+    entrypoint: ${flow}:load
+    work_pool: {name: p}
+    tags: foo
+    parameters: {table: t}
+    schedules:
+      - {slug: s, cron: "0 6 * * *", timezone: Europe/Berln, active: yes}
+      - {slug: s, interval: 1h, timezone: UTC, active: true}
+      - {cron: "0 7 * * *", interval: 60, timezone: UTC, active: true}
+`,
+      expected: [
+        "5:11 error type",
+        "8:48 error invalid-timezone",
+        "8:70 error type",
+        "9:16 error duplicate-slug",
+        "9:29 error invalid-interval",
+        "10:9 error schedule-kind",
+      ],
+    },
+    {
+      name: "a misplaced key does not hide the entrypoint, schedules or parameters",
+      manifest: `deployments:
+  - name: a
+    entrypoint: flows/missing.py:load
+    work_pool: {name: p}
+  - name: b
+    entrypoint: ${flow}:load
+    work_pool: {name: p}
+    job_variables: {env: {A: b}}
+    parameters: {tabel: t}
+    schedules:
+      - {cron: "0 0 31 2 *", timezone: UTC, active: true}
+`,
+      expected: [
+        "3:17 error entrypoint-not-found",
+        "8:5 error unknown-key",
+        "9:18 error unknown-parameter",
+        "11:9 error missing-parameter",
+        "11:16 warning cron-never-fires",
+      ],
+    },
+    {
+      name: "steps of the wrong shape beside templates, step names and a legacy schedule",
+      manifest: `pull:
+- prefect.deployments.steps.git_clone:
+  repository: https://example.com/repo.git
+- prefect.deployments.steps.set_working_directory:
+  directory: "{{ prefect.steps.git_clone.directory }}"
+- prefect.projects.steps.pip_install_requirements: {}
+deployments:
+- name: a
+  entrypoint: ${flow}:load
+  parameters: {table: t}
+  work_pool: {name: p}
+  schedule:
+    interval: 120
+`,
+      expected: [
+        "2:3 error step-shape",
+        "4:3 error step-shape",
+        "5:14 error template-reference",
+        "6:3 error removed-step",
+        "12:3 warning legacy-schedule",
+        "13:5 warning implicit-timezone",
+        "13:5 warning implicit-active",
+      ],
+    },
+    {
+      name: "a top-level typo and a deployment without a name are checked as far as they go",
+      manifest: `description: my project
+deployments:
+  - entrypoint: ${flow}:load
+    parameters: {table: t, batch: many}
+    schedules:
+      - {cron: "0 25 * * *", timezone: utc, active: true}
+`,
+      expected: [
+        "1:1 error unknown-key",
+        "3:5 error missing-key",
+        "3:5 warning no-work-pool",
+        "4:35 error parameter-type",
+        "6:16 error invalid-cron",
+        "6:40 error invalid-timezone",
+      ],
+    },
+    {
+      name: "a typo'd key hides only the checks that look for that key",
+      manifest: `deployments:
+  - name: a
+    entrypoint: ${flow}:load
+    work_pool: {nme: p}
+    paramters: {table: t}
+    schedules:
+      - {cronn: "0 6 * * *", timezone: Mars/Olympus, actve: true}
+      - {slug: schedule-1, rrule: "FREQ=SOMETIMES", timezone: UTC, active: true}
+`,
+      expected: [
+        "4:17 error unknown-key",
+        "5:5 error unknown-key",
+        "7:10 error unknown-key",
+        "7:40 error invalid-timezone",
+        "7:54 error unknown-key",
+        "8:16 error duplicate-slug",
+        "8:35 error invalid-rrule",
+      ],
+    },
+    {
+      name: "a broken schedule keeps its place: the next one is schedule-2, not schedule-1",
+      manifest: `deployments:
+  - name: a
+    entrypoint: ${flow}:load
+    parameters: {table: t}
+    work_pool: {name: p}
+    schedules:
+      - oops
+      - {cron: "0 6 * * *", timezone: UTC, active: true}
+      - {slug: schedule-1, cron: "0 7 * * *", timezone: UTC, active: true}
+`,
+      expected: ["7:9 error type"],
+    },
+  ];
+  for (const c of cases) {
+    await using project = await tempProject({ [flow]: source, "m.yaml": c.manifest });
+    const cwd = Deno.cwd();
+    Deno.chdir(project.dir);
+    try {
+      const result = await validate(validateOptions({ paths: ["m.yaml"] }));
+      const diagnostics = result.diagnostics.filter((d) => d.code !== "implicit-project-name");
+      assertEquals(brief(diagnostics), c.expected, c.name);
+      assertEquals(
+        result.deployments.length,
+        (c.manifest.match(/^\s*- (name|entrypoint):/gm) ?? []).length,
+        `${c.name}: every declared deployment is counted`,
+      );
+    } finally {
+      Deno.chdir(cwd);
+    }
+  }
+});
+
+Deno.test("validate reports offline what plan and apply would stop on or leave undone", async () => {
+  const ds = await diagnose({
+    "m.yaml": `build:
+  - prefect.deployments.steps.run_shell_script: {script: make image}
+deployments:
+  - name: nightly
+    entrypoint: flows/etl.py:etl
+    work_pool: {name: "{{ flow_run.pool }}"}
+    paused: "{{ flow_run.paused }}"
+    concurrency_limit: {limit: "{{ ctx.limit }}"}
+    push:
+      - prefect.deployments.steps.run_shell_script: {script: push image}
+    schedules:
+      - {slug: schedule-2, cron: "0 6 * * *", timezone: UTC, active: true}
+      - {cron: "{{ ctx.cron }}", timezone: UTC, active: "{{ event.active }}"}
+      - {cron: "0 7 * * *", timezone: UTC, active: true}
+`,
+  });
+  assertEquals(brief(ds), [
+    "1:1 warning steps-not-run",
+    "6:23 error template-type",
+    "7:13 error template-type",
+    "8:32 error template-type",
+    "9:5 warning steps-not-run",
+    "13:9 error duplicate-slug",
+    "13:16 error template-type",
+    "13:57 error template-type",
+  ]);
+  assertStringIncludes(ds[0].message, "deploy.ts does not run `build` steps");
+  assertStringIncludes(
+    ds[2].message,
+    '"{{ flow_run.paused }}" is filled only when a flow runs, so `paused` would be the text',
+  );
+  assertStringIncludes(
+    ds[5].message,
+    'This schedule has no slug, so apply gives it "schedule-2" by its position, which the schedule at line 12 already has',
+  );
+});
+
+Deno.test("timezones: IANA names and Prefect's aliases pass; anything else gets the likeliest zone", () => {
+  for (const accepted of ["Europe/Berlin", "UTC", "US/Eastern", "Asia/Calcutta", "Etc/GMT+5"]) {
+    assertEquals(timezoneProblem(accepted), undefined, accepted);
+  }
+  const cases: [string, string][] = [
+    [
+      "europe/berlin",
+      'Timezone names are case-sensitive: write "Europe/Berlin", not "europe/berlin".',
+    ],
+    ["Europe/Berln", 'Unknown timezone "Europe/Berln". Did you mean "Europe/Berlin"?'],
+    ["America/New York", 'Unknown timezone "America/New York". Did you mean "America/New_York"?'],
+    ["Berlin", 'Unknown timezone "Berlin". Did you mean "Europe/Berlin"?'],
+    ["Asia/Tokio", 'Unknown timezone "Asia/Tokio". Did you mean "Asia/Tokyo"?'],
+    ["Mars/Olympus", 'Unknown timezone "Mars/Olympus"; use an IANA name such as "Europe/Berlin".'],
+  ];
+  for (const [name, message] of cases) assertEquals(timezoneProblem(name), message, name);
+});
+
+Deno.test("cron: an expression croniter accepts but can never fire is a warning", async () => {
+  // Verdicts recorded from croniter's get_next in Prefect 3.8.8 (CroniterBadDateError = never).
+  const never: [string, string | undefined][] = [
+    ["0 0 31 2 *", "February has no 31st"],
+    ["0 0 30,31 2 *", "February has no 30th or 31st"],
+    ["0 0 31 4,6,9,11 *", "April, June, September and November have no 31st"],
+    ["0 0 30-31 feb mon", "February has no 30th or 31st"],
+    ["0 0 31 4,5 *", undefined],
+    ["0 0 29 2 *", undefined],
+    ["0 0 L 2 *", undefined],
+    ["0 0 */31 2 *", undefined],
+    ["@yearly", undefined],
+  ];
+  for (const [expression, reason] of never) {
+    assertEquals(cronNeverFires(expression), reason, expression);
+  }
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    schedules:\n      - {cron: '0 0 31 2 *', timezone: UTC, active: true}\n",
+    ),
+  });
+  assertEquals(brief(ds), ["6:16 warning cron-never-fires"]);
+  assertEquals(
+    ds[0].message,
+    'Cron "0 0 31 2 *" never fires: February has no 31st. Prefect accepts it and schedules no run.',
+  );
+});
+
+Deno.test("validate: max_active_runs and catchup name the Prefect versions that took them", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    schedules:\n      - {cron: '0 6 * * *', timezone: UTC, active: true, max_active_runs: 1, catchup: false}\n",
+    ),
+  });
+  assertEquals(brief(ds), ["6:58 error unknown-key", "6:78 error unknown-key"]);
+  assertStringIncludes(
+    ds[0].message,
+    "It was accepted by Prefect 3.0 (stored, never enforced) and removed in 3.1; later versions ignore it. To limit concurrent runs, set the deployment's `concurrency_limit`.",
+  );
+  assertStringIncludes(ds[1].message, "removed in 3.1; later versions ignore it. Delete it");
+  for (const d of ds) assert(!d.message.includes("Prefect 2"), d.message);
+});
+
 Deno.test("validate: a parameter_openapi_schema Ajv cannot compile is an error, not a crash", async () => {
   await using project = await tempProject({
     "flows/f.py": "from prefect import flow\n\n\n@flow\ndef f(n: int = 1):\n    return n\n",
-    "prefect/a.yaml": `deployments:
+    "prefect/a.yaml": `name: t
+deployments:
   - name: d
     entrypoint: flows/f.py:f
     parameters: {n: 1}
@@ -423,7 +722,7 @@ Deno.test("validate: a parameter_openapi_schema Ajv cannot compile is an error, 
     const result = await validate(validateOptions());
     assertEquals(
       result.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity} ${d.code}`),
-      ["4:21 error invalid-parameter-schema"],
+      ["5:21 error invalid-parameter-schema"],
     );
     assertStringIncludes(result.diagnostics[0].message, "type must be JSONType");
   } finally {

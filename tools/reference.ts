@@ -19,9 +19,10 @@ type Node = {
   required?: string[];
   default?: unknown;
   examples?: unknown[];
+  deprecationMessage?: string;
 };
 
-const definitions = schema.definitions as Record<string, Node>;
+const definitions = schema.definitions as unknown as Record<string, Node>;
 
 function typeOf(node: Node): string {
   if (node.$ref) {
@@ -49,8 +50,13 @@ function escape(text: string): string {
   return text.replaceAll("|", "\\|").replaceAll("\n", " ");
 }
 
+/** Keys the schema marks as misplaced or removed are listed apart, not as keys to write. */
+function validProperties(node: Node): [string, Node][] {
+  return Object.entries(node.properties ?? {}).filter(([, p]) => !p.deprecationMessage);
+}
+
 function table(node: Node): string {
-  const rows = Object.entries(node.properties ?? {}).map(([key, property]) => {
+  const rows = validProperties(node).map(([key, property]) => {
     const required = node.required?.includes(key) ? " **(required)**" : "";
     return `| \`${key}\`${required} | ${escape(typeOf(property))} | ${
       escape(property.description ?? property.title ?? "")
@@ -92,8 +98,34 @@ export function generateReference(): string {
       definitions.environment_change.title ?? "Environment change",
       definitions.environment_change,
     ),
+    misplacedKeys(),
   );
   return parts.join("\n");
+}
+
+function misplacedKeys(): string {
+  const places: [string, Node][] = [
+    ["top level", schema as unknown as Node],
+    ["deployment", definitions.deployment],
+    ["schedule", definitions.schedule],
+    ["`work_pool`", definitions.work_pool],
+  ];
+  const rows = places.flatMap(([place, node]) =>
+    Object.entries(node.properties ?? {})
+      .filter(([, p]) => p.deprecationMessage)
+      .map(([key, p]) => `| \`${key}\` | ${place} | ${escape(p.deprecationMessage!)} |`)
+  );
+  return [
+    "## Keys in the wrong place",
+    "",
+    "Known keys that Prefect ignores where they are written, and Prefect 2 keys. `validate` and " +
+    "editors report each as an error with this message.",
+    "",
+    "| key | in | message |",
+    "| --- | --- | --- |",
+    ...rows,
+    "",
+  ].join("\n");
 }
 
 if (import.meta.main) {
