@@ -49,13 +49,13 @@ export class LockError extends Error {}
 const LOCK_TAG = "deploy.ts-lock";
 
 /**
- * The variable's name: readable in the UI, and unique per project and environment (variable
- * names allow only lowercase letters, digits, `-` and `_`, so a digest keeps distinct projects
- * apart whatever their names).
+ * The variable's name: readable in the UI, and unique per project and environment. It uses only
+ * lowercase letters, digits and `_`, what every Prefect 3 release accepts (`-` only from 3.4),
+ * so a digest keeps distinct projects apart whatever their names.
  */
 export async function lockName(project: string, environment: string | null): Promise<string> {
   const readable = (text: string) =>
-    text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60);
+    text.toLowerCase().replace(/[^a-z0-9]+/g, "_").replace(/^_|_$/g, "").slice(0, 60);
   const digest = new Uint8Array(
     await crypto.subtle.digest(
       "SHA-256",
@@ -63,9 +63,9 @@ export async function lockName(project: string, environment: string | null): Pro
     ),
   );
   const hex = [...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `deploy-ts-lock--${readable(project) || "project"}--${
+  return `deploy_ts_lock__${readable(project) || "project"}__${
     readable(environment ?? "default")
-  }--${hex}`;
+  }__${hex}`;
 }
 
 export class DeployLock {

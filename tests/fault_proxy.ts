@@ -68,8 +68,8 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
     lockRequests() {
       return this.requests.filter((r) =>
         r.path.startsWith("/variables/") &&
-        (/^deploy-ts-lock--/.test((r.body as { name?: string } | null)?.name ?? "") ||
-          /^\/variables\/(name\/deploy-ts-lock--|[0-9a-f-]{36}$)/.test(r.path))
+        (/^deploy_ts_lock__/.test((r.body as { name?: string } | null)?.name ?? "") ||
+          /^\/variables\/(name\/deploy_ts_lock__|[0-9a-f-]{36}$)/.test(r.path))
       );
     },
     close: async () => await server.shutdown(),

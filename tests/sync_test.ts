@@ -334,7 +334,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
       await using proxy = startFaultProxy(server.apiUrl);
       const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
       assertEquals(result.code, 0, result.stderr);
-      const writes = proxy.writes();
+      const writes = proxy.syncWrites();
       const after = await byName("report", "daily");
       assertEquals(after.id, before.id);
       assert("lang" in after.parameter_openapi_schema.properties, "the new parameter is there");
