@@ -25,10 +25,12 @@ import schema from "./schema/deployments.schema.json" with { type: "json" };
 import denoConfig from "./deno.json" with { type: "json" };
 import {
   ConnectionLost,
+  objectShape,
   PrefectApiError,
   PrefectClient,
   SettingsError,
   settingsFromEnvironment,
+  type Shape,
 } from "./lib/prefect_client.ts";
 import {
   findFlow,
@@ -2725,6 +2727,53 @@ export interface ServerState {
   values: TemplateValues;
 }
 
+/** What the filter endpoints must answer before their items are trusted. */
+const FLOW_SHAPE = objectShape("flows", { id: "string", name: "string" });
+const SCHEDULE_SHAPE = objectShape("a schedule", { id: "string", schedule: "object" });
+const DEPLOYMENT_SHAPE: Shape = {
+  describe: "deployments",
+  test: (d) =>
+    objectShape("", {
+      id: "string",
+      name: "string",
+      flow_id: "string",
+      paused: "boolean",
+      tags: "array",
+      schedules: "array",
+    }).test(d) && (d as ServerDeployment).schedules.every((s) => SCHEDULE_SHAPE.test(s)),
+};
+const POOL_SHAPE = objectShape("work pools", { id: "string", name: "string" });
+const VARIABLE_SHAPE = objectShape("variables", { id: "string", name: "string" });
+const BLOCK_DOCUMENT_SHAPE = objectShape("a block document", {
+  data: "object",
+  block_schema: "object?",
+});
+
+/**
+ * The values of a block document's secret fields. `secret_fields` (in its block schema) lists
+ * dotted paths, `*` for every key of a secret dict; a `secret` block without it is all secret.
+ */
+export function blockSecrets(document: Json, typeSlug: string): unknown[] {
+  const fields = ((document.block_schema as Json | undefined)?.fields as Json | undefined)
+    ?.secret_fields;
+  const paths = Array.isArray(fields)
+    ? fields.filter((f): f is string => typeof f === "string")
+    : typeSlug === "secret"
+    ? ["*"]
+    : [];
+  return paths.flatMap((path) => {
+    let values: unknown[] = [document.data];
+    for (const segment of path.split(".")) {
+      values = values.flatMap((v) =>
+        v && typeof v === "object"
+          ? segment === "*" ? Object.values(v) : [(v as Json)[segment]]
+          : []
+      );
+    }
+    return values.filter((v) => v !== undefined && v !== null);
+  });
+}
+
 /** Reads everything the plan needs in a handful of filter requests. */
 export async function readServerState(
   client: PrefectClient,
@@ -2736,13 +2785,25 @@ export async function readServerState(
   const versionCheck = client.checkServer();
   versionCheck.catch(() => {});
   const flowNames = [...new Set(entries.map((e) => e.flow))];
-  const poolNames = [
-    ...new Set(
-      entries.map((e) => e.spec.work_pool?.name).filter((n): n is string =>
-        typeof n === "string" && !hasPlaceholder(n)
-      ),
-    ),
-  ];
+  const env = (name: string) => Deno.env.get(name);
+  // Pool names may be templates: those that need only the environment are read with the rest,
+  // those that need a Prefect variable or block once those are known.
+  const poolNames = (values: TemplateValues, onlyEnv: boolean) =>
+    new Set(entries.flatMap((e) => {
+      const name = e.spec.work_pool?.name;
+      if (typeof name !== "string") return [];
+      const resolved = hasPlaceholder(name)
+        ? new TemplateResolver(values).resolve(name, [], onlyEnv)
+        : name;
+      return typeof resolved === "string" && !hasPlaceholder(resolved) ? [resolved] : [];
+    }));
+  const readPools = (names: string[]) =>
+    names.length
+      ? client.filterAll<{ name: string }>("/work_pools/filter", {
+        work_pools: { name: { any_: names } },
+      }, POOL_SHAPE)
+      : Promise.resolve([]);
+  const earlyPools = [...poolNames({ env, variables: new Map(), blocks: new Map() }, true)];
   // Steps keep their Prefect variables and blocks for the worker: only the fields are resolved.
   const refs = templateReferences(
     entries.map(({ spec: { pull: _pull, build: _build, push: _push, ...fields } }) => fields),
@@ -2751,27 +2812,27 @@ export async function readServerState(
   type Flow = { id: string; name: string };
   const reads = Promise.all([
     flowNames.length
-      ? client.filterAll<Flow>("/flows/filter", { flows: { name: { any_: flowNames } } })
+      ? client.filterAll<Flow>(
+        "/flows/filter",
+        { flows: { name: { any_: flowNames } } },
+        FLOW_SHAPE,
+      )
       : nothing as Promise<Flow[]>,
     flowNames.length
       ? client.filterAll<ServerDeployment>("/deployments/filter", {
         flows: { name: { any_: flowNames } },
-      })
+      }, DEPLOYMENT_SHAPE)
       : nothing as Promise<ServerDeployment[]>,
     prune
       ? client.filterAll<ServerDeployment>("/deployments/filter", {
         deployments: { tags: { all_: [ownerTag(project)] } },
-      })
+      }, DEPLOYMENT_SHAPE)
       : nothing as Promise<ServerDeployment[]>,
-    poolNames.length
-      ? client.filterAll<{ name: string }>("/work_pools/filter", {
-        work_pools: { name: { any_: poolNames } },
-      })
-      : nothing as Promise<{ name: string }[]>,
+    readPools(earlyPools),
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
-      })
+      }, VARIABLE_SHAPE)
       : nothing as Promise<{ name: string; value: unknown }[]>,
   ]);
   reads.catch(() => {});
@@ -2780,16 +2841,26 @@ export async function readServerState(
   const blocks = new Map<string, unknown>();
   await Promise.all(refs.blocks.map(async (key) => {
     const [type, name] = key.split("/");
-    const { status, data } = await client.request<{ data: unknown }>(
+    const { status, data } = await client.request<Json>(
       "GET",
       `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
         encodeURIComponent(name)
       }?include_secrets=true`,
       undefined,
-      { accept: [404] },
+      { accept: [404], expect: BLOCK_DOCUMENT_SHAPE },
     );
-    if (status === 200) blocks.set(key, data.data);
+    if (status !== 200) return;
+    // Secret values fill templates; from here on, no output may show them.
+    blockSecrets(data, type).forEach((secret) => client.redactor.addValue(secret));
+    blocks.set(key, data.data);
   }));
+  const values: TemplateValues = {
+    env,
+    variables: new Map(variables.map((v) => [v.name, v.value])),
+    blocks,
+  };
+  const latePools = [...poolNames(values, false)].filter((n) => !earlyPools.includes(n));
+  pools.push(...await readPools(latePools));
 
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));
   const flowNameById = new Map(flows.map((f) => [f.id, f.name]));
@@ -2798,7 +2869,7 @@ export async function readServerState(
   if (unknownFlowIds.length) {
     const more = await client.filterAll<Flow>("/flows/filter", {
       flows: { id: { any_: unknownFlowIds } },
-    });
+    }, FLOW_SHAPE);
     more.forEach((f) => flowNameById.set(f.id, f.name));
   }
   const withFlow = (d: ServerDeployment) => ({ ...d, flow: flowNameById.get(d.flow_id) ?? "?" });
@@ -2808,11 +2879,7 @@ export async function readServerState(
     deployments: new Map(deployments.map((d) => [`${withFlow(d).flow}/${d.name}`, withFlow(d)])),
     owned: owned.map(withFlow),
     pools: new Set(pools.map((p) => p.name)),
-    values: {
-      env: (name) => Deno.env.get(name),
-      variables: new Map(variables.map((v) => [v.name, v.value])),
-      blocks,
-    },
+    values,
   };
 }
 
@@ -3101,11 +3168,17 @@ export function planDeployments(
 
 // ─── Apply ───────────────────────────────────────────────────────────────────
 
-export type Outcome = "created" | "updated" | "unchanged" | "deleted" | "failed";
+/** `skipped`: not started, because the server had become unreachable. */
+export type Outcome = "created" | "updated" | "unchanged" | "deleted" | "failed" | "skipped";
 
 export interface AppliedDeployment extends PlannedDeployment {
   result: Outcome;
   error?: string;
+  /**
+   * After a failure, what the server holds, re-read: `update not applied`, `updated partly:
+   * schedules not applied`, `create state unknown (…)`.
+   */
+  state?: string;
 }
 
 /** Runs tasks with at most `limit()` in flight; a lowered limit retires workers as they finish. */
@@ -3122,7 +3195,8 @@ async function inPool(tasks: (() => Promise<void>)[], limit: () => number): Prom
 /**
  * Carries out a plan: one POST per created deployment (plus its flow when new), one PATCH of
  * the changed fields per updated one, schedule rows one by one so their IDs survive. A failure
- * of one deployment does not stop the others; it is reported with what was done.
+ * of one deployment does not stop the others; it is reported with what the server holds after
+ * it. Once the server stays unreachable through a whole retry budget, no new write is started.
  */
 export async function applyPlan(
   client: PrefectClient,
@@ -3139,7 +3213,8 @@ export async function applyPlan(
       // POST /flows/ is an upsert by name, safe to send again.
       flowIds.set(
         name,
-        client.request<{ id: string }>("POST", "/flows/", { name }).then((r) => r.data.id),
+        client.request<{ id: string }>("POST", "/flows/", { name }, { expect: CREATED_SHAPE })
+          .then((r) => r.data.id),
       );
     }
     return flowIds.get(name)!;
@@ -3150,13 +3225,14 @@ export async function applyPlan(
   await inPool(
     plan.map((item, index) => async () => {
       let result: AppliedDeployment;
-      try {
-        result = await applyOne(client, item, flowId);
-      } catch (error) {
-        const message = error instanceof PrefectApiError || error instanceof UserError
-          ? error.message
-          : `unexpected error: ${(error as Error)?.message ?? error}`;
-        result = { ...item, result: "failed", error: client.redact(message) };
+      if (client.unreachable && item.action !== "noop") {
+        result = { ...item, result: "skipped", error: "not started: the server is unreachable" };
+      } else {
+        try {
+          result = await applyOne(client, item, flowId);
+        } catch (error) {
+          result = await afterFailure(client, item, state, error);
+        }
       }
       results[index] = result;
       onDone(result);
@@ -3167,6 +3243,8 @@ export async function applyPlan(
   );
   return results;
 }
+
+const CREATED_SHAPE = objectShape("an object with an id", { id: "string" });
 
 async function applyOne(
   client: PrefectClient,
@@ -3193,6 +3271,80 @@ async function applyOne(
   }
 }
 
+/**
+ * A write failed, or its answer was lost: the deployment is re-read and compared with what was
+ * planned, so the report says what the server holds — never "not applied" for a change that
+ * landed, and a success when everything did.
+ */
+async function afterFailure(
+  client: PrefectClient,
+  item: PlannedDeployment,
+  state: ServerState,
+  error: unknown,
+): Promise<AppliedDeployment> {
+  const message = client.redact(
+    error instanceof PrefectApiError || error instanceof UserError
+      ? error.message
+      : `unexpected error: ${(error as Error)?.message ?? error}`,
+  );
+  const failed = (found: string, id = item.id): AppliedDeployment => ({
+    ...item,
+    id,
+    result: "failed",
+    error: message,
+    state: found,
+  });
+  let now: ServerDeployment | null;
+  try {
+    now = await readDeployment(client, item);
+  } catch {
+    return failed(`${item.action} state unknown: the deployment could not be re-read`);
+  }
+  if (item.action === "delete") {
+    return now ? failed("delete not applied") : { ...item, result: "deleted" };
+  }
+  if (!now) {
+    const timedOut = error instanceof ConnectionLost && /timed out/.test(error.message);
+    return failed(
+      item.action === "create"
+        ? timedOut
+          ? "create not applied yet: it timed out, and the server may still finish it"
+          : "create not applied"
+        : "update state unknown: the deployment is gone",
+    );
+  }
+  const key = `${item.flow}/${item.name}`;
+  const [remaining] = planDeployments(
+    [item.desired!],
+    { ...state, deployments: new Map([[key, { ...now, flow: item.flow }]]) },
+    null,
+  );
+  const done = item.action === "create" ? "created" : "updated";
+  if (remaining.action === "noop") return { ...item, id: now.id, result: done };
+  const pending = new Set(remaining.changes.map((c) => c.field));
+  if (item.action === "update" && item.changes.every((c) => pending.has(c.field))) {
+    return failed("update not applied");
+  }
+  // Schedule rows are one part ("schedules"), whichever of them is left.
+  const left = new Set([...pending].map((field) => field.replace(/^schedules\[.*$/, "schedules")));
+  return failed(`${done} partly: ${[...left].join(", ")} not applied`, now.id);
+}
+
+/** The deployment as the server holds it now, or null when it does not exist. */
+async function readDeployment(
+  client: PrefectClient,
+  item: PlannedDeployment,
+): Promise<ServerDeployment | null> {
+  const path = item.id
+    ? `/deployments/${item.id}`
+    : `/deployments/name/${encodeURIComponent(item.flow)}/${encodeURIComponent(item.name)}`;
+  const { status, data } = await client.request<ServerDeployment>("GET", path, undefined, {
+    accept: [404],
+    expect: DEPLOYMENT_SHAPE,
+  });
+  return status === 404 ? null : data;
+}
+
 async function applySchedules(client: PrefectClient, id: string, ops: ScheduleOps) {
   const path = `/deployments/${id}/schedules`;
   // Removals first, so a slug freed by one schedule can be taken by another.
@@ -3209,7 +3361,8 @@ async function applySchedules(client: PrefectClient, id: string, ops: ScheduleOp
 
 /**
  * Creates with one POST. The POST is an upsert that would replace schedules, so it is never
- * sent blindly twice: after a lost connection the deployment is looked up first.
+ * sent blindly twice: after a lost connection or a timeout the deployment is looked up first,
+ * and sent again only when it is not there.
  */
 async function createDeployment(
   client: PrefectClient,
@@ -3233,11 +3386,13 @@ async function createDeployment(
     try {
       id = (await client.request<{ id: string }>("POST", "/deployments/", body, {
         resendAfterDrop: false,
+        expect: CREATED_SHAPE,
       })).data.id;
     } catch (error) {
       if (!(error instanceof ConnectionLost) || attempt >= 3) throw error;
       const found = await client.request<{ id: string }>("GET", byName, undefined, {
         accept: [404],
+        expect: CREATED_SHAPE,
       });
       if (found.status === 200) id = found.data.id;
     }
@@ -3323,8 +3478,9 @@ async function runValidate(options: Options): Promise<number> {
   return result.valid ? EXIT_OK : EXIT_FAILURE;
 }
 
+/** One value of a plan diff, shortened after secrets are hidden (a cut would split one). */
 function compact(value: unknown): string {
-  const text = value === undefined ? "(none)" : JSON.stringify(value);
+  const text = value === undefined ? "(none)" : redact(JSON.stringify(value));
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
@@ -3364,16 +3520,26 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
 export function applySummary(results: AppliedDeployment[]): string {
   const count = (o: Outcome) => results.filter((r) => r.result === o).length;
   const failed = count("failed");
+  const skipped = count("skipped");
   return `Apply: ${count("created")} created, ${count("updated")} updated, ${
     count("deleted")
-  } deleted, ${count("unchanged")} unchanged${failed ? `, ${failed} failed` : ""}.`;
+  } deleted, ${count("unchanged")} unchanged${failed ? `, ${failed} failed` : ""}${
+    skipped ? `, ${skipped} not started (the server stayed unreachable)` : ""
+  }.`;
 }
 
 function resultLine(r: AppliedDeployment, width: number): string {
   const name = `${r.flow}/${r.name}`.padEnd(width);
-  return r.result === "failed"
-    ? `${name}  ${r.id ?? "-"}  failed (${r.action} not applied): ${r.error}`
-    : `${name}  ${r.id}  ${r.result}`;
+  switch (r.result) {
+    case "failed":
+      return `${name}  ${r.id ?? "-"}  failed (${
+        r.state ?? `${r.action} not applied`
+      }): ${r.error}`;
+    case "skipped":
+      return `${name}  ${r.id ?? "-"}  ${r.error}`;
+    default:
+      return `${name}  ${r.id}  ${r.result}`;
+  }
 }
 
 function syncJson(
@@ -3381,7 +3547,8 @@ function syncJson(
   client: PrefectClient,
   started: number,
 ): unknown {
-  const failed = items.filter((i) => (i as AppliedDeployment).result === "failed").length;
+  const outcome = (o: Outcome) => items.filter((i) => (i as AppliedDeployment).result === o);
+  const skipped = outcome("skipped").length;
   return {
     deployments: items.map((i) => ({
       flow: i.flow,
@@ -3390,11 +3557,18 @@ function syncJson(
       action: i.action,
       changes: i.changes,
       effects: i.effects,
-      ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
+      ...("result" in i
+        ? {
+          result: i.result,
+          ...(i.state ? { state: i.state } : {}),
+          ...(i.error ? { error: i.error } : {}),
+        }
+        : {}),
     })),
     summary: {
       ...countActions(items),
-      ...(items.some((i) => "result" in i) ? { failed } : {}),
+      ...(items.some((i) => "result" in i) ? { failed: outcome("failed").length } : {}),
+      ...(skipped ? { skipped } : {}),
     },
     requests: { read: client.reads, write: client.writes },
     duration_ms: Math.round(performance.now() - started),
@@ -3410,8 +3584,10 @@ const progress = (text: string) => console.error(redact(text));
 
 function reportDiagnostics(diagnostics: Diagnostic[], format: Format) {
   for (const d of diagnostics) {
-    if (format === "github") console.log(redact(githubAnnotation(d)));
-    else console.error(redact(formatDiagnostic(d)));
+    // Before formatting: annotations escape `%` and line breaks, which would hide a secret.
+    const shown = { ...d, message: redact(d.message) };
+    if (format === "github") console.log(redact(githubAnnotation(shown)));
+    else console.error(redact(formatDiagnostic(shown)));
   }
 }
 
@@ -3697,7 +3873,7 @@ export async function main(argv: string[]): Promise<number> {
         } Run with the permissions in deno.json's tasks.`,
       );
     } else {
-      console.error(`error: internal error: ${(error as Error)?.message ?? error}`);
+      console.error(redact(`error: internal error: ${(error as Error)?.message ?? error}`));
       const debug = Deno.permissions.querySync({ name: "env", variable: "DEPLOY_DEBUG" });
       if (debug.state === "granted" && Deno.env.get("DEPLOY_DEBUG")) {
         console.error((error as Error)?.stack);
