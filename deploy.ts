@@ -40,6 +40,13 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import {
+  inspectPath,
+  listDirectory,
+  READ_OUTSIDE,
+  readProjectFile,
+  readProjectFileSync,
+} from "./lib/project_files.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -50,10 +57,6 @@ export const VERSION: string = denoConfig.version;
 export class UserError extends Error {}
 /** A wrong command line: printed with a pointer to `--help`. */
 export class UsageError extends UserError {}
-
-/** The compiled binary (and `deno task deploy`) may read only below the directory it runs in. */
-const READ_OUTSIDE =
-  "deploy reads only inside the directory it runs in; run it from the project root";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -414,36 +417,48 @@ export interface ManifestFile {
   data?: unknown;
 }
 
-/** Expands PATH arguments into manifest files, sorted, each once. */
-async function discoverManifests(
-  paths: string[],
-  report: (d: Diagnostic) => void,
-): Promise<string[]> {
+/**
+ * Expands PATH arguments into manifest files, sorted, each once. A `*.yaml` entry of a directory
+ * that cannot be read as a manifest (a broken or outside symlink, a FIFO, a directory) is
+ * reported, never skipped: --prune would take its deployments for undeclared.
+ */
+function discoverManifests(paths: string[], report: (d: Diagnostic) => void): string[] {
   const found = new Set<string>();
+  const cannotRead = (path: string, code: string, reason: string) =>
+    report(fileDiagnostic(path, code, `Cannot read "${path}": ${reason}.`));
   for (const path of paths) {
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.stat(path);
-    } catch (error) {
-      const reason = error instanceof Deno.errors.NotFound
-        ? "no such file or directory"
-        : error instanceof Deno.errors.NotCapable
-        ? READ_OUTSIDE
-        : (error as Error).message;
-      report(fileDiagnostic(path, "path-not-found", `Cannot read "${path}": ${reason}.`));
+    const info = inspectPath(path);
+    if (info.kind === "missing") {
+      cannotRead(path, "path-not-found", info.reason);
       continue;
     }
-    if (info.isFile) {
+    if (info.kind === "unreadable") {
+      cannotRead(path, "path-unreadable", info.reason);
+      continue;
+    }
+    if (info.kind === "file") {
       found.add(path);
       continue;
     }
+    const entries = listDirectory(path);
+    if (!Array.isArray(entries)) {
+      cannotRead(path, "path-unreadable", entries.reason);
+      continue;
+    }
     const inDir: string[] = [];
-    for await (const entry of Deno.readDir(path)) {
-      if (entry.isFile && /\.ya?ml$/i.test(entry.name)) {
-        inDir.push(`${path.replace(/\/+$/, "")}/${entry.name}`);
+    for (const { name, info } of entries) {
+      if (!/\.ya?ml$/i.test(name)) continue;
+      const at = `${path.replace(/\/+$/, "")}/${name}`;
+      if (info.kind === "file") inDir.push(at);
+      else {
+        cannotRead(
+          at,
+          "path-unreadable",
+          info.kind === "directory" ? "it is a directory, not a manifest file" : info.reason,
+        );
       }
     }
-    if (inDir.length === 0) {
+    if (inDir.length === 0 && !entries.some((e) => /\.ya?ml$/i.test(e.name))) {
       report(
         fileDiagnostic(path, "no-manifests", `No manifest files (*.yaml, *.yml) in "${path}".`),
       );
@@ -482,18 +497,23 @@ export async function loadManifest(
     report({ severity, file: path, line, column: col, path: "", code, message });
   };
 
-  const size = (await Deno.stat(path)).size;
-  if (size > MAX_MANIFEST_BYTES) {
+  const read = await readProjectFile(path, MAX_MANIFEST_BYTES);
+  if (read.kind === "too-large") {
     report(fileDiagnostic(
       path,
       "file-too-large",
-      `File is ${(size / 1024 / 1024).toFixed(1)} MB; manifests larger than ${
+      `File is ${(read.size / 1024 / 1024).toFixed(1)} MB; manifests larger than ${
         MAX_MANIFEST_BYTES / 1024 / 1024
       } MB are refused.`,
     ));
     return file;
   }
-  const bytes = await Deno.readFile(path);
+  if (read.kind !== "read") {
+    const code = read.kind === "missing" ? "path-not-found" : "path-unreadable";
+    report(fileDiagnostic(path, code, `Cannot read "${path}": ${read.reason}.`));
+    return file;
+  }
+  const bytes = read.bytes;
   if (bytes.subarray(0, 8192).includes(0)) {
     report(fileDiagnostic(path, "binary-file", "File is binary, not YAML."));
     return file;
@@ -1596,6 +1616,10 @@ class ManifestChecker {
       );
       return;
     }
+    if (found.kind === "inaccessible") {
+      this.problem(path, "entrypoint-unreadable", `Cannot read "${found.file}": ${found.reason}.`);
+      return;
+    }
     const syntax = found.module.syntaxError;
     if (syntax) {
       this.problem(
@@ -1886,37 +1910,42 @@ const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 export type EntrypointSource =
   | { kind: "found"; file: string; module: PythonModule; lookup: FlowLookup }
   | { kind: "no-file"; candidates: string[] }
-  | { kind: "unreadable"; file: string; reason: string };
+  /** The file is there but is not Python text a check can read (a warning: Prefect may cope). */
+  | { kind: "unreadable"; file: string; reason: string }
+  /** The path itself fails: a loop, a FIFO, a name too long, outside the project (an error). */
+  | { kind: "inaccessible"; file: string; reason: string };
+
+type SourceFile = PythonModule | Omit<Extract<EntrypointSource, { reason: string }>, "file">;
 
 /** Reads and parses each flow file once per run; many deployments share one file. */
 export class FlowSources {
-  #modules = new Map<string, PythonModule | string | undefined>();
+  #modules = new Map<string, SourceFile | undefined>();
 
-  /** The parsed module, a reason it cannot be read, or undefined when there is no such file. */
-  module(path: string): PythonModule | string | undefined {
+  /** The parsed module, why it cannot be read, or undefined when there is no such file. */
+  module(path: string): SourceFile | undefined {
     if (!this.#modules.has(path)) this.#modules.set(path, this.#read(path));
     return this.#modules.get(path);
   }
 
-  #read(path: string): PythonModule | string | undefined {
-    let bytes: Uint8Array;
-    try {
-      const info = Deno.statSync(path);
-      if (!info.isFile) return undefined;
-      if (info.size > MAX_SOURCE_BYTES) {
-        return `it is larger than ${MAX_SOURCE_BYTES / 1024 / 1024} MB`;
-      }
-      bytes = Deno.readFileSync(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
+  #read(path: string): SourceFile | undefined {
+    const read = readProjectFileSync(path, MAX_SOURCE_BYTES);
+    switch (read.kind) {
+      case "missing":
+        return undefined;
+      case "too-large":
+        return {
+          kind: "unreadable",
+          reason: `it is larger than ${MAX_SOURCE_BYTES / 1024 / 1024} MB`,
+        };
+      case "unreadable":
+        return { kind: "inaccessible", reason: read.reason };
     }
-    if (bytes.includes(0)) return "it is not a text file";
+    if (read.bytes.includes(0)) return { kind: "unreadable", reason: "it is not a text file" };
     let text: string;
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      text = new TextDecoder("utf-8", { fatal: true }).decode(read.bytes);
     } catch {
-      return "it is not UTF-8 text";
+      return { kind: "unreadable", reason: "it is not UTF-8 text" };
     }
     return parsePythonModule(text);
   }
@@ -1927,9 +1956,7 @@ export class FlowSources {
     for (const candidate of candidates) {
       const parsed = this.module(candidate);
       if (parsed === undefined) continue;
-      if (typeof parsed === "string") {
-        return { kind: "unreadable", file: candidate, reason: parsed };
-      }
+      if ("reason" in parsed) return { ...parsed, file: candidate };
       return {
         kind: "found",
         file: candidate,
@@ -2005,9 +2032,7 @@ async function loadEnvironment(
   report: (d: Diagnostic) => void,
 ): Promise<Environment | undefined> {
   const path = environmentPath(options);
-  try {
-    await Deno.stat(path);
-  } catch {
+  if (inspectPath(path).kind === "missing") {
     report(fileDiagnostic(
       path,
       "environment-not-found",
@@ -2128,7 +2153,7 @@ export interface ValidationResult {
 export async function validate(options: Options): Promise<ValidationResult> {
   const diagnostics: Diagnostic[] = [];
   const report = (d: Diagnostic) => diagnostics.push(d);
-  const paths = await discoverManifests(options.paths, report);
+  const paths = discoverManifests(options.paths, report);
   const deployments: DeploymentEntry[] = [];
   const loaded: ManifestFile[] = [];
   const sources = new FlowSources();
@@ -3749,6 +3774,9 @@ function runInspect(entrypoint: string, format: Format): number {
   }
   if (found.kind === "unreadable") {
     throw new UserError(`Flow file "${found.file}" was not read: ${found.reason}.`);
+  }
+  if (found.kind === "inaccessible") {
+    throw new UserError(`Cannot read "${found.file}": ${found.reason}.`);
   }
   const syntax = found.module.syntaxError;
   if (syntax) {
