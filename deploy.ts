@@ -9,6 +9,7 @@
 import "./lib/npm_env.ts";
 import { parseArgs } from "node:util";
 import {
+  type Alias,
   type Document,
   isAlias,
   isMap,
@@ -17,7 +18,6 @@ import {
   LineCounter,
   type Node as YamlNode,
   parseAllDocuments,
-  visit,
 } from "yaml";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import rrule from "rrule";
@@ -40,6 +40,7 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import { isMergeKey, yamlData, type YamlProblem } from "./lib/yaml_data.ts";
 import {
   inspectPath,
   listDirectory,
@@ -406,7 +407,11 @@ function formatPath(path: PathSegment[]): string {
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 /** Deeper YAML is refused before parsing; real manifests nest fewer than 12 levels. */
 export const MAX_NESTING = 64;
-const MAX_ALIAS_EXPANSIONS = 1000;
+/**
+ * Values aliases and merge keys may add. 2,000 deployments sharing a 60-value `<<: *base` add
+ * 120,000; a billion-laughs file adds billions and is refused before anything is built.
+ */
+export const MAX_ALIAS_VALUES = 250_000;
 
 export interface ManifestFile {
   path: string;
@@ -415,6 +420,8 @@ export interface ManifestFile {
   lineCounter: LineCounter;
   /** The document as plain data, aliases and merge keys resolved; undefined when unreadable. */
   data?: unknown;
+  /** The node each alias refers to (resolved once, for locating values through aliases). */
+  aliases?: Map<Alias, YamlNode>;
 }
 
 /**
@@ -607,41 +614,64 @@ export async function loadManifest(
     }
     return file;
   }
-  const { collectionKey, unresolvedAlias: unresolved } = findUnreadableNodes(doc);
-  if (collectionKey !== undefined) {
-    const template = text.startsWith("{{", collectionKey - 1);
-    at(
-      template ? collectionKey - 1 : collectionKey,
-      "yaml-syntax",
-      template
-        ? "Unquoted template: YAML reads `{{ ... }}` as a nested mapping. Put it in quotes."
-        : "A mapping or list used as a key; Prefect's YAML reader refuses it.",
-    );
-    return file;
+  const resolved = yamlData(doc, text, {
+    maxAliasValues: MAX_ALIAS_VALUES,
+    maxDepth: MAX_NESTING,
+  });
+  file.aliases = resolved.aliases;
+  for (const problem of resolved.problems) {
+    const [code, message, offset = problem.offset] = yamlProblem(problem, text);
+    at(offset, code, message);
   }
-  if (unresolved) {
-    at(
-      unresolved.offset,
-      "undefined-alias",
-      `Alias "*${unresolved.name}" refers to no anchor defined before it.`,
-    );
-    return file;
-  }
-  try {
-    file.data = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
-  } catch (error) {
-    at(
-      0,
-      "alias-limit",
-      `Aliases expand to too much data (${sentence((error as Error).message)})`,
-    );
-    return file;
-  }
-  if (depthExceeds(file.data, MAX_NESTING)) {
-    at(0, "nesting-too-deep", `Nesting deeper than ${MAX_NESTING} levels is refused.`);
-    file.data = undefined;
-  }
+  file.data = resolved.data;
   return file;
+}
+
+/** The code, message (and a better offset) of a problem found turning the YAML into data. */
+function yamlProblem(problem: YamlProblem, text: string): [string, string, number?] {
+  switch (problem.kind) {
+    case "collection-key":
+      return text.startsWith("{{", problem.offset - 1)
+        ? [
+          "yaml-syntax",
+          "Unquoted template: YAML reads `{{ ... }}` as a nested mapping. Put it in quotes.",
+          problem.offset - 1,
+        ]
+        : ["yaml-syntax", "A mapping or list used as a key; Prefect's YAML reader refuses it."];
+    case "undefined-alias":
+      return [
+        "undefined-alias",
+        `Alias "*${problem.name}" refers to no anchor defined before it.`,
+      ];
+    case "recursive-alias":
+      return [
+        "recursive-alias",
+        `Alias "*${problem.name}" is inside the value it refers to; that value would contain ` +
+        "itself, which JSON cannot hold.",
+      ];
+    case "merge-source":
+      return ["merge-source", "A merge key (`<<`) takes a mapping or a list of mappings."];
+    case "too-many-values":
+      return [
+        "alias-limit",
+        `Aliases expand to too much data (more than ${problem.limit.toLocaleString("en")} ` +
+        "values); write the repeated parts out where they differ, or share fewer of them.",
+      ];
+    case "too-deep":
+      return ["nesting-too-deep", `Nesting deeper than ${problem.limit} levels is refused.`];
+    case "unsafe-integer":
+      return [
+        "integer-precision",
+        `Integer ${problem.text} cannot be carried exactly: deploy.ts holds numbers as 64-bit ` +
+        `floats, exact only up to ±${Number.MAX_SAFE_INTEGER}, and would send a rounded ` +
+        "value. Quote it to pass it as a string.",
+      ];
+    case "non-finite":
+      return [
+        "invalid-number",
+        `${problem.text} is not a number JSON can carry; give a finite number.`,
+      ];
+  }
 }
 
 function firstInvalidUtf8(bytes: Uint8Array): number {
@@ -695,43 +725,6 @@ function excessiveNesting(text: string): number {
   return indent ? indent.index : -1;
 }
 
-function depthExceeds(value: unknown, limit: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length) {
-    const [v, d] = stack.pop()!;
-    if (d > limit) return true;
-    if (v && typeof v === "object") {
-      for (const child of Object.values(v)) stack.push([child, d + 1]);
-    }
-  }
-  return false;
-}
-
-/**
- * What YAML accepts but Prefect's reader does not: a mapping or list used as a key (PyYAML
- * cannot hash it; usually an unquoted `{{ template }}`), and an alias with no anchor before it.
- * One walk finds the first of each.
- */
-function findUnreadableNodes(doc: Document): {
-  collectionKey?: number;
-  unresolvedAlias?: { name: string; offset: number };
-} {
-  const found: ReturnType<typeof findUnreadableNodes> = {};
-  visit(doc, {
-    Pair(_, pair) {
-      if (found.collectionKey === undefined && (isMap(pair.key) || isSeq(pair.key))) {
-        found.collectionKey = (pair.key as YamlNode).range?.[0] ?? 0;
-      }
-    },
-    Alias(_, node) {
-      if (!found.unresolvedAlias && !node.resolve(doc)) {
-        found.unresolvedAlias = { name: node.source, offset: node.range?.[0] ?? 0 };
-      }
-    },
-  });
-  return found;
-}
-
 function quoteKeyAt(text: string, offset: number): string {
   const key = /^[^:\n]*/.exec(text.slice(offset))?.[0].trim() ?? "";
   return key ? `"${key}"` : "";
@@ -751,21 +744,34 @@ interface Located {
   value?: YamlNode;
 }
 
-/** Follows a data path through the YAML tree, through aliases and merge keys. */
-export function locate(doc: Document, path: PathSegment[]): Located {
+/**
+ * Follows a data path through the YAML tree, through aliases and merge keys. `aliases` (from
+ * loading) saves a scan of the document per alias.
+ */
+export function locate(
+  doc: Document,
+  path: PathSegment[],
+  aliases?: Map<Alias, YamlNode>,
+): Located {
+  const resolve = (alias: Alias) =>
+    (aliases ? aliases.get(alias) : alias.resolve(doc)) as YamlNode | undefined;
   let current: Located = { value: doc.contents ?? undefined };
   for (const segment of path) {
     let node = current.value;
-    if (node && isAlias(node)) node = node.resolve(doc) as YamlNode | undefined;
+    if (node && isAlias(node)) node = resolve(node);
     if (!node) return current;
-    const next = childOf(doc, node, segment);
+    const next = childOf(resolve, node, segment);
     if (!next) return current;
     current = next;
   }
   return current;
 }
 
-function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located | undefined {
+function childOf(
+  resolve: (alias: Alias) => YamlNode | undefined,
+  node: YamlNode,
+  segment: PathSegment,
+): Located | undefined {
   if (isSeq(node) && typeof segment === "number") {
     const item = node.items[segment];
     return item ? { value: item as YamlNode } : undefined;
@@ -778,12 +784,13 @@ function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located |
   }
   // Not written here: look inside `<<: *anchor` merges, last one first as YAML does.
   for (const pair of [...node.items].reverse()) {
-    if (!(isScalar(pair.key) && pair.key.source === "<<")) continue;
-    const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+    if (!isMergeKey(pair.key)) continue;
+    const value = isAlias(pair.value) ? resolve(pair.value) : pair.value;
+    const sources = isSeq(value) ? value.items : [value];
     for (const source of sources) {
-      const target = isAlias(source) ? source.resolve(doc) : source;
+      const target = isAlias(source) ? resolve(source) : source;
       if (target && isMap(target)) {
-        const found = childOf(doc, target as YamlNode, segment);
+        const found = childOf(resolve, target as YamlNode, segment);
         if (found) return found;
       }
     }
@@ -797,7 +804,7 @@ function positionOf(
   prefer: "key" | "value" = "value",
 ): { line: number; column: number } {
   if (!file.doc) return { line: 1, column: 1 };
-  const found = locate(file.doc, path);
+  const found = locate(file.doc, path, file.aliases);
   const node = prefer === "key" ? found.key ?? found.value : found.value ?? found.key;
   const offset = node?.range?.[0] ?? 0;
   const { line, col } = file.lineCounter.linePos(offset);
@@ -2456,6 +2463,19 @@ class TemplateResolver {
     });
   }
 
+  /** A server value as it is, or a problem when reading it as JSON has already rounded it. */
+  #exact(value: unknown, what: string, path: PathSegment[]): unknown {
+    const inexact = inexactInteger(value);
+    if (inexact === undefined) return value;
+    this.problems.push({
+      path,
+      code: "integer-precision",
+      message: `${what} holds an integer beyond ±${Number.MAX_SAFE_INTEGER} (read as ` +
+        `${inexact}), which deploy.ts cannot carry exactly; store it as a string.`,
+    });
+    return KEEP;
+  }
+
   #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
     const ref = parseReference(expression);
     switch (ref.kind) {
@@ -2496,7 +2516,11 @@ class TemplateResolver {
           });
           return KEEP;
         }
-        return this.values.variables.get(ref.name);
+        return this.#exact(
+          this.values.variables.get(ref.name),
+          `Prefect variable "${ref.name}"`,
+          path,
+        );
       }
       case "block": {
         if (onlyEnv) return KEEP;
@@ -2527,7 +2551,7 @@ class TemplateResolver {
           });
           return KEEP;
         }
-        return value;
+        return this.#exact(value, `Block "${key}"`, path);
       }
       case "step":
         if (onlyEnv) return KEEP;
@@ -2543,6 +2567,20 @@ class TemplateResolver {
   }
 }
 const KEEP = Symbol("keep");
+
+/** The first integer in a JSON value that a JavaScript number no longer holds exactly. */
+function inexactInteger(value: unknown): number | undefined {
+  if (typeof value === "number") {
+    return Number.isInteger(value) && !Number.isSafeInteger(value) ? value : undefined;
+  }
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) {
+      const found = inexactInteger(v);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
 
 // ─── Plan: building the desired state ────────────────────────────────────────
 
@@ -2564,7 +2602,7 @@ function asBoolean(value: unknown, path: PathSegment[], resolver: TemplateResolv
 function asInteger(value: unknown, path: PathSegment[], resolver: TemplateResolver) {
   if (value === undefined || value === null) return undefined;
   const number = typeof value === "string" ? Number(value.trim()) : value;
-  if (typeof number === "number" && Number.isInteger(number)) return number;
+  if (typeof number === "number" && Number.isSafeInteger(number)) return number;
   resolver.problems.push({
     path,
     code: "template-type",
