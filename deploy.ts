@@ -1297,6 +1297,15 @@ function cronFieldProblem(
   return undefined;
 }
 
+/** Python's longest timedelta, just under 10^9 days: Prefect refuses longer intervals (422). */
+export const MAX_INTERVAL_SECONDS = 999_999_999 * 86400 + 86399;
+
+/** Prefect's default PREFECT_SERVER_DEPLOYMENT_SCHEDULE_MAX_SCHEDULED_RUNS. */
+const DEFAULT_MAX_SCHEDULED_RUNS = 50;
+
+/** Characters Prefect forbids in flow, deployment, work pool and queue names. */
+const BANNED_NAME_CHARACTERS = /[\/%&><]/;
+
 /** Seconds in a Prefect interval (number, numeric string, ISO-8601 duration, [D ]HH:MM:SS). */
 export function intervalSeconds(value: number | string): number | undefined {
   if (typeof value === "number") return value;
@@ -1317,6 +1326,11 @@ export function intervalSeconds(value: number | string): number | undefined {
     return d * 86400 + h * 3600 + m * 60 + s;
   }
   return undefined;
+}
+
+function intervalTooLong(interval: unknown): string {
+  return `Interval ${JSON.stringify(interval)} is longer than ${MAX_INTERVAL_SECONDS} seconds ` +
+    "(999,999,999 days), the longest duration Prefect accepts.";
 }
 
 /** The canonical spelling of an IANA timezone, or undefined when it is not one. */
@@ -1535,7 +1549,21 @@ class ManifestChecker {
           "invalid-interval",
           "An interval must be longer than zero.",
         );
+      } else if (seconds > MAX_INTERVAL_SECONDS) {
+        this.problem([...path, "interval"], "invalid-interval", intervalTooLong(s.interval));
       }
+    }
+    if (
+      typeof s.max_scheduled_runs === "number" && s.max_scheduled_runs > DEFAULT_MAX_SCHEDULED_RUNS
+    ) {
+      this.problem(
+        [...path, "max_scheduled_runs"],
+        "max-scheduled-runs",
+        `max_scheduled_runs ${s.max_scheduled_runs} is above ${DEFAULT_MAX_SCHEDULED_RUNS}, which a ` +
+          "Prefect server refuses unless PREFECT_SERVER_DEPLOYMENT_SCHEDULE_MAX_SCHEDULED_RUNS " +
+          "was raised.",
+        "warning",
+      );
     }
     if (typeof s.rrule === "string" && !hasPlaceholder(s.rrule)) {
       const reason = rruleProblem(s.rrule);
@@ -1653,6 +1681,15 @@ class ManifestChecker {
         path,
         "not-a-flow",
         `Function "${name}" in "${found.file}" (line ${lookup.fn.line}) is not decorated with @flow; Prefect can only deploy flows.`,
+      );
+    } else if (
+      lookup.kind === "flow" && !flowNameGiven && BANNED_NAME_CHARACTERS.test(lookup.flowName)
+    ) {
+      this.problem(
+        path,
+        "invalid-flow-name",
+        `The flow name "${lookup.flowName}" (from "${found.file}") contains one of \`/\`, \`%\`, ` +
+          "`&`, `>`, `<`, which Prefect forbids; it would refuse to load the flow.",
       );
     } else if (lookup.kind === "dynamic-name" && !flowNameGiven) {
       this.problem(
@@ -2625,11 +2662,13 @@ function desiredSchedule(
     schedule.day_or = asBoolean(r.day_or, [...path, "day_or"], resolver) ?? true;
   } else if (r.interval !== undefined) {
     const seconds = intervalSeconds(r.interval as number | string);
-    if (seconds === undefined) {
+    if (seconds === undefined || seconds <= 0 || seconds > MAX_INTERVAL_SECONDS) {
       resolver.problems.push({
         path: [...path, "interval"],
         code: "invalid-interval",
-        message: `Invalid interval ${JSON.stringify(r.interval)} after templating.`,
+        message: seconds && seconds > MAX_INTERVAL_SECONDS
+          ? intervalTooLong(r.interval)
+          : `Invalid interval ${JSON.stringify(r.interval)} after templating.`,
       });
     }
     schedule.interval = seconds;
