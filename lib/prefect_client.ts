@@ -449,7 +449,10 @@ export class PrefectClient {
         }
       }
       const data = parseBody(text);
-      if ((status >= 200 && status < 300) || options.accept?.includes(status)) {
+      // A status the caller takes as an answer ("404: absent") counts only from the API itself,
+      // not from wherever a redirect led.
+      const accepted = options.accept?.includes(status) && redirects === 0;
+      if ((status >= 200 && status < 300) || accepted) {
         if (status >= 200 && status < 300) {
           if (data === NOT_JSON) throw this.#badBody(where, status, text, "JSON");
           if (options.expect && !options.expect.test(data)) {

@@ -1,8 +1,9 @@
 /**
  * A recording, fault-injecting HTTP proxy to put between deploy.ts and a real Prefect server.
- * Every request is recorded; a rule can answer in the server's place (a status), or forward and
- * then drop the connection before the response is complete (the write happened, the client
- * cannot know). Rules fire `times` times, then let requests through.
+ * Every request is recorded; a rule can answer in the server's place (a status, a body — which
+ * may echo the request, a redirect), forward and then drop the connection before the response
+ * is complete (the write happened, the client cannot know), or forward late, rewritten, or with
+ * another status. Rules fire `times` times, then let requests through.
  */
 
 export interface RecordedRequest {
@@ -22,10 +23,22 @@ export interface FaultRule {
   /** Matched against the request body text (e.g. a deployment name). */
   body?: RegExp;
   times: number;
-  /** A status to answer with, without forwarding; or "drop" after forwarding. */
-  respond: number | "drop";
+  /**
+   * A status to answer with, without forwarding; "drop" after forwarding; "forward" to pass the
+   * request on (late, rewritten, or answered with `status` after the server applied it).
+   */
+  respond: number | "drop" | "forward";
   headers?: Record<string, string>;
-  responseBody?: string;
+  /** The answer's body; a function sees the request (to echo its headers, say). */
+  responseBody?: string | ((request: { path: string; headers: Headers; text: string }) => string);
+  /** Wait this long before acting (a slow server: forwarded requests arrive late). */
+  delayMs?: number;
+  /** "forward": the request body the server gets instead. */
+  rewriteRequest?: (text: string) => string;
+  /** "forward": the status the client gets instead of the server's. */
+  status?: number;
+  /** Called each time the rule fires, after it acted (e.g. to shut the proxy down). */
+  then?: () => void;
 }
 
 export interface FaultProxy {
@@ -92,25 +105,32 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
       r.times > 0 && (!r.method || r.method === request.method) &&
       (!r.path || r.path.test(path)) && (!r.body || r.body.test(text))
     );
-    if (rule && rule.respond !== "drop") {
-      rule.times--;
+    if (rule) rule.times--;
+    if (rule?.delayMs) await new Promise((resolve) => setTimeout(resolve, rule.delayMs));
+    if (rule && typeof rule.respond === "number") {
       record.status = rule.respond;
-      return new Response(rule.responseBody ?? JSON.stringify({ detail: "injected fault" }), {
+      const body = typeof rule.responseBody === "function"
+        ? rule.responseBody({ path, headers: request.headers, text })
+        : rule.responseBody ?? JSON.stringify({ detail: "injected fault" });
+      rule.then?.();
+      return new Response(body, {
         status: rule.respond,
         headers: { "content-type": "application/json", ...rule.headers },
       });
     }
     const headers = new Headers(request.headers);
     headers.delete("host");
+    const sent = rule?.rewriteRequest ? rule.rewriteRequest(text) : text;
     const response = await fetch(`${upstream.origin}${prefix}${path}`, {
       method: request.method,
       headers,
-      body: text === "" ? undefined : text,
+      body: sent === "" ? undefined : sent,
+      redirect: "manual",
     });
     const payload = new Uint8Array(await response.arrayBuffer());
-    record.status = response.status;
-    if (rule) {
-      rule.times--;
+    record.status = rule?.status ?? response.status;
+    rule?.then?.();
+    if (rule?.respond === "drop") {
       record.status = -1;
       // Half a body, then the connection breaks: the server did the work, the client never hears.
       const broken = new ReadableStream<Uint8Array>({
@@ -131,10 +151,8 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
     const responseHeaders = new Headers(response.headers);
     responseHeaders.delete("content-encoding");
     responseHeaders.delete("content-length");
-    return new Response(response.status === 204 ? null : payload, {
-      status: response.status,
-      headers: responseHeaders,
-    });
+    const status = rule?.status ?? response.status;
+    return new Response(status === 204 ? null : payload, { status, headers: responseHeaders });
   });
   proxy.apiUrl = `http://127.0.0.1:${server.addr.port}${prefix}`;
   return proxy;
