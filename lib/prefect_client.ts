@@ -214,7 +214,11 @@ export class PrefectClient {
     const password = URL.canParse(settings.apiUrl) ? new URL(settings.apiUrl).password : "";
     if (password) {
       this.redactor.add(password);
-      this.redactor.add(decodeURIComponent(password));
+      try {
+        this.redactor.add(decodeURIComponent(password));
+      } catch {
+        // not percent-encoded UTF-8: the raw form is the only one
+      }
     }
   }
 
@@ -344,7 +348,7 @@ export class PrefectClient {
         if (seen.has(i.id)) {
           throw new PrefectApiError(
             `POST ${path} returned item ${i.id} again at offset ${offset}: the server does not ` +
-              "page its results, so the list cannot be trusted. Nothing was written.",
+              "page its results, so the list cannot be trusted.",
             200,
             "POST",
             path,
@@ -454,9 +458,9 @@ export class PrefectClient {
       const accepted = options.accept?.includes(status) && redirects === 0;
       if ((status >= 200 && status < 300) || accepted) {
         if (status >= 200 && status < 300) {
-          if (data === NOT_JSON) throw this.#badBody(where, status, text, "JSON");
+          if (data === NOT_JSON) throw this.#badBody(method, path, status, text, "JSON");
           if (options.expect && !options.expect.test(data)) {
-            throw this.#badBody(where, status, text, options.expect.describe);
+            throw this.#badBody(method, path, status, text, options.expect.describe);
           }
         }
         return { status, data: (data === NOT_JSON ? text : data) as T };
@@ -507,15 +511,20 @@ export class PrefectClient {
   }
 
   /** A 2xx whose body is not what the endpoint returns: nothing in it is trusted. */
-  #badBody(where: string, status: number, text: string, expected: string): PrefectApiError {
+  #badBody(
+    method: string,
+    path: string,
+    status: number,
+    text: string,
+    expected: string,
+  ): PrefectApiError {
     const shown = excerpt(oneLine(this.redact(text)), 120);
-    const [method, ...rest] = where.split(" ");
     return new PrefectApiError(
-      `${where} answered ${status} with a body that is not ${expected}` +
+      `${method} ${path} answered ${status} with a body that is not ${expected}` +
         (shown ? `: ${JSON.stringify(shown)}.` : " (empty)."),
       status,
       method,
-      rest.join(" "),
+      path,
     );
   }
 
