@@ -157,23 +157,22 @@ function failure(
   if (e instanceof Deno.errors.NotADirectory) {
     return { kind: "missing", reason: "a part of the path is a file, not a directory" };
   }
-  const reason = e instanceof Deno.errors.NotCapable
-    // The path itself was allowed, so a symlink in it leads outside.
-    ? real ? `it leads to "${real}"; ${READ_OUTSIDE}` : READ_OUTSIDE
-    : e instanceof Deno.errors.PermissionDenied
-    ? "permission denied"
-    : e instanceof Deno.errors.FilesystemLoop
-    ? "its symbolic links form a loop"
-    : e instanceof Deno.errors.IsADirectory
-    ? "it is a directory, not a file"
-    : e?.code === "ENAMETOOLONG"
-    ? "the name is too long for the file system"
-    : e?.code === "EINVAL" || e?.code === "EILSEQ"
-    ? "the name is not valid on this file system"
-    : e instanceof Deno.errors.InvalidData
-    ? "it cannot be read"
-    : (e?.message ?? String(error)).replace(/ \(os error \d+\).*$/, "").toLowerCase();
-  return { kind: "unreadable", reason };
+  return { kind: "unreadable", reason: unreadableReason(e, real) };
+}
+
+function unreadableReason(e: Error & { code?: string }, real?: string): string {
+  if (e instanceof Deno.errors.NotCapable) {
+    // The path itself was allowed when its real path is known: a symlink in it leads outside.
+    return real ? `it leads to "${real}"; ${READ_OUTSIDE}` : READ_OUTSIDE;
+  }
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.FilesystemLoop) return "its symbolic links form a loop";
+  if (e instanceof Deno.errors.IsADirectory) return "it is a directory, not a file";
+  if (e?.code === "ENAMETOOLONG") return "the name is too long for the file system";
+  if (e?.code === "EINVAL" || e?.code === "EILSEQ") {
+    return "the name is not valid on this file system";
+  }
+  return (e?.message ?? String(e)).replace(/ \(os error \d+\).*$/, "").toLowerCase();
 }
 
 function notAFile(info: Deno.FileInfo): string {
