@@ -8,7 +8,17 @@
  */
 import "./lib/npm_env.ts";
 import { parseArgs } from "node:util";
-import type { Document, Node as YamlNode } from "yaml";
+import {
+  type Alias,
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node as YamlNode,
+  parseAllDocuments,
+} from "yaml";
 import {
   Ajv,
   type ErrorObject,
@@ -22,11 +32,13 @@ import denoConfig from "./deno.json" with { type: "json" };
 import {
   capabilitiesOf,
   ConnectionLost,
+  objectShape,
   PrefectApiError,
   PrefectClient,
   type ServerCapabilities,
   SettingsError,
   settingsFromEnvironment,
+  type Shape,
 } from "./lib/prefect_client.ts";
 import {
   findFlow,
@@ -50,6 +62,13 @@ import {
   PlanFileError,
   type SavedPlan,
 } from "./lib/saved_plan.ts";
+import { isMergeKey, yamlData, type YamlProblem } from "./lib/yaml_data.ts";
+import {
+  inspectPath,
+  listDirectory,
+  READ_OUTSIDE,
+  readProjectFileSync,
+} from "./lib/project_files.ts";
 import type { Deployment, DeployTsManifest, Schedule, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -64,10 +83,6 @@ export class UsageError extends UserError {
     super(message);
   }
 }
-
-/** The compiled binary (and `deno task deploy`) may read only below the directory it runs in. */
-const READ_OUTSIDE =
-  "deploy reads only inside the directory it runs in; run it from the project root";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -540,7 +555,11 @@ function formatPath(path: PathSegment[]): string {
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 /** Deeper YAML is refused before parsing; real manifests nest fewer than 12 levels. */
 export const MAX_NESTING = 64;
-const MAX_ALIAS_EXPANSIONS = 1000;
+/**
+ * Values aliases and merge keys may add. 2,000 deployments sharing a 60-value `<<: *base` add
+ * 120,000; a billion-laughs file adds billions and is refused before anything is built.
+ */
+export const MAX_ALIAS_VALUES = 250_000;
 
 export interface ManifestFile {
   path: string;
@@ -548,41 +567,55 @@ export interface ManifestFile {
   /** The full parser's tree; or, for plain YAML, `spots` (where each key and value is). */
   doc?: Document;
   spots?: Spot;
-  lineCounter: LineStarts;
+  lineCounter: LineCounter;
   /** The document as plain data, aliases and merge keys resolved; undefined when unreadable. */
   data?: unknown;
+  /** The node each alias refers to (resolved once, for locating values through aliases). */
+  aliases?: Map<Alias, YamlNode>;
 }
 
-/** Expands PATH arguments into manifest files, sorted, each once. */
-async function discoverManifests(
-  paths: string[],
-  report: (d: Diagnostic) => void,
-): Promise<string[]> {
+/**
+ * Expands PATH arguments into manifest files, sorted, each once. A `*.yaml` entry of a directory
+ * that cannot be read as a manifest (a broken or outside symlink, a FIFO, a directory) is
+ * reported, never skipped: --prune would take its deployments for undeclared.
+ */
+function discoverManifests(paths: string[], report: (d: Diagnostic) => void): string[] {
   const found = new Set<string>();
+  const cannotRead = (path: string, code: string, reason: string) =>
+    report(fileDiagnostic(path, code, `Cannot read "${path}": ${reason}.`));
   for (const path of paths) {
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.stat(path);
-    } catch (error) {
-      const reason = error instanceof Deno.errors.NotFound
-        ? "no such file or directory"
-        : error instanceof Deno.errors.NotCapable
-        ? READ_OUTSIDE
-        : (error as Error).message;
-      report(fileDiagnostic(path, "path-not-found", `Cannot read "${path}": ${reason}.`));
+    const info = inspectPath(path);
+    if (info.kind === "missing") {
+      cannotRead(path, "path-not-found", info.reason);
       continue;
     }
-    if (info.isFile) {
+    if (info.kind === "unreadable") {
+      cannotRead(path, "path-unreadable", info.reason);
+      continue;
+    }
+    if (info.kind === "file") {
       found.add(path);
       continue;
     }
+    const entries = listDirectory(path);
+    if (!Array.isArray(entries)) {
+      cannotRead(path, "path-unreadable", entries.reason);
+      continue;
+    }
     const inDir: string[] = [];
-    for await (const entry of Deno.readDir(path)) {
-      if (entry.isFile && /\.ya?ml$/i.test(entry.name)) {
-        inDir.push(`${path.replace(/\/+$/, "")}/${entry.name}`);
+    for (const { name, info } of entries) {
+      if (!/\.ya?ml$/i.test(name)) continue;
+      const at = `${path.replace(/\/+$/, "")}/${name}`;
+      if (info.kind === "file") inDir.push(at);
+      else {
+        cannotRead(
+          at,
+          "path-unreadable",
+          info.kind === "directory" ? "it is a directory, not a manifest file" : info.reason,
+        );
       }
     }
-    if (inDir.length === 0) {
+    if (inDir.length === 0 && !entries.some((e) => /\.ya?ml$/i.test(e.name))) {
       report(
         fileDiagnostic(path, "no-manifests", `No manifest files (*.yaml, *.yml) in "${path}".`),
       );
@@ -609,35 +642,9 @@ function diagnosticAt(
   return { severity, file: file.path, line, column, path: formatPath(path), code, message };
 }
 
-/** Where each line starts, to turn offsets into 1-based lines and columns. */
-class LineStarts {
-  readonly starts: number[] = [];
-
-  addNewLine(offset: number) {
-    this.starts.push(offset);
-  }
-
-  linePos(offset: number): { line: number; col: number } {
-    let [low, high] = [0, this.starts.length - 1];
-    while (low < high) {
-      const mid = (low + high + 1) >> 1;
-      if (this.starts[mid] <= offset) low = mid;
-      else high = mid - 1;
-    }
-    return { line: low + 1, col: offset - (this.starts[low] ?? 0) + 1 };
-  }
-}
-
-/**
- * The full YAML parser (the `yaml` package), loaded the first time a manifest is not plain YAML:
- * most never need it, and loading it costs more than reading them.
- */
-let yaml: typeof import("yaml") | undefined;
-
 /** Every document in `text`, as the full parser reads manifests. */
-export async function parseFullYaml(text: string): Promise<Document.Parsed[]> {
-  yaml ??= await import("yaml");
-  const docs = yaml.parseAllDocuments(text, {
+export function parseFullYaml(text: string): Document.Parsed[] {
+  const docs = parseAllDocuments(text, {
     uniqueKeys: true,
     merge: true,
     prettyErrors: false,
@@ -647,11 +654,8 @@ export async function parseFullYaml(text: string): Promise<Document.Parsed[]> {
 }
 
 /** Reads and parses one manifest; every problem becomes a diagnostic, never an exception. */
-export async function loadManifest(
-  path: string,
-  report: (d: Diagnostic) => void,
-): Promise<ManifestFile> {
-  const lineCounter = new LineStarts();
+export function loadManifest(path: string, report: (d: Diagnostic) => void): ManifestFile {
+  const lineCounter = new LineCounter();
   const file: ManifestFile = { path, text: "", lineCounter };
   const at = (offset: number, code: string, message: string, severity: Severity = "error") => {
     const { line, col } = lineCounter.linePos(offset);
@@ -660,18 +664,23 @@ export async function loadManifest(
 
   // Read synchronously, as flow sources are: each awaited file operation is a round trip to a
   // worker thread, and for 100 manifests those waits were most of the time spent loading them.
-  const size = Deno.statSync(path).size;
-  if (size > MAX_MANIFEST_BYTES) {
+  const read = readProjectFileSync(path, MAX_MANIFEST_BYTES);
+  if (read.kind === "too-large") {
     report(fileDiagnostic(
       path,
       "file-too-large",
-      `File is ${(size / 1024 / 1024).toFixed(1)} MB; manifests larger than ${
+      `File is ${(read.size / 1024 / 1024).toFixed(1)} MB; manifests larger than ${
         MAX_MANIFEST_BYTES / 1024 / 1024
       } MB are refused.`,
     ));
     return file;
   }
-  const bytes = Deno.readFileSync(path);
+  if (read.kind !== "read") {
+    const code = read.kind === "missing" ? "path-not-found" : "path-unreadable";
+    report(fileDiagnostic(path, code, `Cannot read "${path}": ${read.reason}.`));
+    return file;
+  }
+  const bytes = read.bytes;
   if (bytes.subarray(0, 8192).includes(0)) {
     report(fileDiagnostic(path, "binary-file", "File is binary, not YAML."));
     return file;
@@ -725,14 +734,14 @@ export async function loadManifest(
 
   // Most manifests are plain YAML, which lib/plain_yaml.ts reads many times faster; the rest,
   // and anything malformed, goes to the full parser, whose errors are reported.
-  const plain = readPlainYaml(text);
-  if (plain && !depthExceeds(plain.data, MAX_NESTING)) {
+  const plain = readPlainYaml(text, MAX_NESTING);
+  if (plain) {
     file.spots = plain.spots;
     file.data = plain.data;
     return file;
   }
 
-  const documents = await parseFullYaml(text);
+  const documents = parseFullYaml(text);
   if (documents.length === 0) {
     report(fileDiagnostic(path, "empty-file", "File is empty; expected a `deployments:` list."));
     return file;
@@ -769,41 +778,64 @@ export async function loadManifest(
     }
     return file;
   }
-  const { collectionKey, unresolvedAlias: unresolved } = findUnreadableNodes(doc);
-  if (collectionKey !== undefined) {
-    const template = text.startsWith("{{", collectionKey - 1);
-    at(
-      template ? collectionKey - 1 : collectionKey,
-      "yaml-syntax",
-      template
-        ? "Unquoted template: YAML reads `{{ ... }}` as a nested mapping. Put it in quotes."
-        : "A mapping or list used as a key; Prefect's YAML reader refuses it.",
-    );
-    return file;
+  const resolved = yamlData(doc, text, {
+    maxAliasValues: MAX_ALIAS_VALUES,
+    maxDepth: MAX_NESTING,
+  });
+  file.aliases = resolved.aliases;
+  for (const problem of resolved.problems) {
+    const [code, message, offset = problem.offset] = yamlProblem(problem, text);
+    at(offset, code, message);
   }
-  if (unresolved) {
-    at(
-      unresolved.offset,
-      "undefined-alias",
-      `Alias "*${unresolved.name}" refers to no anchor defined before it.`,
-    );
-    return file;
-  }
-  try {
-    file.data = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
-  } catch (error) {
-    at(
-      0,
-      "alias-limit",
-      `Aliases expand to too much data (${sentence((error as Error).message)})`,
-    );
-    return file;
-  }
-  if (depthExceeds(file.data, MAX_NESTING)) {
-    at(0, "nesting-too-deep", `Nesting deeper than ${MAX_NESTING} levels is refused.`);
-    file.data = undefined;
-  }
+  file.data = resolved.data;
   return file;
+}
+
+/** The code, message (and a better offset) of a problem found turning the YAML into data. */
+function yamlProblem(problem: YamlProblem, text: string): [string, string, number?] {
+  switch (problem.kind) {
+    case "collection-key":
+      return text.startsWith("{{", problem.offset - 1)
+        ? [
+          "yaml-syntax",
+          "Unquoted template: YAML reads `{{ ... }}` as a nested mapping. Put it in quotes.",
+          problem.offset - 1,
+        ]
+        : ["yaml-syntax", "A mapping or list used as a key; Prefect's YAML reader refuses it."];
+    case "undefined-alias":
+      return [
+        "undefined-alias",
+        `Alias "*${problem.name}" refers to no anchor defined before it.`,
+      ];
+    case "recursive-alias":
+      return [
+        "recursive-alias",
+        `Alias "*${problem.name}" is inside the value it refers to; that value would contain ` +
+        "itself, which JSON cannot hold.",
+      ];
+    case "merge-source":
+      return ["merge-source", "A merge key (`<<`) takes a mapping or a list of mappings."];
+    case "too-many-values":
+      return [
+        "alias-limit",
+        `Aliases expand to too much data (more than ${problem.limit.toLocaleString("en")} ` +
+        "values); write the repeated parts out where they differ, or share fewer of them.",
+      ];
+    case "too-deep":
+      return ["nesting-too-deep", `Nesting deeper than ${problem.limit} levels is refused.`];
+    case "unsafe-integer":
+      return [
+        "integer-precision",
+        `Integer ${problem.text} cannot be carried exactly: deploy.ts holds numbers as 64-bit ` +
+        `floats, exact only up to ±${Number.MAX_SAFE_INTEGER}, and would send a rounded ` +
+        "value. Quote it to pass it as a string.",
+      ];
+    case "non-finite":
+      return [
+        "invalid-number",
+        `${problem.text} is not a number JSON can carry; give a finite number.`,
+      ];
+  }
 }
 
 function firstInvalidUtf8(bytes: Uint8Array): number {
@@ -857,44 +889,6 @@ function excessiveNesting(text: string): number {
   return indent ? indent.index : -1;
 }
 
-function depthExceeds(value: unknown, limit: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length) {
-    const [v, d] = stack.pop()!;
-    if (d > limit) return true;
-    if (v && typeof v === "object") {
-      for (const child of Object.values(v)) stack.push([child, d + 1]);
-    }
-  }
-  return false;
-}
-
-/**
- * What YAML accepts but Prefect's reader does not: a mapping or list used as a key (PyYAML
- * cannot hash it; usually an unquoted `{{ template }}`), and an alias with no anchor before it.
- * One walk finds the first of each.
- */
-function findUnreadableNodes(doc: Document): {
-  collectionKey?: number;
-  unresolvedAlias?: { name: string; offset: number };
-} {
-  const found: ReturnType<typeof findUnreadableNodes> = {};
-  const { isMap, isSeq, visit } = yaml!;
-  visit(doc, {
-    Pair(_, pair) {
-      if (found.collectionKey === undefined && (isMap(pair.key) || isSeq(pair.key))) {
-        found.collectionKey = (pair.key as YamlNode).range?.[0] ?? 0;
-      }
-    },
-    Alias(_, node) {
-      if (!found.unresolvedAlias && !node.resolve(doc)) {
-        found.unresolvedAlias = { name: node.source, offset: node.range?.[0] ?? 0 };
-      }
-    },
-  });
-  return found;
-}
-
 function quoteKeyAt(text: string, offset: number): string {
   const key = /^[^:\n]*/.exec(text.slice(offset))?.[0].trim() ?? "";
   return key ? `"${key}"` : "";
@@ -914,23 +908,34 @@ interface Located {
   value?: YamlNode;
 }
 
-/** Follows a data path through the YAML tree, through aliases and merge keys. */
-export function locate(doc: Document, path: PathSegment[]): Located {
-  const { isAlias } = yaml!;
+/**
+ * Follows a data path through the YAML tree, through aliases and merge keys. `aliases` (from
+ * loading) saves a scan of the document per alias.
+ */
+export function locate(
+  doc: Document,
+  path: PathSegment[],
+  aliases?: Map<Alias, YamlNode>,
+): Located {
+  const resolve = (alias: Alias) =>
+    (aliases ? aliases.get(alias) : alias.resolve(doc)) as YamlNode | undefined;
   let current: Located = { value: doc.contents ?? undefined };
   for (const segment of path) {
     let node = current.value;
-    if (node && isAlias(node)) node = node.resolve(doc) as YamlNode | undefined;
+    if (node && isAlias(node)) node = resolve(node);
     if (!node) return current;
-    const next = childOf(doc, node, segment);
+    const next = childOf(resolve, node, segment);
     if (!next) return current;
     current = next;
   }
   return current;
 }
 
-function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located | undefined {
-  const { isAlias, isMap, isScalar, isSeq } = yaml!;
+function childOf(
+  resolve: (alias: Alias) => YamlNode | undefined,
+  node: YamlNode,
+  segment: PathSegment,
+): Located | undefined {
   if (isSeq(node) && typeof segment === "number") {
     const item = node.items[segment];
     return item ? { value: item as YamlNode } : undefined;
@@ -943,12 +948,13 @@ function childOf(doc: Document, node: YamlNode, segment: PathSegment): Located |
   }
   // Not written here: look inside `<<: *anchor` merges, last one first as YAML does.
   for (const pair of [...node.items].reverse()) {
-    if (!(isScalar(pair.key) && pair.key.source === "<<")) continue;
-    const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+    if (!isMergeKey(pair.key)) continue;
+    const value = isAlias(pair.value) ? resolve(pair.value) : pair.value;
+    const sources = isSeq(value) ? value.items : [value];
     for (const source of sources) {
-      const target = isAlias(source) ? source.resolve(doc) : source;
+      const target = isAlias(source) ? resolve(source) : source;
       if (target && isMap(target)) {
-        const found = childOf(doc, target as YamlNode, segment);
+        const found = childOf(resolve, target as YamlNode, segment);
         if (found) return found;
       }
     }
@@ -966,7 +972,7 @@ function positionOf(
     const spot = locateSpot(file.spots, path);
     offset = prefer === "key" ? spot.key ?? spot.value : spot.value;
   } else if (file.doc) {
-    const found = locate(file.doc, path);
+    const found = locate(file.doc, path, file.aliases);
     const node = prefer === "key" ? found.key ?? found.value : found.value ?? found.key;
     offset = node?.range?.[0] ?? 0;
   } else return { line: 1, column: 1 };
@@ -1649,6 +1655,15 @@ function listed(items: string[], conjunction: string): string {
     : items[0] ?? "";
 }
 
+/** Python's longest timedelta, just under 10^9 days: Prefect refuses longer intervals (422). */
+export const MAX_INTERVAL_SECONDS = 999_999_999 * 86400 + 86399;
+
+/** Prefect's default PREFECT_SERVER_DEPLOYMENT_SCHEDULE_MAX_SCHEDULED_RUNS. */
+const DEFAULT_MAX_SCHEDULED_RUNS = 50;
+
+/** Characters Prefect forbids in flow, deployment, work pool and queue names. */
+const BANNED_NAME_CHARACTERS = /[\/%&><]/;
+
 /** Seconds in a Prefect interval (number, numeric string, ISO-8601 duration, [D ]HH:MM:SS). */
 export function intervalSeconds(value: number | string): number | undefined {
   if (typeof value === "number") return value;
@@ -1669,6 +1684,11 @@ export function intervalSeconds(value: number | string): number | undefined {
     return d * 86400 + h * 3600 + m * 60 + s;
   }
   return undefined;
+}
+
+function intervalTooLong(interval: unknown): string {
+  return `Interval ${JSON.stringify(interval)} is longer than ${MAX_INTERVAL_SECONDS} seconds ` +
+    "(999,999,999 days), the longest duration Prefect accepts.";
 }
 
 /** The canonical spelling of an IANA timezone, or undefined when it is not one. */
@@ -2010,7 +2030,21 @@ class ManifestChecker {
           "invalid-interval",
           "An interval must be longer than zero.",
         );
+      } else if (seconds > MAX_INTERVAL_SECONDS) {
+        this.problem([...path, "interval"], "invalid-interval", intervalTooLong(s.interval));
       }
+    }
+    if (
+      typeof s.max_scheduled_runs === "number" && s.max_scheduled_runs > DEFAULT_MAX_SCHEDULED_RUNS
+    ) {
+      this.problem(
+        [...path, "max_scheduled_runs"],
+        "max-scheduled-runs",
+        `max_scheduled_runs ${s.max_scheduled_runs} is above ${DEFAULT_MAX_SCHEDULED_RUNS}, which a ` +
+          "Prefect server refuses unless PREFECT_SERVER_DEPLOYMENT_SCHEDULE_MAX_SCHEDULED_RUNS " +
+          "was raised.",
+        "warning",
+      );
     }
     if (literal("rrule") && typeof s.rrule === "string") {
       const reason = rruleProblem(s.rrule);
@@ -2143,6 +2177,10 @@ class ManifestChecker {
       );
       return;
     }
+    if (found.kind === "inaccessible") {
+      this.problem(path, "entrypoint-unreadable", `Cannot read "${found.file}": ${found.reason}.`);
+      return;
+    }
     const syntax = found.module.syntaxError;
     if (syntax) {
       // At the error itself, once per file however many deployments use it.
@@ -2171,6 +2209,15 @@ class ManifestChecker {
       );
     } else if (lookup.kind === "not-a-flow") {
       this.problem(path, "not-a-flow", notAFlowMessage(name, found.file, lookup));
+    } else if (
+      lookup.kind === "flow" && !flowNameGiven && BANNED_NAME_CHARACTERS.test(lookup.flowName)
+    ) {
+      this.problem(
+        path,
+        "invalid-flow-name",
+        `The flow name "${lookup.flowName}" (from "${found.file}") contains one of \`/\`, \`%\`, ` +
+          "`&`, `>`, `<`, which Prefect forbids; it would refuse to load the flow.",
+      );
     } else if (lookup.kind === "dynamic-name" && !flowNameGiven) {
       this.problem(
         path,
@@ -2526,37 +2573,42 @@ const MAX_SOURCE_BYTES = 5 * 1024 * 1024;
 export type EntrypointSource =
   | { kind: "found"; file: string; module: PythonModule; lookup: FlowLookup }
   | { kind: "no-file"; candidates: string[] }
-  | { kind: "unreadable"; file: string; reason: string };
+  /** The file is there but is not Python text a check can read (a warning: Prefect may cope). */
+  | { kind: "unreadable"; file: string; reason: string }
+  /** The path itself fails: a loop, a FIFO, a name too long, outside the project (an error). */
+  | { kind: "inaccessible"; file: string; reason: string };
+
+type SourceFile = PythonModule | Omit<Extract<EntrypointSource, { reason: string }>, "file">;
 
 /** Reads and parses each flow file once per run; many deployments share one file. */
 export class FlowSources {
-  #modules = new Map<string, PythonModule | string | undefined>();
+  #modules = new Map<string, SourceFile | undefined>();
 
-  /** The parsed module, a reason it cannot be read, or undefined when there is no such file. */
-  module(path: string): PythonModule | string | undefined {
+  /** The parsed module, why it cannot be read, or undefined when there is no such file. */
+  module(path: string): SourceFile | undefined {
     if (!this.#modules.has(path)) this.#modules.set(path, this.#read(path));
     return this.#modules.get(path);
   }
 
-  #read(path: string): PythonModule | string | undefined {
-    let bytes: Uint8Array;
-    try {
-      const info = Deno.statSync(path);
-      if (!info.isFile) return undefined;
-      if (info.size > MAX_SOURCE_BYTES) {
-        return `it is larger than ${MAX_SOURCE_BYTES / 1024 / 1024} MB`;
-      }
-      bytes = Deno.readFileSync(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
+  #read(path: string): SourceFile | undefined {
+    const read = readProjectFileSync(path, MAX_SOURCE_BYTES);
+    switch (read.kind) {
+      case "missing":
+        return undefined;
+      case "too-large":
+        return {
+          kind: "unreadable",
+          reason: `it is larger than ${MAX_SOURCE_BYTES / 1024 / 1024} MB`,
+        };
+      case "unreadable":
+        return { kind: "inaccessible", reason: read.reason };
     }
-    if (bytes.includes(0)) return "it is not a text file";
+    if (read.bytes.includes(0)) return { kind: "unreadable", reason: "it is not a text file" };
     let text: string;
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      text = new TextDecoder("utf-8", { fatal: true }).decode(read.bytes);
     } catch {
-      return "it is not UTF-8 text";
+      return { kind: "unreadable", reason: "it is not UTF-8 text" };
     }
     return parsePythonModule(text);
   }
@@ -2567,9 +2619,7 @@ export class FlowSources {
     for (const candidate of candidates) {
       const parsed = this.module(candidate);
       if (parsed === undefined) continue;
-      if (typeof parsed === "string") {
-        return { kind: "unreadable", file: candidate, reason: parsed };
-      }
+      if ("reason" in parsed) return { ...parsed, file: candidate };
       return {
         kind: "found",
         file: candidate,
@@ -2640,14 +2690,12 @@ export function environmentPath(options: Options): string {
   return `${dir.replace(/\/+$/, "")}/environments/${options.env}.yaml`;
 }
 
-async function loadEnvironment(
+function loadEnvironment(
   options: Options,
   report: (d: Diagnostic) => void,
-): Promise<Environment | undefined> {
+): Environment | undefined {
   const path = environmentPath(options);
-  try {
-    await Deno.stat(path);
-  } catch {
+  if (inspectPath(path).kind === "missing") {
     report(fileDiagnostic(
       path,
       "environment-not-found",
@@ -2657,7 +2705,7 @@ async function loadEnvironment(
     ));
     return undefined;
   }
-  const file = await loadManifest(path, report);
+  const file = loadManifest(path, report);
   if (file.data === undefined) return undefined;
   const problems = schemaProblems(file.data ?? {}, validationSchema.definitions.environment);
   for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
@@ -2795,16 +2843,16 @@ export interface Project {
   implicit: boolean;
 }
 
-export async function validate(options: Options): Promise<ValidationResult> {
+export function validate(options: Options): ValidationResult {
   const diagnostics: Diagnostic[] = [];
   const report = (d: Diagnostic) => diagnostics.push(d);
-  const paths = await discoverManifests(options.paths, report);
+  const paths = discoverManifests(options.paths, report);
   const deployments: DeploymentEntry[] = [];
   const loaded: ManifestFile[] = [];
   const sources = new FlowSources();
-  const environment = options.env ? await loadEnvironment(options, report) : undefined;
+  const environment = options.env ? loadEnvironment(options, report) : undefined;
   for (const path of paths) {
-    const file = await loadManifest(path, report);
+    const file = loadManifest(path, report);
     if (file.data === undefined) continue;
     if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);
@@ -3188,6 +3236,19 @@ class TemplateResolver {
     });
   }
 
+  /** A server value as it is, or a problem when reading it as JSON has already rounded it. */
+  #exact(value: unknown, what: string, path: PathSegment[]): unknown {
+    const inexact = inexactInteger(value);
+    if (inexact === undefined) return value;
+    this.problems.push({
+      path,
+      code: "integer-precision",
+      message: `${what} holds an integer beyond ±${Number.MAX_SAFE_INTEGER} (read as ` +
+        `${inexact}), which deploy.ts cannot carry exactly; store it as a string.`,
+    });
+    return KEEP;
+  }
+
   #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
     const ref = parseReference(expression);
     switch (ref.kind) {
@@ -3227,7 +3288,11 @@ class TemplateResolver {
           });
           return KEEP;
         }
-        return this.values.variables.get(ref.name);
+        return this.#exact(
+          this.values.variables.get(ref.name),
+          `Prefect variable "${ref.name}"`,
+          path,
+        );
       }
       case "block": {
         if (onlyEnv) return KEEP;
@@ -3258,7 +3323,7 @@ class TemplateResolver {
           });
           return KEEP;
         }
-        return value;
+        return this.#exact(value, `Block "${key}"`, path);
       }
       case "step":
         if (onlyEnv) return KEEP;
@@ -3274,6 +3339,20 @@ class TemplateResolver {
   }
 }
 const KEEP = Symbol("keep");
+
+/** The first integer in a JSON value that a JavaScript number no longer holds exactly. */
+function inexactInteger(value: unknown): number | undefined {
+  if (typeof value === "number") {
+    return Number.isInteger(value) && !Number.isSafeInteger(value) ? value : undefined;
+  }
+  if (value && typeof value === "object") {
+    for (const v of Object.values(value)) {
+      const found = inexactInteger(v);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
 
 // ─── Plan: building the desired state ────────────────────────────────────────
 
@@ -3295,7 +3374,7 @@ function asBoolean(value: unknown, path: PathSegment[], resolver: TemplateResolv
 function asInteger(value: unknown, path: PathSegment[], resolver: TemplateResolver) {
   if (value === undefined || value === null) return undefined;
   const number = typeof value === "string" ? Number(value.trim()) : value;
-  if (typeof number === "number" && Number.isInteger(number)) return number;
+  if (typeof number === "number" && Number.isSafeInteger(number)) return number;
   resolver.problems.push({
     path,
     code: "template-type",
@@ -3318,11 +3397,13 @@ function desiredSchedule(
     schedule.day_or = asBoolean(r.day_or, [...path, "day_or"], resolver) ?? true;
   } else if (r.interval !== undefined) {
     const seconds = intervalSeconds(r.interval as number | string);
-    if (seconds === undefined) {
+    if (seconds === undefined || seconds <= 0 || seconds > MAX_INTERVAL_SECONDS) {
       resolver.problems.push({
         path: [...path, "interval"],
         code: "invalid-interval",
-        message: `Invalid interval ${JSON.stringify(r.interval)} after templating.`,
+        message: seconds && seconds > MAX_INTERVAL_SECONDS
+          ? intervalTooLong(r.interval)
+          : `Invalid interval ${JSON.stringify(r.interval)} after templating.`,
       });
     }
     schedule.interval = seconds;
@@ -3464,6 +3545,8 @@ export interface ServerDeployment {
 
 export interface ServerState {
   version?: string;
+  /** Whose deployments `owned` lists: the project and environment the state was read for. */
+  owner: Owner;
   flowIds: Map<string, string>;
   /** Key `flow/name`. */
   deployments: Map<string, ServerDeployment & { flow: string }>;
@@ -3478,6 +3561,53 @@ export interface ServerState {
   blockVersions: string[];
 }
 
+/** What the filter endpoints must answer before their items are trusted. */
+const FLOW_SHAPE = objectShape("flows", { id: "string", name: "string" });
+const SCHEDULE_SHAPE = objectShape("a schedule", { id: "string", schedule: "object" });
+const DEPLOYMENT_SHAPE: Shape = {
+  describe: "deployments",
+  test: (d) =>
+    objectShape("", {
+      id: "string",
+      name: "string",
+      flow_id: "string",
+      paused: "boolean",
+      tags: "array",
+      schedules: "array",
+    }).test(d) && (d as ServerDeployment).schedules.every((s) => SCHEDULE_SHAPE.test(s)),
+};
+const POOL_SHAPE = objectShape("work pools", { id: "string", name: "string" });
+const VARIABLE_SHAPE = objectShape("variables", { id: "string", name: "string" });
+const BLOCK_DOCUMENT_SHAPE = objectShape("a block document", {
+  data: "object",
+  block_schema: "object?",
+});
+
+/**
+ * The values of a block document's secret fields. `secret_fields` (in its block schema) lists
+ * dotted paths, `*` for every key of a secret dict; a `secret` block without it is all secret.
+ */
+export function blockSecrets(document: Json, typeSlug: string): unknown[] {
+  const fields = ((document.block_schema as Json | undefined)?.fields as Json | undefined)
+    ?.secret_fields;
+  const paths = Array.isArray(fields)
+    ? fields.filter((f): f is string => typeof f === "string")
+    : typeSlug === "secret"
+    ? ["*"]
+    : [];
+  return paths.flatMap((path) => {
+    let values: unknown[] = [document.data];
+    for (const segment of path.split(".")) {
+      values = values.flatMap((v) =>
+        v && typeof v === "object"
+          ? segment === "*" ? Object.values(v) : [(v as Json)[segment]]
+          : []
+      );
+    }
+    return values.filter((v) => v !== undefined && v !== null);
+  });
+}
+
 /** Reads everything the plan needs in a handful of filter requests. */
 export async function readServerState(
   client: PrefectClient,
@@ -3488,13 +3618,18 @@ export async function readServerState(
   const versionCheck = client.checkServer();
   versionCheck.catch(() => {});
   const flowNames = [...new Set(entries.map((e) => e.flow))];
-  const poolNames = [
-    ...new Set(
-      entries.map((e) => e.spec.work_pool?.name).filter((n): n is string =>
-        typeof n === "string" && !hasPlaceholder(n)
-      ),
-    ),
-  ];
+  const env = (name: string) => Deno.env.get(name);
+  // Pool names may be templates: those resolve from the environment, or from a Prefect
+  // variable or block once those are read.
+  const poolNames = (values: TemplateValues, onlyEnv: boolean) =>
+    new Set(entries.flatMap((e) => {
+      const name = e.spec.work_pool?.name;
+      if (typeof name !== "string") return [];
+      const resolved = hasPlaceholder(name)
+        ? new TemplateResolver(values).resolve(name, [], onlyEnv)
+        : name;
+      return typeof resolved === "string" && !hasPlaceholder(resolved) ? [resolved] : [];
+    }));
   // Steps keep their Prefect variables and blocks for the worker: only the fields are resolved.
   const refs = templateReferences(
     entries.map(({ spec: { pull: _pull, build: _build, push: _push, ...fields } }) => fields),
@@ -3503,57 +3638,67 @@ export async function readServerState(
   type Flow = { id: string; name: string };
   const reads = Promise.all([
     flowNames.length
-      ? client.filterAll<Flow>("/flows/filter", { flows: { name: { any_: flowNames } } })
+      ? client.filterAll<Flow>(
+        "/flows/filter",
+        { flows: { name: { any_: flowNames } } },
+        FLOW_SHAPE,
+      )
       : nothing as Promise<Flow[]>,
     flowNames.length
       ? client.filterAll<ServerDeployment>("/deployments/filter", {
         flows: { name: { any_: flowNames } },
-      })
+      }, DEPLOYMENT_SHAPE)
       : nothing as Promise<ServerDeployment[]>,
     // Always read, so plan can say what the project owns and no longer declares.
     client.filterAll<ServerDeployment>("/deployments/filter", {
       deployments: { tags: { all_: ownerTags(owner) } },
-    }),
+    }, DEPLOYMENT_SHAPE),
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
-      })
+      }, VARIABLE_SHAPE)
       : nothing as Promise<{ name: string; value: unknown }[]>,
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
   const [flows, deployments, marked, variables] = await reads;
-  // A pool a deployment is on exists (the server names it from the deployment's queue): only
-  // the others are read, so a no-op apply reads no pool.
-  const pools = new Set(
-    [...deployments, ...marked].map((d) => d.work_pool_name).filter((n) => typeof n === "string"),
-  ) as Set<string>;
-  const unknownPools = poolNames.filter((name) => !pools.has(name));
-  if (unknownPools.length) {
-    const found = await client.filterAll<{ name: string }>("/work_pools/filter", {
-      work_pools: { name: { any_: unknownPools } },
-    });
-    found.forEach((p) => pools.add(p.name));
-  }
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
   const blocks = new Map<string, unknown>();
   const blockVersions: string[] = [];
   await Promise.all(refs.blocks.map(async (key) => {
     const [type, name] = key.split("/");
-    const { status, data } = await client.request<{ id: string; updated: string; data: unknown }>(
+    const { status, data } = await client.request<Json>(
       "GET",
       `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
         encodeURIComponent(name)
       }?include_secrets=true`,
       undefined,
-      { accept: [404] },
+      { accept: [404], expect: BLOCK_DOCUMENT_SHAPE },
     );
-    if (status === 200) {
-      blocks.set(key, data.data);
-      blockVersions.push(`${key} ${data.id} ${data.updated}`);
-    }
+    if (status !== 200) return;
+    // Secret values fill templates; from here on, no output may show them.
+    blockSecrets(data, type).forEach((secret) => client.redactor.addValue(secret));
+    blocks.set(key, data.data);
+    blockVersions.push(`${key} ${data.id} ${data.updated}`);
   }));
+  const values: TemplateValues = {
+    env,
+    variables: new Map(variables.map((v) => [v.name, v.value])),
+    blocks,
+  };
+  // A pool a deployment is on exists (the server names it from the deployment's queue): only
+  // the others are read, so a no-op apply reads no pool.
+  const pools = new Set(
+    [...deployments, ...marked].map((d) => d.work_pool_name).filter((n) => typeof n === "string"),
+  ) as Set<string>;
+  const unknownPools = [...poolNames(values, false)].filter((name) => !pools.has(name));
+  if (unknownPools.length) {
+    const found = await client.filterAll<{ name: string }>("/work_pools/filter", {
+      work_pools: { name: { any_: unknownPools } },
+    }, POOL_SHAPE);
+    found.forEach((p) => pools.add(p.name));
+  }
 
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));
   const flowNameById = new Map(flows.map((f) => [f.id, f.name]));
@@ -3562,21 +3707,18 @@ export async function readServerState(
   if (unknownFlowIds.length) {
     const more = await client.filterAll<Flow>("/flows/filter", {
       flows: { id: { any_: unknownFlowIds } },
-    });
+    }, FLOW_SHAPE);
     more.forEach((f) => flowNameById.set(f.id, f.name));
   }
   const withFlow = (d: ServerDeployment) => ({ ...d, flow: flowNameById.get(d.flow_id) ?? "?" });
   return {
     version,
+    owner,
     flowIds,
     deployments: new Map(deployments.map((d) => [`${withFlow(d).flow}/${d.name}`, withFlow(d)])),
     owned: owned.map(withFlow),
     pools,
-    values: {
-      env: (name) => Deno.env.get(name),
-      variables: new Map(variables.map((v) => [v.name, v.value])),
-      blocks,
-    },
+    values,
     blockVersions: blockVersions.sort(),
   };
 }
@@ -3972,11 +4114,24 @@ export function planDeployments(
 
 // ─── Apply ───────────────────────────────────────────────────────────────────
 
-export type Outcome = "created" | "updated" | "adopted" | "unchanged" | "deleted" | "failed";
+/** `skipped`: not started, because the server had become unreachable. */
+export type Outcome =
+  | "created"
+  | "updated"
+  | "adopted"
+  | "unchanged"
+  | "deleted"
+  | "failed"
+  | "skipped";
 
 export interface AppliedDeployment extends PlannedDeployment {
   result: Outcome;
   error?: string;
+  /**
+   * After a failure, what the server holds, re-read: `update not applied`, `updated partly:
+   * schedules not applied`, `create state unknown (…)`.
+   */
+  state?: string;
 }
 
 /** Runs tasks with at most `limit()` in flight; a lowered limit retires workers as they finish. */
@@ -3993,7 +4148,8 @@ async function inPool(tasks: (() => Promise<void>)[], limit: () => number): Prom
 /**
  * Carries out a plan: one POST per created deployment (plus its flow when new), one PATCH of
  * the changed fields per updated one, schedule rows one by one so their IDs survive. A failure
- * of one deployment does not stop the others; it is reported with what was done.
+ * of one deployment does not stop the others; it is reported with what the server holds after
+ * it. Once the server stays unreachable through a whole retry budget, no new write is started.
  */
 export async function applyPlan(
   client: PrefectClient,
@@ -4010,7 +4166,8 @@ export async function applyPlan(
       // POST /flows/ is an upsert by name, safe to send again.
       flowIds.set(
         name,
-        client.request<{ id: string }>("POST", "/flows/", { name }).then((r) => r.data.id),
+        client.request<{ id: string }>("POST", "/flows/", { name }, { expect: CREATED_SHAPE })
+          .then((r) => r.data.id),
       );
     }
     return flowIds.get(name)!;
@@ -4021,13 +4178,14 @@ export async function applyPlan(
   await inPool(
     plan.map((item, index) => async () => {
       let result: AppliedDeployment;
-      try {
-        result = await applyOne(client, item, flowId);
-      } catch (error) {
-        const message = error instanceof PrefectApiError || error instanceof UserError
-          ? error.message
-          : `unexpected error: ${(error as Error)?.message ?? error}`;
-        result = { ...item, result: "failed", error: client.redact(message) };
+      if (client.unreachable && item.action !== "noop") {
+        result = { ...item, result: "skipped", error: "not started: the server is unreachable" };
+      } else {
+        try {
+          result = await applyOne(client, item, flowId);
+        } catch (error) {
+          result = await afterFailure(client, item, state, error);
+        }
       }
       results[index] = result;
       onDone(result);
@@ -4038,6 +4196,8 @@ export async function applyPlan(
   );
   return results;
 }
+
+const CREATED_SHAPE = objectShape("an object with an id", { id: "string" });
 
 async function applyOne(
   client: PrefectClient,
@@ -4069,6 +4229,85 @@ async function applyOne(
   }
 }
 
+/**
+ * A write failed, or its answer was lost: the deployment is re-read and compared with what was
+ * planned, so the report says what the server holds — never "not applied" for a change that
+ * landed, and a success when everything did.
+ */
+async function afterFailure(
+  client: PrefectClient,
+  item: PlannedDeployment,
+  state: ServerState,
+  error: unknown,
+): Promise<AppliedDeployment> {
+  const message = client.redact(
+    error instanceof PrefectApiError || error instanceof UserError
+      ? error.message
+      : `unexpected error: ${(error as Error)?.message ?? error}`,
+  );
+  const failed = (found: string, id = item.id): AppliedDeployment => ({
+    ...item,
+    id,
+    result: "failed",
+    error: message,
+    state: found,
+  });
+  let now: ServerDeployment | null;
+  try {
+    now = await readDeployment(client, item);
+  } catch {
+    return failed(`${item.action} state unknown: the deployment could not be re-read`);
+  }
+  if (item.action === "delete") {
+    return now ? failed("delete not applied") : { ...item, result: "deleted" };
+  }
+  if (!now) {
+    const timedOut = error instanceof ConnectionLost && /timed out/.test(error.message);
+    return failed(
+      item.action === "create"
+        ? timedOut
+          ? "create not applied yet: it timed out, and the server may still finish it"
+          : "create not applied"
+        : "update state unknown: the deployment is gone",
+    );
+  }
+  const key = `${item.flow}/${item.name}`;
+  const [remaining] = planDeployments(
+    [item.desired!],
+    { ...state, deployments: new Map([[key, { ...now, flow: item.flow }]]) },
+    state.owner,
+    null,
+  );
+  const done = item.action === "create"
+    ? "created"
+    : item.action === "adopt"
+    ? "adopted"
+    : "updated";
+  if (remaining.action === "noop") return { ...item, id: now.id, result: done };
+  const pending = new Set(remaining.changes.map((c) => c.field));
+  if (item.action !== "create" && item.changes.every((c) => pending.has(c.field))) {
+    return failed(`${item.action} not applied`);
+  }
+  // Schedule rows are one part ("schedules"), whichever of them is left.
+  const left = new Set([...pending].map((field) => field.replace(/^schedules\[.*$/, "schedules")));
+  return failed(`${done} partly: ${[...left].join(", ")} not applied`, now.id);
+}
+
+/** The deployment as the server holds it now, or null when it does not exist. */
+async function readDeployment(
+  client: PrefectClient,
+  item: PlannedDeployment,
+): Promise<ServerDeployment | null> {
+  const path = item.id
+    ? `/deployments/${item.id}`
+    : `/deployments/name/${encodeURIComponent(item.flow)}/${encodeURIComponent(item.name)}`;
+  const { status, data } = await client.request<ServerDeployment>("GET", path, undefined, {
+    accept: [404],
+    expect: DEPLOYMENT_SHAPE,
+  });
+  return status === 404 ? null : data;
+}
+
 async function applySchedules(client: PrefectClient, id: string, ops: ScheduleOps) {
   const path = `/deployments/${id}/schedules`;
   // Removals first, so a slug freed by one schedule can be taken by another.
@@ -4084,8 +4323,9 @@ async function applySchedules(client: PrefectClient, id: string, ops: ScheduleOp
 
 /**
  * Creates with one POST. The POST is an upsert that would replace schedules, so it is never
- * sent blindly twice: after a lost connection the deployment is looked up first. `existing`
- * re-sends a deployment whole (an update Prefect < 3.2 cannot PATCH).
+ * sent blindly twice: after a lost connection or a timeout the deployment is looked up first,
+ * and sent again only when it is not there. `existing` re-sends a deployment whole (an update
+ * Prefect < 3.2 cannot PATCH).
  */
 async function createDeployment(
   client: PrefectClient,
@@ -4113,11 +4353,13 @@ async function createDeployment(
       id = (await client.request<{ id: string }>("POST", "/deployments/", body, {
         // Re-sending an existing deployment whole is idempotent: it already exists either way.
         resendAfterDrop: existing !== undefined,
+        expect: CREATED_SHAPE,
       })).data.id;
     } catch (error) {
       if (!(error instanceof ConnectionLost) || existing || attempt >= 3) throw error;
       const found = await client.request<{ id: string }>("GET", byName, undefined, {
         accept: [404],
+        expect: CREATED_SHAPE,
       });
       if (found.status === 200) id = found.data.id;
     }
@@ -4211,8 +4453,9 @@ async function runValidate(options: Options): Promise<number> {
   return result.valid ? EXIT_OK : EXIT_FAILURE;
 }
 
+/** One value of a plan diff, shortened after secrets are hidden (a cut would split one). */
 function compact(value: unknown): string {
-  const text = value === undefined ? "(none)" : JSON.stringify(value);
+  const text = value === undefined ? "(none)" : redact(JSON.stringify(value));
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
@@ -4261,18 +4504,26 @@ export function applySummary(results: AppliedDeployment[]): string {
   const count = (o: Outcome) => results.filter((r) => r.result === o).length;
   const failed = count("failed");
   const adopted = count("adopted");
+  const skipped = count("skipped");
   return `Apply: ${count("created")} created, ${count("updated")} updated, ${
     adopted ? `${adopted} adopted, ` : ""
   }${count("deleted")} deleted, ${count("unchanged")} unchanged${
     failed ? `, ${failed} failed` : ""
-  }.`;
+  }${skipped ? `, ${skipped} not started (the server stayed unreachable)` : ""}.`;
 }
 
 function resultLine(r: AppliedDeployment, width: number): string {
   const name = `${r.flow}/${r.name}`.padEnd(width);
-  return r.result === "failed"
-    ? `${name}  ${r.id ?? "-"}  failed (${r.action} not applied): ${r.error}`
-    : `${name}  ${r.id}  ${r.result}`;
+  switch (r.result) {
+    case "failed":
+      return `${name}  ${r.id ?? "-"}  failed (${
+        r.state ?? `${r.action} not applied`
+      }): ${r.error}`;
+    case "skipped":
+      return `${name}  ${r.id ?? "-"}  ${r.error}`;
+    default:
+      return `${name}  ${r.id}  ${r.result}`;
+  }
 }
 
 /** What plan and apply found and did, whatever the outcome: the JSON document's content. */
@@ -4292,7 +4543,8 @@ interface SyncOutcome {
 function syncJson(outcome: SyncOutcome, started: number): unknown {
   const items = outcome.items;
   const applied = items.some((i) => "result" in i);
-  const failed = items.filter((i) => (i as AppliedDeployment).result === "failed").length;
+  const count = (o: Outcome) => items.filter((i) => (i as AppliedDeployment).result === o).length;
+  const skipped = count("skipped");
   return {
     deployments: items.map((i) => ({
       flow: i.flow,
@@ -4302,9 +4554,19 @@ function syncJson(outcome: SyncOutcome, started: number): unknown {
       changes: i.changes,
       effects: i.effects,
       ...(i.previousOwner ? { previous_owner: i.previousOwner } : {}),
-      ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
+      ...("result" in i
+        ? {
+          result: i.result,
+          ...(i.state ? { state: i.state } : {}),
+          ...(i.error ? { error: i.error } : {}),
+        }
+        : {}),
     })),
-    summary: { ...countActions(items), ...(applied ? { failed } : {}) },
+    summary: {
+      ...countActions(items),
+      ...(applied ? { failed: count("failed") } : {}),
+      ...(skipped ? { skipped } : {}),
+    },
     undeclared: outcome.undeclared.map((d) => ({ flow: d.flow, name: d.name, id: d.id })),
     requests: { read: outcome.client?.reads ?? 0, write: outcome.client?.writes ?? 0 },
     ...(outcome.lock ? { lock: outcome.lock } : {}),
@@ -4342,8 +4604,10 @@ class SyncFailure extends UserError {
 
 function showDiagnostics(diagnostics: Diagnostic[], format: Format) {
   for (const d of diagnostics) {
-    if (format === "github") console.log(redact(githubAnnotation(d)));
-    else console.error(redact(formatDiagnostic(d)));
+    // Before formatting: annotations escape `%` and line breaks, which would hide a secret.
+    const shown = { ...d, message: redact(d.message) };
+    if (format === "github") console.log(redact(githubAnnotation(shown)));
+    else console.error(redact(formatDiagnostic(shown)));
   }
 }
 
@@ -4900,6 +5164,9 @@ function runInspect(entrypoint: string, format: Format): number {
   }
   if (found.kind === "unreadable") {
     throw new UserError(`Flow file "${found.file}" was not read: ${found.reason}.`);
+  }
+  if (found.kind === "inaccessible") {
+    throw new UserError(`Cannot read "${found.file}": ${found.reason}.`);
   }
   const syntax = found.module.syntaxError;
   if (syntax) {

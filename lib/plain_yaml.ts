@@ -4,8 +4,9 @@
  * It returns the same data as the `yaml` package (YAML 1.2, core schema) and where each key and
  * value starts, or `undefined` for anything outside that subset — anchors, aliases, tags, block
  * and multi-line scalars, multi-line flow collections, merge keys, duplicate or non-string
- * keys, tabs, CR line ends, several documents, anything malformed — which the caller then reads
- * with the full parser, whose errors and positions it reports. tests/plain_yaml_test.ts checks
+ * keys, tabs, CR line ends, several documents, numbers JSON cannot carry exactly, nesting deeper
+ * than asked, anything malformed — which the caller then reads with the full parser, whose
+ * errors and positions it reports. tests/plain_yaml_test.ts checks
  * the data and every position against the `yaml` package.
  */
 
@@ -38,11 +39,11 @@ interface Line {
   end: number;
 }
 
-/** Reads `text`, or says it is outside the subset. */
-export function readPlainYaml(text: string): PlainYaml | undefined {
+/** Reads `text`, or says it is outside the subset; `maxDepth` bounds nested collections. */
+export function readPlainYaml(text: string, maxDepth = Infinity): PlainYaml | undefined {
   if (/[\t\r]/.test(text)) return undefined;
   try {
-    return new Reader(text).document();
+    return new Reader(text, maxDepth).document();
   } catch (error) {
     if (error instanceof OutsideSubset) return undefined;
     throw error;
@@ -65,8 +66,20 @@ export function locateSpot(root: Spot, path: (string | number)[]): Spot {
 
 const NUMBER_LIKE = /^[-+.0-9]|^(?:~|[Nn]ull|NULL|[Tt]rue|TRUE|[Ff]alse|FALSE)$/;
 
-/** A plain scalar's value under YAML 1.2's core schema. */
+/**
+ * A plain scalar's value under YAML 1.2's core schema; outside the subset when it is a number
+ * JSON cannot carry exactly (the full reader reports those).
+ */
 function resolvePlain(source: string): unknown {
+  const value = resolveCore(source);
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) outside();
+    if (Number.isInteger(value) && !Number.isSafeInteger(value)) outside();
+  }
+  return value;
+}
+
+function resolveCore(source: string): unknown {
   if (!NUMBER_LIKE.test(source)) return source;
   if (/^(?:~|[Nn]ull|NULL)$/.test(source)) return null;
   if (/^(?:[Tt]rue|TRUE)$/.test(source)) return true;
@@ -112,8 +125,10 @@ const INDICATOR = /[,[\]{}#&*!|>'"%@`]/;
 class Reader {
   readonly lines: Line[] = [];
   index = 0;
+  /** Collections open around the current one. */
+  depth = 0;
 
-  constructor(readonly text: string) {
+  constructor(readonly text: string, readonly maxDepth: number) {
     let lineStart = 0;
     let sawDocumentStart = false;
     while (lineStart <= text.length) {
@@ -171,7 +186,13 @@ class Reader {
       (line.start + 1 === line.end || text[line.start + 1] === " ");
   }
 
+  /** Enters a collection; the data nests `depth` levels below the document's own. */
+  enter() {
+    if (++this.depth > this.maxDepth) outside();
+  }
+
   mapping(indent: number): [unknown, Spot] {
+    this.enter();
     const data: Record<string, unknown> = {};
     const children = new Map<string, Spot>();
     const spot: Spot = { value: this.peek()!.start, children };
@@ -201,10 +222,12 @@ class Reader {
     }
     const next = this.peek();
     if (next && next.indent > indent) outside();
+    this.depth--;
     return [data, spot];
   }
 
   sequence(indent: number): [unknown, Spot] {
+    this.enter();
     const data: unknown[] = [];
     const children: Spot[] = [];
     const spot: Spot = { value: this.peek()!.start, children };
@@ -231,6 +254,7 @@ class Reader {
     }
     const next = this.peek();
     if (next && next.indent > indent) outside();
+    this.depth--;
     return [data, spot];
   }
 
@@ -352,6 +376,7 @@ class Reader {
 
   /** A flow collection that closes on this line. */
   flow(at: number, end: number): [unknown, Spot, number] {
+    this.enter();
     const text = this.text;
     const isMap = text[at] === "{";
     const close = isMap ? "}" : "]";
@@ -402,6 +427,7 @@ class Reader {
       if (text[i] === ",") i = this.skipSpaces(i + 1, end);
       else if (text[i] !== close) outside();
     }
+    this.depth--;
     return isMap
       ? [mapData, { value: at, children: keyed }, i + 1]
       : [listData, { value: at, children: listed }, i + 1];

@@ -3,8 +3,12 @@
  * where it matters: Bearer or Basic authentication (the auth string wins), custom headers,
  * lazy CSRF tokens, request timeouts, retries of 408/429/502/503 and dropped connections with
  * backoff that honours Retry-After, and a server version check. It counts reads and writes so
- * callers can prove a no-op sync wrote nothing. Credentials never appear in its messages.
+ * callers can prove a no-op sync wrote nothing. Credentials never appear in its messages, and
+ * never leave for another origin: redirects are followed only within the API's origin, and only
+ * for reads. Responses are checked before they are trusted: a 2xx that is not JSON, or not the
+ * shape the caller expects, is an error naming the endpoint.
  */
+import { base64, Redactor } from "./redactor.ts";
 
 /** A failure talking to the server, phrased for the user; `status` is 0 without a response. */
 export class PrefectApiError extends Error {
@@ -47,7 +51,50 @@ export interface RequestOptions {
    * server may have applied it, so the caller re-reads first.
    */
   resendAfterDrop?: boolean;
+  /** What a 2xx body must be; anything else is an error naming the endpoint. */
+  expect?: Shape;
 }
+
+/** A check of a response body, named for the error message ("a list of deployments"). */
+export interface Shape {
+  describe: string;
+  test(data: unknown): boolean;
+}
+
+type FieldType = "string" | "number" | "boolean" | "object" | "array" | "string?" | "object?";
+
+/** An object with these fields of these types (`?`: may also be null or absent). */
+export function objectShape(describe: string, fields: Record<string, FieldType>): Shape {
+  const is = (value: unknown, type: FieldType): boolean => {
+    if (type.endsWith("?") && (value === null || value === undefined)) return true;
+    switch (type.replace("?", "")) {
+      case "array":
+        return Array.isArray(value);
+      case "object":
+        return !!value && typeof value === "object" && !Array.isArray(value);
+      case "string":
+        return typeof value === "string";
+      case "number":
+        return typeof value === "number";
+      default:
+        return typeof value === "boolean";
+    }
+  };
+  return {
+    describe,
+    test: (data) =>
+      !!data && typeof data === "object" && !Array.isArray(data) &&
+      Object.entries(fields).every(([k, t]) => is((data as Record<string, unknown>)[k], t)),
+  };
+}
+
+/** A JSON array of items of one shape. */
+export function listShape(describe: string, item: Shape): Shape {
+  return { describe, test: (data) => Array.isArray(data) && data.every((d) => item.test(d)) };
+}
+
+/** Any object with a string `id`: what every filter endpoint lists. */
+const ANY_ITEM = objectShape("an object with an id", { id: "string" });
 
 export interface ApiResponse<T> {
   status: number;
@@ -57,6 +104,10 @@ export interface ApiResponse<T> {
 }
 
 const RETRY_STATUSES = [408, 429, 502, 503];
+/** Redirects followed (within the API's origin, for reads) before giving up. */
+const MAX_REDIRECTS = 5;
+/** Longest excerpt of a response body quoted in an error. */
+const EXCERPT_LENGTH = 300;
 const PROTECTED_HEADERS = ["user-agent", "prefect-csrf-token", "prefect-csrf-client"];
 const CLOUD_API_PREFIX = "https://api.prefect.cloud/";
 const USER_AGENT = "deploy.ts (Prefect API 0.8.4)";
@@ -187,8 +238,14 @@ export class PrefectClient {
   writeConcurrency = Number.POSITIVE_INFINITY;
   #writesInFlight = 0;
   #writeWaiters: (() => void)[] = [];
+  /**
+   * Set once the server stayed unreachable through a whole retry budget: callers stop starting
+   * new work, and later requests get one attempt each instead of another budget.
+   */
+  unreachable: string | undefined;
+  /** Everything printed about this client's work goes through it; secrets may be added. */
+  readonly redactor: Redactor = new Redactor();
   readonly #settings: ClientSettings;
-  readonly #secrets: string[];
   #connected = false;
   #csrf: { token: string; client: string; expires: number } | undefined;
   #csrfFetch: Promise<void> | undefined;
@@ -196,15 +253,18 @@ export class PrefectClient {
   constructor(settings: ClientSettings) {
     this.#settings = settings;
     this.apiUrl = settings.apiUrl;
-    const secrets = [
-      settings.apiKey,
-      settings.authString,
-      settings.authString && btoa(settings.authString),
-      ...Object.values(settings.customHeaders ?? {}),
-    ];
-    // Longest first, so a secret containing another is hidden whole.
-    this.#secrets = secrets.filter((s): s is string => !!s && s.length >= 3)
-      .sort((a, b) => b.length - a.length);
+    if (settings.apiKey) this.redactor.add(settings.apiKey);
+    if (settings.authString) this.redactor.add(settings.authString, { basicAuth: true });
+    for (const value of Object.values(settings.customHeaders ?? {})) this.redactor.add(value);
+    const password = URL.canParse(settings.apiUrl) ? new URL(settings.apiUrl).password : "";
+    if (password) {
+      this.redactor.add(password);
+      try {
+        this.redactor.add(decodeURIComponent(password));
+      } catch {
+        // not percent-encoded UTF-8: the raw form is the only one
+      }
+    }
   }
 
   /** The API URL as it may be shown: no user-info. */
@@ -219,11 +279,9 @@ export class PrefectClient {
     return this.apiUrl.startsWith(CLOUD_API_PREFIX);
   }
 
-  /** Removes every credential this client knows from a text meant for output. */
+  /** Removes every secret this client knows, in every encoding, from a text meant for output. */
   redact(text: string): string {
-    let result = text;
-    for (const secret of this.#secrets) result = result.split(secret).join("***");
-    return result;
+    return this.redactor.redact(text);
   }
 
   /** Polls `/health` until it answers or `seconds` pass (release commands start with the app). */
@@ -234,6 +292,7 @@ export class PrefectClient {
       try {
         const response = await fetch(`${this.apiUrl}/health`, {
           headers: this.#headers(false),
+          redirect: "manual",
           signal: AbortSignal.timeout(Math.min(5000, this.#settings.timeoutMs ?? 60_000)),
         });
         await response.body?.cancel();
@@ -286,7 +345,7 @@ export class PrefectClient {
     if (typeof version !== "string") {
       throw new PrefectApiError(
         `${this.displayUrl} does not answer like a Prefect API (GET /admin/version returned ` +
-          `${JSON.stringify(version).slice(0, 60)}).`,
+          `${excerpt(this.redact(JSON.stringify(version)), 60)}).`,
         200,
         "GET",
         "/admin/version",
@@ -313,14 +372,47 @@ export class PrefectClient {
     return version;
   }
 
-  /** Pages through a `/filter` endpoint, 200 items a request. */
-  async filterAll<T>(path: string, body: Record<string, unknown>): Promise<T[]> {
+  /**
+   * Pages through a `/filter` endpoint, 200 items a request. A server that ignores `offset`
+   * would page forever or hand back a list with holes, so paging is bounded: beyond the first
+   * full page it asks `/count` once, stops at that count, and refuses a page that repeats items.
+   */
+  async filterAll<T>(
+    path: string,
+    body: Record<string, unknown>,
+    item: Shape = ANY_ITEM,
+  ): Promise<T[]> {
     const limit = 200;
-    const items: T[] = [];
-    for (let offset = 0;; offset += limit) {
-      const page = (await this.request<T[]>("POST", path, { ...body, limit, offset })).data;
-      items.push(...page);
-      if (page.length < limit) return items;
+    const expect = listShape(`a list of ${item.describe}`, item);
+    const page = async (offset: number) =>
+      (await this.request<(T & { id: string })[]>("POST", path, { ...body, limit, offset }, {
+        expect,
+      })).data;
+    const first = await page(0);
+    if (first.length < limit) return first;
+    const countPath = path.replace(/\/filter$/, "/count");
+    const counting = this.request<number>("POST", countPath, body, {
+      expect: { describe: "a count", test: (n) => Number.isSafeInteger(n) && (n as number) >= 0 },
+    }).then((r) => r.data);
+    counting.catch(() => {});
+    const items = [...first];
+    const seen = new Set(first.map((i) => i.id));
+    for (let offset = limit;; offset += limit) {
+      const [next, total] = await Promise.all([page(offset), counting]);
+      for (const i of next) {
+        if (seen.has(i.id)) {
+          throw new PrefectApiError(
+            `POST ${path} returned item ${i.id} again at offset ${offset}: the server does not ` +
+              "page its results, so the list cannot be trusted.",
+            200,
+            "POST",
+            path,
+          );
+        }
+        seen.add(i.id);
+        items.push(i);
+      }
+      if (next.length < limit || offset + limit >= total) return items;
     }
   }
 
@@ -331,9 +423,13 @@ export class PrefectClient {
     options: RequestOptions = {},
   ): Promise<ApiResponse<T>> {
     const isWrite = method !== "GET" && !/\/(filter|count|paginate)$/.test(path);
-    const maxRetries = this.#settings.maxRetries ?? 5;
+    // Once the server stayed down through a whole budget, each later request gets one try.
+    const maxRetries = this.unreachable ? 0 : this.#settings.maxRetries ?? 5;
     const retryStatuses = [...RETRY_STATUSES, ...(this.#settings.retryCodes ?? [])];
+    const where = `${method} ${path}`;
     let csrfRefreshed = false;
+    let url = this.apiUrl + path;
+    let redirects = 0;
     for (let attempt = 0;; attempt++) {
       const headers = this.#headers(body !== undefined);
       // The CSRF middleware (off by default) guards every method but GET, filter reads included.
@@ -345,40 +441,44 @@ export class PrefectClient {
         await this.#acquireWriteSlot();
       } else this.reads++;
       try {
-        response = await fetch(this.apiUrl + path, {
+        response = await fetch(url, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
+          // Followed by hand below: fetch would carry credentials to any origin and re-send writes.
+          redirect: "manual",
           signal: AbortSignal.timeout(this.#settings.timeoutMs ?? 60_000),
         });
         text = await response.text();
         this.#connected = true;
       } catch (error) {
         if (isWrite) this.#releaseWriteSlot();
-        const reason = networkReason(error);
+        const reason = networkReason(error, (text) => this.redact(text));
         // A refused first connection means a wrong URL or a server that is not up: fail fast.
         const retryable = this.#connected && (!isWrite || options.resendAfterDrop !== false);
         if (retryable && attempt < maxRetries) {
           const delay = this.#backoff(attempt, null);
           this.#settings.onRetry?.(
-            `${method} ${path}: ${reason}; retrying in ${formatSeconds(delay)} ` +
+            `${where}: ${reason}; retrying in ${formatSeconds(delay)} ` +
               `(attempt ${attempt + 2} of ${maxRetries + 1})`,
           );
           await sleep(delay);
           continue;
         }
-        throw new ConnectionLost(
-          this.#connected
-            ? `Lost the connection to ${this.displayUrl} during ${method} ${path}: ${reason}.`
-            : `Cannot reach the Prefect API at ${this.displayUrl}: ${reason}. Is the server ` +
-              "running and PREFECT_API_URL right? (--wait SECONDS waits for it to come up.)",
-          0,
-          method,
-          path,
-        );
+        const message = this.#connected
+          ? `Lost the connection to ${this.displayUrl} during ${where}: ${reason}.`
+          : `Cannot reach the Prefect API at ${this.displayUrl}: ${reason}. Is the server ` +
+            "running and PREFECT_API_URL right? (--wait SECONDS waits for it to come up.)";
+        if (retryable) this.unreachable ??= message;
+        throw new ConnectionLost(message, 0, method, path);
       }
       if (isWrite) this.#releaseWriteSlot();
       const status = response.status;
+      if (status >= 300 && status < 400 && response.headers.has("location")) {
+        url = this.#redirectTarget(method, path, isWrite, url, response, ++redirects);
+        attempt--;
+        continue;
+      }
       if (
         status === 403 && method !== "GET" && !csrfRefreshed && !this.isCloud &&
         /CSRF token|client identifier/i.test(text)
@@ -390,22 +490,102 @@ export class PrefectClient {
         continue;
       }
       if (status === 429 || status === 503) this.overloaded++;
-      if (retryStatuses.includes(status) && attempt < maxRetries) {
-        const delay = this.#backoff(attempt, response.headers.get("retry-after"));
-        this.#settings.onRetry?.(
-          `${method} ${path}: ${status} ${response.statusText}; retrying in ` +
-            `${formatSeconds(delay)} (attempt ${attempt + 2} of ${maxRetries + 1})`,
-        );
-        await sleep(delay);
-        continue;
+      if (retryStatuses.includes(status)) {
+        if (attempt < maxRetries) {
+          const delay = this.#backoff(attempt, response.headers.get("retry-after"));
+          this.#settings.onRetry?.(
+            `${where}: ${status} ${response.statusText}; retrying in ` +
+              `${formatSeconds(delay)} (attempt ${attempt + 2} of ${maxRetries + 1})`,
+          );
+          await sleep(delay);
+          continue;
+        }
+        // A gateway that cannot reach the server through a whole budget: the server is gone.
+        if (status === 502) {
+          this.unreachable ??= `${this.displayUrl} answered ${where} with 502 ${
+            attempt + 1
+          } times.`;
+        }
       }
       const data = parseBody(text);
-      if ((status >= 200 && status < 300) || options.accept?.includes(status)) {
+      // A status the caller takes as an answer ("404: absent") counts only from the API itself,
+      // not from wherever a redirect led.
+      const accepted = options.accept?.includes(status) && redirects === 0;
+      if ((status >= 200 && status < 300) || accepted) {
+        if (status >= 200 && status < 300) {
+          if (data === NOT_JSON) throw this.#badBody(method, path, status, text, "JSON");
+          if (options.expect && !options.expect.test(data)) {
+            throw this.#badBody(method, path, status, text, options.expect.describe);
+          }
+        }
         const date = Date.parse(response.headers.get("date") ?? "");
-        return { status, data: data as T, serverTime: Number.isNaN(date) ? undefined : date };
+        return {
+          status,
+          data: (data === NOT_JSON ? text : data) as T,
+          serverTime: Number.isNaN(date) ? undefined : date,
+        };
       }
-      throw this.#httpError(method, path, status, data);
+      throw this.#httpError(method, path, status, data === NOT_JSON ? text : data);
     }
+  }
+
+  /**
+   * Where a redirect may be followed: within the API's origin, for reads only, a few hops.
+   * Anything else is refused with one line; nothing is re-sent and no credential leaves.
+   */
+  #redirectTarget(
+    method: string,
+    path: string,
+    isWrite: boolean,
+    from: string,
+    response: Response,
+    hops: number,
+  ): string {
+    const origin = new URL(this.apiUrl).origin;
+    const status = response.status;
+    const fail = (why: string) =>
+      new PrefectApiError(
+        this.redact(`${method} ${path} was redirected (${status}) ${why}`),
+        status,
+        method,
+        path,
+      );
+    if (!URL.canParse(response.headers.get("location")!, from)) {
+      throw fail("to an address that is not a URL.");
+    }
+    const target = new URL(response.headers.get("location")!, from);
+    if (target.origin !== origin) {
+      throw fail(
+        `to another origin, ${target.origin}; deploy.ts sends credentials and writes only to ` +
+          `${origin}. If the API moved, set PREFECT_API_URL (or --api-url) to its new address.`,
+      );
+    }
+    if (isWrite) {
+      throw fail(
+        `to ${target.pathname}; a write is never re-sent through a redirect, so it was not ` +
+          "applied. Set PREFECT_API_URL (or --api-url) to the address the server redirects to.",
+      );
+    }
+    if (hops > MAX_REDIRECTS) throw fail(`more than ${MAX_REDIRECTS} times; giving up.`);
+    return target.href;
+  }
+
+  /** A 2xx whose body is not what the endpoint returns: nothing in it is trusted. */
+  #badBody(
+    method: string,
+    path: string,
+    status: number,
+    text: string,
+    expected: string,
+  ): PrefectApiError {
+    const shown = excerpt(oneLine(this.redact(text)), 120);
+    return new PrefectApiError(
+      `${method} ${path} answered ${status} with a body that is not ${expected}` +
+        (shown ? `: ${JSON.stringify(shown)}.` : " (empty)."),
+      status,
+      method,
+      path,
+    );
   }
 
   async #acquireWriteSlot(): Promise<void> {
@@ -427,7 +607,7 @@ export class PrefectClient {
     if (hasBody) headers["Content-Type"] = "application/json";
     // As in Prefect's client, the auth string wins when both are set.
     if (this.#settings.authString) {
-      headers.Authorization = `Basic ${btoa(this.#settings.authString)}`;
+      headers.Authorization = `Basic ${base64(this.#settings.authString)}`;
     } else if (this.#settings.apiKey) {
       headers.Authorization = `Bearer ${this.#settings.apiKey}`;
     }
@@ -481,7 +661,7 @@ export class PrefectClient {
   }
 
   #httpError(method: string, path: string, status: number, data: unknown): PrefectApiError {
-    const detail = this.redact(describeError(data));
+    const detail = excerpt(oneLine(this.redact(describeError(data))));
     const where = `${method} ${path}`;
     let message: string;
     if (status === 401) {
@@ -499,21 +679,26 @@ export class PrefectClient {
   }
 }
 
+const NOT_JSON = Symbol("not JSON");
+
 function parseBody(text: string): unknown {
   if (text === "") return null;
   try {
     return JSON.parse(text);
   } catch {
-    return text;
+    return NOT_JSON;
   }
 }
 
-/** Prefect's error bodies: `{detail}`, `{exception_message, exception_detail}`, or text. */
+/**
+ * Prefect's error bodies, `{detail}`, `{exception_message, exception_detail}`, or text, whole:
+ * redact it before flattening or shortening it.
+ */
 function describeError(data: unknown): string {
   if (data === null || data === undefined) return "";
-  if (typeof data === "string") return oneLine(data);
+  if (typeof data === "string") return data;
   const body = data as Record<string, unknown>;
-  if (typeof body.detail === "string") return oneLine(body.detail);
+  if (typeof body.detail === "string") return body.detail;
   const parts: string[] = [];
   if (typeof body.exception_message === "string") parts.push(body.exception_message);
   const detail = body.exception_detail ?? body.detail;
@@ -523,15 +708,19 @@ function describeError(data: unknown): string {
       parts.push(`${(e.loc ?? []).join(".")}: ${e.msg ?? JSON.stringify(item)}`);
     }
   }
-  return oneLine(parts.join(" ") || JSON.stringify(data));
+  return parts.join(" ") || JSON.stringify(data);
 }
 
 function oneLine(text: string): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > 300 ? `${flat.slice(0, 300)}…` : flat;
+  return text.replace(/\s+/g, " ").trim();
 }
 
-function networkReason(error: unknown): string {
+/** At most `max` characters of an already redacted text. */
+function excerpt(text: string, max = EXCERPT_LENGTH): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+function networkReason(error: unknown, redact: (text: string) => string): string {
   const e = error as Error;
   if (e?.name === "TimeoutError") return "the request timed out";
   const text = `${e?.message ?? error} ${(e?.cause as Error)?.message ?? ""}`;
@@ -545,7 +734,7 @@ function networkReason(error: unknown): string {
     return "the connection was closed before a full response";
   }
   if (/certificate|tls|ssl/i.test(text)) return "the TLS handshake failed";
-  return oneLine(e?.message ?? String(error));
+  return excerpt(oneLine(redact(e?.message ?? String(error))));
 }
 
 function formatSeconds(ms: number): string {

@@ -590,7 +590,7 @@ name: string
  */
 entrypoint: string
 /**
- * Name of the flow; read from `@flow(name=...)` in the source when omitted, else the function name with `_` as `-`.
+ * Name of the flow; read from `@flow(name=...)` in the source when omitted, else the function name with `_` as `-`. Cannot contain `/`, `%`, `&`, `>` or `<`.
  */
 flow_name?: (string | null)
 /**
@@ -675,7 +675,7 @@ export interface Schedule {
  */
 cron?: string
 /**
- * Time between runs: seconds, an ISO-8601 duration (`PT15M`) or `HH:MM:SS`.
+ * Time between runs: seconds, an ISO-8601 duration (`PT15M`) or `HH:MM:SS`; at most 999,999,999 days, Python's longest duration.
  */
 interval?: (number | string)
 /**

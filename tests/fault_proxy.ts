@@ -1,8 +1,9 @@
 /**
  * A recording, fault-injecting HTTP proxy to put between deploy.ts and a real Prefect server.
- * Every request is recorded; a rule can answer in the server's place (a status), or forward and
- * then drop the connection before the response is complete (the write happened, the client
- * cannot know). Rules fire `times` times, then let requests through.
+ * Every request is recorded; a rule can answer in the server's place (a status, a body — which
+ * may echo the request, a redirect), forward and then drop the connection before the response
+ * is complete (the write happened, the client cannot know), or forward late, rewritten, or with
+ * another status. Rules fire `times` times, then let requests through.
  */
 
 export interface RecordedRequest {
@@ -23,13 +24,23 @@ export interface FaultRule {
   body?: RegExp;
   times: number;
   /**
-   * A status to answer with, without forwarding; "drop" after forwarding; or "hold": forward
-   * once `until` settles (a slow server the test releases).
+   * A status to answer with, without forwarding; "drop" after forwarding; "forward" to pass the
+   * request on (late, rewritten, or answered with `status` after the server applied it).
    */
-  respond: number | "drop" | "hold";
-  until?: Promise<unknown>;
+  respond: number | "drop" | "forward";
   headers?: Record<string, string>;
-  responseBody?: string;
+  /** The answer's body; a function sees the request (to echo its headers, say). */
+  responseBody?: string | ((request: { path: string; headers: Headers; text: string }) => string);
+  /** Wait this long before acting (a slow server: forwarded requests arrive late). */
+  delayMs?: number;
+  /** Wait until this settles before acting (a server held up until the test releases it). */
+  until?: Promise<unknown>;
+  /** "forward": the request body the server gets instead. */
+  rewriteRequest?: (text: string) => string;
+  /** "forward": the status the client gets instead of the server's. */
+  status?: number;
+  /** Called each time the rule fires, after it acted (e.g. to shut the proxy down). */
+  then?: () => void;
 }
 
 export interface FaultProxy {
@@ -111,28 +122,33 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
       r.times > 0 && (!r.method || r.method === request.method) &&
       (!r.path || r.path.test(path)) && (!r.body || r.body.test(text))
     );
-    if (rule?.respond === "hold") {
-      rule.times--;
-      await rule.until;
-    } else if (rule && rule.respond !== "drop") {
-      rule.times--;
+    if (rule) rule.times--;
+    if (rule?.delayMs) await new Promise((resolve) => setTimeout(resolve, rule.delayMs));
+    if (rule?.until) await rule.until;
+    if (rule && typeof rule.respond === "number") {
       record.status = rule.respond;
-      return new Response(rule.responseBody ?? JSON.stringify({ detail: "injected fault" }), {
+      const body = typeof rule.responseBody === "function"
+        ? rule.responseBody({ path, headers: request.headers, text })
+        : rule.responseBody ?? JSON.stringify({ detail: "injected fault" });
+      rule.then?.();
+      return new Response(body, {
         status: rule.respond,
         headers: { "content-type": "application/json", ...rule.headers },
       });
     }
     const headers = new Headers(request.headers);
     headers.delete("host");
+    const sent = rule?.rewriteRequest ? rule.rewriteRequest(text) : text;
     const response = await fetch(`${upstream.origin}${prefix}${path}`, {
       method: request.method,
       headers,
-      body: text === "" ? undefined : text,
+      body: sent === "" ? undefined : sent,
+      redirect: "manual",
     });
     const payload = new Uint8Array(await response.arrayBuffer());
-    record.status = response.status;
+    record.status = rule?.status ?? response.status;
+    rule?.then?.();
     if (rule?.respond === "drop") {
-      rule.times--;
       record.status = -1;
       // Half a body, then the connection breaks: the server did the work, the client never hears.
       const broken = new ReadableStream<Uint8Array>({
@@ -153,10 +169,8 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
     const responseHeaders = new Headers(response.headers);
     responseHeaders.delete("content-encoding");
     responseHeaders.delete("content-length");
-    return new Response(response.status === 204 ? null : payload, {
-      status: response.status,
-      headers: responseHeaders,
-    });
+    const status = rule?.status ?? response.status;
+    return new Response(status === 204 ? null : payload, { status, headers: responseHeaders });
   });
   proxy.apiUrl = `http://127.0.0.1:${server.addr.port}${prefix}`;
   return proxy;

@@ -382,7 +382,7 @@ Deno.test("the lock: one apply of a project and environment at a time", async (t
         method: "POST",
         path: /^\/deployments\/$/,
         times: 1,
-        respond: "hold",
+        respond: "forward",
         until: slow,
       });
     }
@@ -442,7 +442,7 @@ Deno.test("the lock: one apply of a project and environment at a time", async (t
       method: "PATCH",
       path: /^\/deployments\/[^/]+\/schedules\//,
       times: 1,
-      respond: "hold",
+      respond: "forward",
       until: never,
     });
     try {
