@@ -8,17 +8,7 @@
  */
 import "./lib/npm_env.ts";
 import { parseArgs } from "node:util";
-import {
-  type Alias,
-  type Document,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node as YamlNode,
-  parseAllDocuments,
-} from "yaml";
+import type { Alias, Document, Node as YamlNode } from "yaml";
 import {
   Ajv,
   type ErrorObject,
@@ -62,7 +52,7 @@ import {
   PlanFileError,
   type SavedPlan,
 } from "./lib/saved_plan.ts";
-import { isMergeKey, yamlData, type YamlProblem } from "./lib/yaml_data.ts";
+import type { YamlProblem } from "./lib/yaml_data.ts";
 import {
   inspectPath,
   listDirectory,
@@ -567,7 +557,7 @@ export interface ManifestFile {
   /** The full parser's tree; or, for plain YAML, `spots` (where each key and value is). */
   doc?: Document;
   spots?: Spot;
-  lineCounter: LineCounter;
+  lineCounter: LineStarts;
   /** The document as plain data, aliases and merge keys resolved; undefined when unreadable. */
   data?: unknown;
   /** The node each alias refers to (resolved once, for locating values through aliases). */
@@ -642,9 +632,39 @@ function diagnosticAt(
   return { severity, file: file.path, line, column, path: formatPath(path), code, message };
 }
 
+/** Where each line starts, to turn offsets into 1-based lines and columns. */
+class LineStarts {
+  readonly starts: number[] = [];
+
+  addNewLine(offset: number) {
+    this.starts.push(offset);
+  }
+
+  linePos(offset: number): { line: number; col: number } {
+    let [low, high] = [0, this.starts.length - 1];
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (this.starts[mid] <= offset) low = mid;
+      else high = mid - 1;
+    }
+    return { line: low + 1, col: offset - (this.starts[low] ?? 0) + 1 };
+  }
+}
+
+/**
+ * The full YAML reader (the `yaml` package and lib/yaml_data.ts), loaded the first time a
+ * manifest is not plain YAML: most projects never need it, and loading it cost a fifth of a
+ * plain project's whole `validate`. Every YAML tree deploy.ts holds comes from it, so code
+ * given a tree may use it.
+ */
+let fullYaml:
+  | { yaml: typeof import("yaml"); data: typeof import("./lib/yaml_data.ts") }
+  | undefined;
+
 /** Every document in `text`, as the full parser reads manifests. */
-export function parseFullYaml(text: string): Document.Parsed[] {
-  const docs = parseAllDocuments(text, {
+export async function parseFullYaml(text: string): Promise<Document.Parsed[]> {
+  fullYaml ??= { yaml: await import("yaml"), data: await import("./lib/yaml_data.ts") };
+  const docs = fullYaml.yaml.parseAllDocuments(text, {
     uniqueKeys: true,
     merge: true,
     prettyErrors: false,
@@ -654,8 +674,11 @@ export function parseFullYaml(text: string): Document.Parsed[] {
 }
 
 /** Reads and parses one manifest; every problem becomes a diagnostic, never an exception. */
-export function loadManifest(path: string, report: (d: Diagnostic) => void): ManifestFile {
-  const lineCounter = new LineCounter();
+export async function loadManifest(
+  path: string,
+  report: (d: Diagnostic) => void,
+): Promise<ManifestFile> {
+  const lineCounter = new LineStarts();
   const file: ManifestFile = { path, text: "", lineCounter };
   const at = (offset: number, code: string, message: string, severity: Severity = "error") => {
     const { line, col } = lineCounter.linePos(offset);
@@ -741,7 +764,7 @@ export function loadManifest(path: string, report: (d: Diagnostic) => void): Man
     return file;
   }
 
-  const documents = parseFullYaml(text);
+  const documents = await parseFullYaml(text);
   if (documents.length === 0) {
     report(fileDiagnostic(path, "empty-file", "File is empty; expected a `deployments:` list."));
     return file;
@@ -778,7 +801,7 @@ export function loadManifest(path: string, report: (d: Diagnostic) => void): Man
     }
     return file;
   }
-  const resolved = yamlData(doc, text, {
+  const resolved = fullYaml!.data.yamlData(doc, text, {
     maxAliasValues: MAX_ALIAS_VALUES,
     maxDepth: MAX_NESTING,
   });
@@ -917,6 +940,7 @@ export function locate(
   path: PathSegment[],
   aliases?: Map<Alias, YamlNode>,
 ): Located {
+  const { isAlias } = fullYaml!.yaml;
   const resolve = (alias: Alias) =>
     (aliases ? aliases.get(alias) : alias.resolve(doc)) as YamlNode | undefined;
   let current: Located = { value: doc.contents ?? undefined };
@@ -936,6 +960,8 @@ function childOf(
   node: YamlNode,
   segment: PathSegment,
 ): Located | undefined {
+  const { isAlias, isMap, isScalar, isSeq } = fullYaml!.yaml;
+  const { isMergeKey } = fullYaml!.data;
   if (isSeq(node) && typeof segment === "number") {
     const item = node.items[segment];
     return item ? { value: item as YamlNode } : undefined;
@@ -2690,10 +2716,10 @@ export function environmentPath(options: Options): string {
   return `${dir.replace(/\/+$/, "")}/environments/${options.env}.yaml`;
 }
 
-function loadEnvironment(
+async function loadEnvironment(
   options: Options,
   report: (d: Diagnostic) => void,
-): Environment | undefined {
+): Promise<Environment | undefined> {
   const path = environmentPath(options);
   if (inspectPath(path).kind === "missing") {
     report(fileDiagnostic(
@@ -2705,7 +2731,7 @@ function loadEnvironment(
     ));
     return undefined;
   }
-  const file = loadManifest(path, report);
+  const file = await loadManifest(path, report);
   if (file.data === undefined) return undefined;
   const problems = schemaProblems(file.data ?? {}, validationSchema.definitions.environment);
   for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
@@ -2843,16 +2869,16 @@ export interface Project {
   implicit: boolean;
 }
 
-export function validate(options: Options): ValidationResult {
+export async function validate(options: Options): Promise<ValidationResult> {
   const diagnostics: Diagnostic[] = [];
   const report = (d: Diagnostic) => diagnostics.push(d);
   const paths = discoverManifests(options.paths, report);
   const deployments: DeploymentEntry[] = [];
   const loaded: ManifestFile[] = [];
   const sources = new FlowSources();
-  const environment = options.env ? loadEnvironment(options, report) : undefined;
+  const environment = options.env ? await loadEnvironment(options, report) : undefined;
   for (const path of paths) {
-    const file = loadManifest(path, report);
+    const file = await loadManifest(path, report);
     if (file.data === undefined) continue;
     if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);

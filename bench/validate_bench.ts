@@ -82,7 +82,7 @@ async function phases(dir: string, part: string) {
   }
   const files = [];
   for (const entry of Deno.readDirSync("prefect")) {
-    files.push(loadManifest(`prefect/${entry.name}`, () => {}));
+    files.push(await loadManifest(`prefect/${entry.name}`, () => {}));
   }
   const read = performance.now() - started;
   const schemaStart = performance.now();
