@@ -136,15 +136,17 @@ class Reader {
       if (end < 0) end = text.length;
       let start = lineStart;
       while (start < end && text.charCodeAt(start) === 32) start++;
-      if (start < end && text[start] !== "#") {
-        const content = text.slice(start, end);
-        if (start === lineStart && /^(?:---|\.\.\.)(?:\s|$)/.test(content)) {
+      const first = text[start];
+      if (start < end && first !== "#") {
+        // Only a line starting `---`, `...` or `%` at column 0 can be a document marker.
+        const content = start === lineStart && "-.%".includes(first) ? text.slice(start, end) : "";
+        if (/^(?:---|\.\.\.)(?:\s|$)/.test(content)) {
           // One `---` opening the document; anything else there is another document.
           if (sawDocumentStart || this.lines.length || !/^---\s*(?:#.*)?$/.test(content)) {
             outside();
           }
           sawDocumentStart = true;
-        } else if (start === lineStart && content.startsWith("%")) {
+        } else if (content.startsWith("%")) {
           outside();
         } else {
           this.lines.push({ start, indent: start - lineStart, end });
