@@ -38,6 +38,21 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import {
+  applyAutomations,
+  AUTOMATION_TEMPLATE_ROOTS,
+  automationName,
+  type AutomationOp,
+  type Automations,
+  checkTriggers,
+  deleteDeploymentAutomations,
+  type DesiredAutomation,
+  desiredAutomations,
+  metricTriggerPaths,
+  planAutomations,
+  pruneAutomations,
+  readAutomations,
+} from "./lib/automations.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -984,6 +999,17 @@ const MISPLACED: Record<string, Record<string, string>> = {
     env: "belongs under `job_variables:`",
     type: "is the pool's own setting, made when the pool is created, not per deployment",
   },
+  Trigger: {
+    actions: "is always one run of this deployment; make other automations in the UI",
+    tags: "is not taken from the manifest: deploy.ts tags the automation with the project",
+    job_variable: "is written `job_variables`",
+    parameter: "is written `parameters`",
+  },
+  "Child trigger": Object.fromEntries(
+    ["name", "description", "enabled", "parameters", "job_variables", "schedule_after"].map(
+      (key) => [key, "belongs on the outer trigger: it is the automation's, not one condition's"],
+    ),
+  ),
   Schedule: {
     max_active_runs: "is a Prefect 2 key, removed in Prefect 3",
     catchup: "is a Prefect 2 key, removed in Prefect 3",
@@ -1096,6 +1122,9 @@ function describeContext(title: string): string {
     "Work pool": "`work_pool`",
     Schedule: "a schedule",
     Trigger: "a trigger",
+    "Child trigger": "a child trigger",
+    "Metric query": "`metric`",
+    SLA: "an SLA",
   };
   return names[title] ?? (title ? `\`${title}\`` : "this mapping");
 }
@@ -1308,6 +1337,10 @@ export function canonicalTimezone(name: string): string | undefined {
 const timezoneCache = new Map<string, string | undefined>();
 
 const RUNTIME_PLACEHOLDER_ROOTS = ["ctx", "flow_run", "event", "flow", "deployment"];
+/** In triggers, also what the server's Jinja has when the automation fires. */
+const TRIGGER_PLACEHOLDER_ROOTS = [
+  ...new Set([...RUNTIME_PLACEHOLDER_ROOTS, ...AUTOMATION_TEMPLATE_ROOTS]),
+];
 const PLACEHOLDER = /\{\{\s*([\w.\-\[\]$]+)\s*\}\}/g;
 
 /** Output keys of Prefect's built-in steps, which also become top-level template values. */
@@ -1466,9 +1499,77 @@ class ManifestChecker {
       if (["build", "push", "pull", "triggers"].includes(key)) continue;
       this.checkTemplates(d[key], [...here, key], scope);
     }
+    this.checkTriggerList(d, here, scope);
+    this.checkSlas(d, here);
 
     const { line, column } = positionOf(this.file, here);
     return { file: this.file, index, flow, name: d.name, line, column, spec: d, flowSource };
+  }
+
+  /** What Prefect would reject or drop in the triggers (lib/automations.ts), and their templates. */
+  private checkTriggerList(d: Deployment, here: PathSegment[], scope: StepScope) {
+    const triggers = d.triggers ?? [];
+    const path = [...here, "triggers"];
+    for (const p of checkTriggers(d.name, triggers, path, intervalSeconds)) {
+      this.problem(p.path, p.code, p.message, "error", p.at);
+    }
+    triggers.forEach((trigger, i) => {
+      for (const [key, value] of Object.entries(trigger)) {
+        this.checkTemplates(
+          value,
+          [...path, i, key],
+          scope,
+          TRIGGER_PLACEHOLDER_ROOTS,
+          key === "parameters",
+        );
+      }
+    });
+  }
+
+  /** Prefect Cloud's SLAs come in three kinds, told apart by their one kind key. */
+  private checkSlas(d: Deployment, here: PathSegment[]) {
+    const names = new Map<string, number>();
+    (d.sla ?? []).forEach((sla, i) => {
+      const path = [...here, "sla", i];
+      const kinds = (["duration", "stale_after", "within"] as const).filter((k) =>
+        sla[k] !== undefined
+      );
+      if (kinds.length !== 1) {
+        this.problem(
+          path,
+          "sla-kind",
+          kinds.length
+            ? `An SLA takes exactly one of \`duration\`, \`stale_after\` or \`within\`, not ${
+              kinds.map((k) => `\`${k}\``).join(" and ")
+            }.`
+            : "An SLA needs one of `duration` (time to completion), `stale_after` (frequency) " +
+              "or `within` (lateness).",
+        );
+      }
+      for (const key of ["stale_after", "within"] as const) {
+        const value = sla[key];
+        if (
+          typeof value === "string" && !hasPlaceholder(value) &&
+          intervalSeconds(value) === undefined
+        ) {
+          this.problem(
+            [...path, key],
+            "invalid-duration",
+            `Invalid duration ${
+              JSON.stringify(value)
+            }: give seconds, an ISO-8601 duration such as "PT10M", or "HH:MM:SS".`,
+          );
+        }
+      }
+      const first = names.get(sla.name);
+      if (first !== undefined) {
+        this.problem(
+          [...path, "name"],
+          "duplicate-sla",
+          `SLA name "${sla.name}" is already used by SLA ${first + 1} of this deployment.`,
+        );
+      } else names.set(sla.name, i);
+    });
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
@@ -1686,6 +1787,9 @@ class ManifestChecker {
     for (const [schedule, path] of schedules) {
       checkValues(schedule.parameters, [...path, "parameters"]);
     }
+    (d.triggers ?? []).forEach((trigger, i) => {
+      checkValues(trigger.parameters, [...here, "triggers", i, "parameters"]);
+    });
     const given = (extra: unknown) =>
       new Set(Object.keys({ ...d.parameters, ...(extra as object ?? {}) }));
     const names = (missing: string[]) => missing.map((m) => `"${m}"`).join(", ");
@@ -1776,22 +1880,50 @@ class ManifestChecker {
     return scope;
   }
 
-  /** Placeholders must be well formed and point at something that will exist. */
-  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope) {
+  /**
+   * Placeholders must be well formed and point at something that will exist. In a trigger's
+   * `parameters` (`jinja`) the server renders Jinja when the automation fires, so any balanced
+   * `{{ … }}` and `{% … %}` is allowed there.
+   */
+  private checkTemplates(
+    value: unknown,
+    path: PathSegment[],
+    scope: StepScope,
+    runtime = RUNTIME_PLACEHOLDER_ROOTS,
+    jinja = false,
+  ) {
     if (typeof value === "string") {
-      if (value.includes("{{") || value.includes("}}")) {
-        this.checkTemplateString(value, path, scope);
+      if (value.includes("{{") || value.includes("}}") || (jinja && value.includes("{%"))) {
+        this.checkTemplateString(value, path, scope, runtime, jinja);
       }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope));
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, runtime, jinja));
     } else if (value && typeof value === "object") {
-      for (const [k, v] of Object.entries(value)) this.checkTemplates(v, [...path, k], scope);
+      for (const [k, v] of Object.entries(value)) {
+        this.checkTemplates(v, [...path, k], scope, runtime, jinja);
+      }
     }
   }
 
-  private checkTemplateString(text: string, path: PathSegment[], scope: StepScope) {
+  private checkTemplateString(
+    text: string,
+    path: PathSegment[],
+    scope: StepScope,
+    runtime: string[],
+    jinja: boolean,
+  ) {
+    if (jinja && !jinjaBalanced(text)) {
+      this.problem(
+        path,
+        "template-syntax",
+        `Unbalanced Jinja in ${
+          JSON.stringify(text)
+        }: every \`{{\` needs its \`}}\` and every \`{%\` its \`%}\`; the server would reject the automation.`,
+      );
+      return;
+    }
     const stripped = text.replace(PLACEHOLDER, "");
-    if (stripped.includes("{{") || stripped.includes("}}")) {
+    if (!jinja && (stripped.includes("{{") || stripped.includes("}}"))) {
       this.problem(
         path,
         "template-syntax",
@@ -1802,10 +1934,23 @@ class ManifestChecker {
       return;
     }
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
-      const problem = placeholderProblem(expression, scope);
+      const problem = placeholderProblem(expression, scope, runtime);
       if (problem) this.problem(path, "template-reference", problem);
     }
   }
+}
+
+/** Whether every `{{` and `{%` of a Jinja text is closed before the next one opens. */
+function jinjaBalanced(text: string): boolean {
+  let closer: string | undefined;
+  for (const [token] of text.matchAll(/\{\{|\}\}|\{%|%\}/g)) {
+    if (token === "{{" || token === "{%") {
+      if (closer) return false;
+      closer = token === "{{" ? "}}" : "%}";
+    } else if (token !== closer) return false;
+    else closer = undefined;
+  }
+  return closer === undefined;
 }
 
 function mergeScopes(a: StepScope, b: StepScope): StepScope {
@@ -1816,7 +1961,11 @@ function mergeScopes(a: StepScope, b: StepScope): StepScope {
   };
 }
 
-export function placeholderProblem(expression: string, scope: StepScope): string | undefined {
+export function placeholderProblem(
+  expression: string,
+  scope: StepScope,
+  runtime = RUNTIME_PLACEHOLDER_ROOTS,
+): string | undefined {
   const shown = `"{{ ${expression} }}"`;
   if (expression.startsWith("$")) {
     return /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(expression)
@@ -1835,10 +1984,17 @@ export function placeholderProblem(expression: string, scope: StepScope): string
     }
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root)) return undefined;
+  if (runtime.includes(root)) return undefined;
   if (scope.ids.has(root)) return undefined;
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
   const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
+  if (runtime === TRIGGER_PLACEHOLDER_ROOTS) {
+    const guess = didYouMean(root, runtime);
+    return `${shown} is neither something the automation has when it fires (event, automation, ` +
+      `labels, …) nor an earlier step's output; Prefect would leave it empty.${
+        guess ? ` Did you mean "${guess}"?` : ""
+      }`;
+  }
   return `${shown} refers to no earlier step ${rest.length ? "id" : "id or output"}${
     known ? ` (step ids here: ${known})` : " (no step before it has an id)"
   }; Prefect would leave it empty.`;
@@ -1973,6 +2129,7 @@ interface EnvironmentChange {
   work_pool?: Json;
   paused?: boolean;
   schedules?: { active?: boolean };
+  triggers?: { enabled?: boolean };
 }
 
 export interface Environment {
@@ -2082,6 +2239,12 @@ function applyEnvironment(data: unknown, environment: Environment, sources: Flow
         if (result.schedule && typeof result.schedule === "object") {
           result.schedule = { ...result.schedule, active };
         }
+      }
+      if (change.triggers?.enabled !== undefined && Array.isArray(result.triggers)) {
+        const enabled = change.triggers.enabled;
+        result.triggers = result.triggers.map((t) =>
+          t && typeof t === "object" ? { ...t, enabled } : t
+        );
       }
     }
     result.name = `${prefix}${name}${suffix}`;
@@ -2242,6 +2405,8 @@ export interface DesiredDeployment {
   /** Absent: keep the server's value. */
   paused?: boolean;
   schedules: DesiredSchedule[];
+  /** One per trigger, templates resolved. */
+  automations: DesiredAutomation[];
 }
 
 /** The project owning the manifests: their top-level `name`, else the repository's directory. */
@@ -2277,6 +2442,9 @@ export function projectName(files: ManifestFile[]): string {
 }
 
 export const ownerTag = (project: string) => `${OWNER_TAG_PREFIX}${project}`;
+
+/** The tags marking an automation as the project's; which deployment it runs does the rest. */
+const automationMarks = (project: string) => [ownerTag(project)];
 
 /** Derived slugs are positional, so editing a schedule keeps its slug and its ID. */
 export function derivedSlug(index: number): string {
@@ -2355,7 +2523,7 @@ type Reference =
   | { kind: "runtime" }
   | { kind: "step"; expression: string };
 
-function parseReference(expression: string): Reference {
+function parseReference(expression: string, runtime = RUNTIME_PLACEHOLDER_ROOTS): Reference {
   if (expression.startsWith("$")) return { kind: "env", name: expression.slice(1) };
   const parts = expression.split(".");
   if (parts[0] === "prefect" && parts[1] === "variables" && parts[2]) {
@@ -2364,7 +2532,7 @@ function parseReference(expression: string): Reference {
   if (parts[0] === "prefect" && parts[1] === "blocks" && parts.length >= 4) {
     return { kind: "block", type: parts[2], name: parts[3], path: parts.slice(4) };
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(parts[0])) return { kind: "runtime" };
+  if (runtime.includes(parts[0])) return { kind: "runtime" };
   return { kind: "step", expression };
 }
 
@@ -2389,7 +2557,8 @@ export function templateReferences(values: unknown[]): { variables: string[]; bl
 class TemplateResolver {
   problems: { path: PathSegment[]; code: string; message: string }[] = [];
 
-  constructor(private values: TemplateValues) {}
+  /** `runtime`: placeholder roots left for run time (in triggers, the automation's too). */
+  constructor(private values: TemplateValues, private runtime = RUNTIME_PLACEHOLDER_ROOTS) {}
 
   /**
    * Resolves placeholders as Prefect does at deploy time: a string that is one placeholder
@@ -2430,7 +2599,7 @@ class TemplateResolver {
   }
 
   #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
-    const ref = parseReference(expression);
+    const ref = parseReference(expression, this.runtime);
     switch (ref.kind) {
       case "runtime":
         return KEEP;
@@ -2679,6 +2848,14 @@ export function desiredDeployments(
       slugs.add(s.slug);
     });
 
+    // Triggers keep what the automation renders when it fires; the rest resolves now.
+    const triggerResolver = new TemplateResolver(values, TRIGGER_PLACEHOLDER_ROOTS);
+    const triggers = triggerResolver.resolve(d.triggers ?? [], at("triggers")) as unknown[];
+    resolver.problems.push(
+      ...triggerResolver.problems,
+      ...checkTriggers(entry.name, triggers, at("triggers"), intervalSeconds),
+    );
+
     for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
       entry,
@@ -2687,6 +2864,12 @@ export function desiredDeployments(
       fields,
       paused: asBoolean(field("paused"), at("paused"), resolver),
       schedules,
+      automations: desiredAutomations(
+        entry.name,
+        triggers,
+        automationMarks(project),
+        intervalSeconds,
+      ),
     };
   });
 }
@@ -2723,6 +2906,8 @@ export interface ServerState {
   owned: (ServerDeployment & { flow: string })[];
   pools: Set<string>;
   values: TemplateValues;
+  /** The project's automations, and unmarked ones named as a declared trigger. */
+  automations: Automations;
 }
 
 /** Reads everything the plan needs in a handful of filter requests. */
@@ -2773,10 +2958,21 @@ export async function readServerState(
         variables: { name: { any_: refs.variables } },
       })
       : nothing as Promise<{ name: string; value: unknown }[]>,
+    // Always read: a trigger removed from the manifests is an automation to delete.
+    flowNames.length || prune
+      ? readAutomations(
+        client,
+        automationMarks(project),
+        entries.flatMap((e) =>
+          (e.spec.triggers ?? []).map((t, i) => automationName(e.name, i, t as Json))
+            .filter((name) => !hasPlaceholder(name))
+        ),
+      )
+      : Promise.resolve<Automations>({ supported: true, marks: [], list: [] }),
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
-  const [flows, deployments, owned, pools, variables] = await reads;
+  const [flows, deployments, owned, pools, variables, automations] = await reads;
   const blocks = new Map<string, unknown>();
   await Promise.all(refs.blocks.map(async (key) => {
     const [type, name] = key.split("/");
@@ -2813,6 +3009,7 @@ export async function readServerState(
       variables: new Map(variables.map((v) => [v.name, v.value])),
       blocks,
     },
+    automations,
   };
 }
 
@@ -2843,6 +3040,8 @@ export interface PlannedDeployment {
   /** Update: the PATCH body, changed fields only. */
   patch: Json;
   schedules: ScheduleOps;
+  /** Its triggers' automations, applied after the deployment (deleted before it). */
+  automations: AutomationOp[];
 }
 
 /** Equality of JSON values with object keys in any order. */
@@ -3038,6 +3237,7 @@ export function planDeployments(
         effects: [],
         patch: {},
         schedules: { add: want.schedules, change: [], remove: [] },
+        automations: planAutomations(want.automations, state.automations, null),
       };
     }
     const actual = serverFields(have);
@@ -3070,14 +3270,17 @@ export function planDeployments(
     const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
       schedules.ops.remove.length > 0;
     if (deletesRuns) effects.unshift(RUNS_DELETED);
+    const automations = planAutomations(want.automations, state.automations, have.id);
+    const changed = changes.length || automations.some((a) => a.action !== "noop");
     return {
       ...base,
       id: have.id,
-      action: changes.length ? "update" : "noop",
+      action: changed ? "update" : "noop",
       changes,
       effects,
       patch,
       schedules: schedules.ops,
+      automations,
     };
   });
   if (prune) {
@@ -3090,9 +3293,13 @@ export function planDeployments(
         id: have.id,
         action: "delete",
         changes: [],
-        effects: ["Deletes the deployment and every scheduled run of it that has not started."],
+        effects: [
+          "Deletes the deployment, every scheduled run of it that has not started, and the " +
+          "automations it owns.",
+        ],
         patch: {},
         schedules: { add: [], change: [], remove: [] },
+        automations: pruneAutomations(state.automations, have.id),
       });
     }
   }
@@ -3178,17 +3385,20 @@ async function applyOne(
     case "noop":
       return { ...item, result: "unchanged" };
     case "delete":
+      await deleteDeploymentAutomations(client, item.id!, item.automations);
       await client.request("DELETE", path, undefined, { accept: [404] });
       return { ...item, result: "deleted" };
     case "create": {
       const want = item.desired!;
       const id = await createDeployment(client, want, await flowId(want.flow));
-      return { ...item, id, result: "created" };
+      const automations = await applyAutomations(client, id, item.automations);
+      return { ...item, id, automations, result: "created" };
     }
     case "update": {
       if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
       await applySchedules(client, item.id!, item.schedules);
-      return { ...item, result: "updated" };
+      const automations = await applyAutomations(client, item.id!, item.automations);
+      return { ...item, automations, result: "updated" };
     }
   }
 }
@@ -3355,6 +3565,14 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
       lines.push(`      ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
     }
     for (const e of item.effects) lines.push(`      ! ${e}`);
+    for (const a of item.automations) {
+      if (a.action === "noop") continue;
+      lines.push(`      ${SYMBOLS[a.action]} automation ${a.name}`);
+      for (const c of a.changes) {
+        lines.push(`          ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
+      }
+      for (const e of a.effects) lines.push(`          ! ${e}`);
+    }
   }
   if (!lines.length) lines.push("No changes: the server matches the manifests.");
   lines.push("", planSummary(plan));
@@ -3371,9 +3589,14 @@ export function applySummary(results: AppliedDeployment[]): string {
 
 function resultLine(r: AppliedDeployment, width: number): string {
   const name = `${r.flow}/${r.name}`.padEnd(width);
-  return r.result === "failed"
-    ? `${name}  ${r.id ?? "-"}  failed (${r.action} not applied): ${r.error}`
-    : `${name}  ${r.id}  ${r.result}`;
+  if (r.result === "failed") {
+    return `${name}  ${r.id ?? "-"}  failed (${r.action} not applied): ${r.error}`;
+  }
+  const past = { create: "created", update: "updated", delete: "deleted" } as const;
+  const automations = r.automations.flatMap((a) =>
+    a.action === "noop" ? [] : [`\n  automation ${a.name}  ${a.id ?? "-"}  ${past[a.action]}`]
+  );
+  return `${name}  ${r.id}  ${r.result}${automations.join("")}`;
 }
 
 function syncJson(
@@ -3390,6 +3613,13 @@ function syncJson(
       action: i.action,
       changes: i.changes,
       effects: i.effects,
+      automations: i.automations.map(({ name, id, action, changes, effects }) => ({
+        name,
+        id,
+        action,
+        changes,
+        effects,
+      })),
       ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
     })),
     summary: {
@@ -3431,22 +3661,44 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
   }
 }
 
-/** Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent. */
-function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
+/**
+ * Manifest parts `prefect deploy` acts on and deploy.ts does not here: said, never silent. SLAs
+ * and, on a server without automations, triggers are said once, at the first that has them.
+ */
+function notSynced(
+  entries: DeploymentEntry[],
+  server: { cloud: boolean; automations: boolean },
+): Diagnostic[] {
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
+  const once = (key: "sla" | "triggers", code: string, message: (count: number) => string) => {
+    const having = entries.filter((e) => e.spec[key] !== undefined && e.spec[key] !== null);
+    if (having.length) {
+      warn(having[0], ["deployments", having[0].index, key], code, message(having.length));
+    }
+  };
+  once(
+    "sla",
+    "sla-not-synced",
+    (n) =>
+      `${n} deployment(s) declare \`sla\`; ${
+        server.cloud
+          ? "deploy.ts does not sync SLAs to Prefect Cloud yet"
+          : "SLAs exist only on Prefect Cloud"
+      }, so they were not synced.`,
+  );
+  if (!server.automations) {
+    once(
+      "triggers",
+      "triggers-not-synced",
+      (n) =>
+        `The server has no automations API (404), so the triggers of ${n} deployment(s) were not synced.`,
+    );
+  }
   const files = new Set<ManifestFile>();
   for (const entry of entries) {
     const here = ["deployments", entry.index];
-    if (entry.spec.triggers?.length) {
-      warn(
-        entry,
-        [...here, "triggers"],
-        "triggers-not-synced",
-        "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
-      );
-    }
     for (const key of ["build", "push"] as const) {
       if (entry.spec[key]?.length) {
         warn(
@@ -3497,7 +3749,10 @@ async function runSync(options: Options): Promise<number> {
   );
   const state = await readServerState(client, selected, project, options.prune);
 
-  reportDiagnostics(notSynced(selected), options.format);
+  reportDiagnostics(
+    notSynced(selected, { cloud: client.isCloud, automations: state.automations.supported }),
+    options.format,
+  );
   const problems: Diagnostic[] = [];
   const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
   for (const want of desired) {
@@ -3509,6 +3764,20 @@ async function runSync(options: Options): Promise<number> {
         "missing-work-pool",
         `Work pool "${pool}" does not exist on ${client.displayUrl}. Create it ` +
           `(prefect work-pool create "${pool}" --type process) or fix the name.`,
+      ));
+    }
+    const triggersAt = ["deployments", want.entry.index, "triggers"];
+    for (
+      const path of client.isCloud
+        ? []
+        : metricTriggerPaths(want.entry.spec.triggers ?? [], triggersAt)
+    ) {
+      problems.push(diagnosticAt(
+        want.entry.file,
+        path,
+        "cloud-only-trigger",
+        `Metric triggers exist only on Prefect Cloud; ${client.displayUrl} would reject this ` +
+          "automation.",
       ));
     }
   }
