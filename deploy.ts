@@ -150,9 +150,10 @@ EXAMPLES
 USAGE
   deploy plan [PATH...] [options]
 
-  Validates the manifests, reads the server's deployments in a few filter requests, and lists
-  per deployment: + create, ~ update (each changed field, before → after), - delete (--prune),
-  and the Prefect side effects of each change. Ends with a summary line. Writes nothing.
+  Validates the manifests, reads the server's deployments and automations in a few filter
+  requests, and lists per deployment: + create, ~ update (each changed field, before → after),
+  - delete (--prune), and the Prefect side effects of each change; under it, its triggers'
+  automations the same way. Ends with a summary line. Writes nothing.
 
 OPTIONS
 ${SYNC_OPTIONS}  PLAN
@@ -180,8 +181,10 @@ USAGE
   any problem stops it before the first write. Then it creates what is missing (flow, then one
   POST), updates what differs (one PATCH of the changed fields; schedules row by row, keyed by
   slug, so their IDs survive) and leaves the rest alone: applying unchanged manifests writes
-  nothing. Prints "flow/name  <id>  created|updated|unchanged|deleted" per deployment and a
-  summary line last. Every deployment written carries the tag managed-by:deploy.ts/<project>.
+  nothing. Each trigger is an automation owned by its deployment, created, updated in place
+  (its ID survives) or deleted to match. Prints "flow/name  <id>  created|updated|unchanged|
+  deleted" per deployment (and one line per automation written) and a summary line last. Every
+  deployment and automation written carries the tag managed-by:deploy.ts/<project>.
 
 OPTIONS
 ${SYNC_OPTIONS}      --concurrency N          Deployments written in parallel (default 8)

@@ -258,6 +258,44 @@ Deno.test("triggers become automations that run their deployment, synced in plac
   });
 
   await t.step(
+    "templates: $ENV and variables resolved at plan time, the event's kept",
+    async () => {
+      await call("POST", "/variables/", { name: "trigger_limit", value: 5 });
+      const templated = `    triggers:
+      - name: templated
+        description: "{{ $TRIGGER_NOTE }}"
+        expect: [deploy-ts.test.ping]
+        parameters:
+          limit: "{{ prefect.variables.trigger_limit }}"
+          mode: "{{ event.resource.id }}"
+`;
+      await write(manifest(templated, "other"));
+      const env = { PREFECT_API_URL: server.apiUrl, TRIGGER_NOTE: "from the environment" };
+      const applied = await runDeploy(["apply"], { cwd: project.dir, env });
+      assertEquals(applied.code, 0, applied.stderr);
+      const made = (await automations()).find((a) => a.name === "templated")!;
+      assertEquals(made.actions[0].parameters, { limit: 5, mode: "{{ event.resource.id }}" });
+      assertEquals(
+        (made as unknown as { description: string }).description,
+        "from the environment",
+      );
+
+      await write(manifest(templated.replace("trigger_limit", "no_such_variable"), "other"));
+      await using proxy = startFaultProxy(server.apiUrl);
+      const refused = await runDeploy(["apply"], {
+        cwd: project.dir,
+        env: { ...env, PREFECT_API_URL: proxy.apiUrl },
+      });
+      assertEquals(refused.code, 1);
+      assertEquals(proxy.writes().length, 0);
+      assertMatch(
+        refused.stderr,
+        /gamma\.yaml:11:18: error: Prefect variable "no_such_variable" does not exist/,
+      );
+    },
+  );
+
+  await t.step(
     "metric triggers stop apply on a server without them, before any write",
     async () => {
       await write(manifest(
@@ -277,6 +315,18 @@ Deno.test("triggers become automations that run their deployment, synced in plac
       );
     },
   );
+
+  await t.step("a server without the automations API: triggers said once not synced", async () => {
+    await write(manifest(TRIGGER, "other"));
+    await using proxy = startFaultProxy(server.apiUrl);
+    proxy.rules.push({ method: "POST", path: /^\/automations\/filter$/, times: 1, respond: 404 });
+    const result = await deploy(["plan", "--detailed-exitcode"], proxy.apiUrl);
+    assertEquals(result.code, 0, result.stdout + result.stderr);
+    assertMatch(
+      result.stderr,
+      /gamma\.yaml:6:5: warning: The server has no automations API \(404\), so the triggers of 1 deployment\(s\) were not synced\. \[triggers-not-synced\]/,
+    );
+  });
 
   await t.step("an SLA is said once not to be synced, never an unknown key", async () => {
     await write(manifest(
