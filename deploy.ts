@@ -1005,8 +1005,6 @@ const MISPLACED: Record<string, Record<string, string>> = {
   Trigger: {
     actions: "is always one run of this deployment; make other automations in the UI",
     tags: "is not taken from the manifest: deploy.ts tags the automation with the project",
-    job_variable: "is written `job_variables`",
-    parameter: "is written `parameters`",
   },
   "Child trigger": Object.fromEntries(
     ["name", "description", "enabled", "parameters", "job_variables", "schedule_after"].map(
@@ -3675,14 +3673,20 @@ function notSynced(
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
-  const once = (key: "sla" | "triggers", code: string, message: (count: number) => string) => {
-    const having = entries.filter((e) => e.spec[key] !== undefined && e.spec[key] !== null);
+  const once = (
+    key: "sla" | "triggers",
+    having: DeploymentEntry[],
+    code: string,
+    message: (count: number) => string,
+  ) => {
     if (having.length) {
       warn(having[0], ["deployments", having[0].index, key], code, message(having.length));
     }
   };
+  // `sla: []` counts: to `prefect deploy` it removes the deployment's SLAs.
   once(
     "sla",
+    entries.filter((e) => Array.isArray(e.spec.sla)),
     "sla-not-synced",
     (n) =>
       `${n} deployment(s) declare \`sla\`; ${
@@ -3694,6 +3698,7 @@ function notSynced(
   if (!server.automations) {
     once(
       "triggers",
+      entries.filter((e) => e.spec.triggers?.length),
       "triggers-not-synced",
       (n) =>
         `The server has no automations API (404), so the triggers of ${n} deployment(s) were not synced.`,
@@ -3769,12 +3774,9 @@ async function runSync(options: Options): Promise<number> {
           `(prefect work-pool create "${pool}" --type process) or fix the name.`,
       ));
     }
+    if (client.isCloud) continue;
     const triggersAt = ["deployments", want.entry.index, "triggers"];
-    for (
-      const path of client.isCloud
-        ? []
-        : metricTriggerPaths(want.entry.spec.triggers ?? [], triggersAt)
-    ) {
+    for (const path of metricTriggerPaths(want.entry.spec.triggers ?? [], triggersAt)) {
       problems.push(diagnosticAt(
         want.entry.file,
         path,
