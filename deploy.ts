@@ -2865,12 +2865,7 @@ export function desiredDeployments(
       fields,
       paused: asBoolean(field("paused"), at("paused"), resolver),
       schedules,
-      automations: desiredAutomations(
-        entry.name,
-        triggers,
-        automationMarks(project),
-        intervalSeconds,
-      ),
+      automations: desiredAutomations(entry.name, triggers, intervalSeconds),
     };
   });
 }

@@ -325,7 +325,10 @@ export interface DesiredAutomation {
   name: string;
   /** Absent: the server's value stays (people switch automations off in the UI). */
   enabled?: boolean;
-  /** What Prefect's client sends, but `enabled`; the action's `deployment_id` is set on apply. */
+  /**
+   * What Prefect's client sends, but `enabled` and `tags` (the plan adds the server's and the
+   * project's marks); the action's `deployment_id` is set on apply.
+   */
   body: Json;
 }
 
@@ -390,12 +393,11 @@ function triggerBody(spec: Json, topLevel: boolean, seconds: Seconds): Json {
 /**
  * The automations a deployment's triggers become (their templates already resolved), as
  * `Trigger.as_automation()` builds them: the trigger's name, description and `enabled`; one
- * `run-deployment` action with its parameters, job variables and delay; `marks` as tags.
+ * `run-deployment` action with its parameters, job variables and delay.
  */
 export function desiredAutomations(
   deploymentName: string,
   triggers: unknown[],
-  marks: string[],
   seconds: Seconds,
 ): DesiredAutomation[] {
   return triggers.map((item, index) => {
@@ -407,7 +409,6 @@ export function desiredAutomations(
       body: {
         name,
         description: spec.description ?? "",
-        tags: [...marks],
         trigger: triggerBody(spec, true, seconds),
         actions: [{
           type: "run-deployment",
@@ -443,7 +444,11 @@ export interface ServerAutomation {
 export interface Automations {
   /** False when the server has no automations API (it answered 404). */
   supported: boolean;
-  /** The tags that mark an automation as this project's. */
+  /**
+   * The tags that mark an automation as this project's; none on a server whose automations have
+   * no tags (Prefect before 3.5), where only names tie automations to triggers and every
+   * automation read (by name) counts as the project's.
+   */
   marks: string[];
   /** The project's automations, and unmarked ones named as a declared trigger. */
   list: ServerAutomation[];
@@ -453,27 +458,26 @@ export interface Automations {
  * One filter read (200 a page) for every automation the plan may touch: those carrying the
  * project's marks, and those named as a declared trigger (made by `prefect deploy`, to adopt).
  * The server does not return an automation's owner, so the marks are the proof of ownership.
+ * A server that refuses the tags filter (422: Prefect before 3.5) is read by names alone.
  */
 export async function readAutomations(
   client: PrefectClient,
   marks: string[],
   names: string[],
 ): Promise<Automations> {
-  const marked = { tags: { all_: marks } };
-  const filter = names.length
-    ? { operator: "or_", ...marked, name: { any_: [...new Set(names)] } }
-    : marked;
+  const byName = { name: { any_: [...new Set(names)] } };
+  const read = (automations: Json) =>
+    client.filterAll<ServerAutomation>("/automations/filter", { automations });
   try {
-    const list = await client.filterAll<ServerAutomation>("/automations/filter", {
-      automations: filter,
-    });
+    const marked = { tags: { all_: marks } };
+    const list = await read(names.length ? { operator: "or_", ...marked, ...byName } : marked);
     return { supported: true, marks, list };
   } catch (error) {
-    if (error instanceof PrefectApiError && error.status === 404) {
-      return { supported: false, marks, list: [] };
-    }
-    throw error;
+    if (!(error instanceof PrefectApiError)) throw error;
+    if (error.status === 404) return { supported: false, marks: [], list: [] };
+    if (error.status !== 422) throw error;
   }
+  return { supported: true, marks: [], list: names.length ? await read(byName) : [] };
 }
 
 /** The deployment an automation runs: its `run-deployment` action's selected deployment. */
@@ -540,6 +544,11 @@ function isStateful(trigger: Json): boolean {
     Number(trigger.threshold) > 1 || Number(trigger.within) > 0;
 }
 
+/**
+ * The fields that differ, named as in the manifest. Only what the server returns is compared:
+ * keys it adds (IDs, fields of newer versions) are its own, and a key an older server does not
+ * know (`schedule_after` before Prefect 3.4.20) cannot differ there.
+ */
 function compare(body: Json, have: ServerAutomation, deploymentId: string): AutomationChange[] {
   const changes: AutomationChange[] = [];
   const diff = (field: string, before: unknown, after: unknown, equal = same(before, after)) => {
@@ -547,11 +556,11 @@ function compare(body: Json, have: ServerAutomation, deploymentId: string): Auto
   };
   diff("description", have.description ?? "", body.description);
   diff("enabled", have.enabled, body.enabled);
-  diff("tags", uniqueSorted(have.tags), uniqueSorted(body.tags));
-  // Keys the server adds (IDs, fields of newer versions) are its own; the manifest's are compared.
-  const want = body.trigger as Json;
+  if (body.tags && have.tags) diff("tags", uniqueSorted(have.tags), uniqueSorted(body.tags));
   const got = normalTrigger(have.trigger);
-  for (const [key, value] of Object.entries(want)) diff(key, got[key] ?? null, value);
+  for (const [key, value] of Object.entries(body.trigger as Json)) {
+    if (key in got) diff(key, got[key], value);
+  }
   const [action] = body.actions as Json[];
   const actions = have.actions ?? [];
   const run = actions[0];
@@ -563,7 +572,7 @@ function compare(body: Json, have: ServerAutomation, deploymentId: string): Auto
     for (const key of ["parameters", "job_variables"]) {
       diff(key, run[key] ?? null, action[key], same(run[key] ?? {}, action[key] ?? {}));
     }
-    diff("schedule_after", run.schedule_after, action.schedule_after);
+    if ("schedule_after" in run) diff("schedule_after", run.schedule_after, action.schedule_after);
   } else {
     diff("actions", actions, [{ ...action, deployment_id: deploymentId }]);
   }
@@ -585,6 +594,8 @@ export function planAutomations(
   deploymentId: string | null,
 ): AutomationOp[] {
   if (!state.supported) return [];
+  const tags = state.marks.length ? { tags: state.marks } : {};
+  const bodyOf = (d: DesiredAutomation, enabled: boolean) => ({ ...d.body, ...tags, enabled });
   if (deploymentId === null) {
     return desired.map((d) => ({
       action: "create",
@@ -592,7 +603,7 @@ export function planAutomations(
       id: null,
       changes: [],
       effects: [],
-      body: { ...d.body, enabled: d.enabled ?? true },
+      body: bodyOf(d, d.enabled ?? true),
     }));
   }
   const theirs = state.list.filter((a) => deploymentOf(a) === deploymentId);
@@ -612,10 +623,10 @@ export function planAutomations(
         id: null,
         changes: [],
         effects: [],
-        body: { ...d.body, enabled: d.enabled ?? true },
+        body: bodyOf(d, d.enabled ?? true),
       };
     }
-    const body = { ...d.body, enabled: d.enabled ?? have.enabled };
+    const body = bodyOf(d, d.enabled ?? have.enabled);
     const changes = compare(body, have, deploymentId);
     const effects: string[] = [];
     const enabledOnly = changes.length === 1 && changes[0].field === "enabled";
@@ -715,7 +726,7 @@ async function createAutomation(
     } catch (error) {
       if (!(error instanceof ConnectionLost) || attempt >= 3) throw error;
       const found = (await client.filterAll<ServerAutomation>("/automations/filter", {
-        automations: { name: { any_: [op.name] }, tags: { all_: op.body!.tags } },
+        automations: { name: { any_: [op.name] } },
       })).find((a) => deploymentOf(a) === deploymentId);
       if (found) return found.id;
     }

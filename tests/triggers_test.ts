@@ -258,6 +258,26 @@ Deno.test("triggers become automations that run their deployment, synced in plac
   });
 
   await t.step(
+    "a server whose automations have no tags (before 3.5) is matched by name",
+    async () => {
+      const older = TRIGGER.replace("- match", "- name: older-server\n        match");
+      await write(manifest(older, "other"));
+      await using proxy = startFaultProxy(server.apiUrl);
+      // What Prefect 3.0–3.4 answer to a tags filter, and to an automation with tags.
+      for (const path of [/^\/automations\/filter$/, /^\/automations\/$/]) {
+        proxy.rules.push({ method: "POST", path, body: /"tags"/, times: 99, respond: 422 });
+      }
+      const result = await deploy(["apply"], proxy.apiUrl);
+      assertEquals(result.code, 0, result.stderr);
+      const made = (await automations()).find((a) => a.name === "older-server")!;
+      assertEquals(made.tags, []);
+      const again = await deploy(["apply"], proxy.apiUrl);
+      assertEquals(again.code, 0, again.stderr);
+      assertEquals(proxy.writes().filter((w) => w.status !== 422).length, 1);
+    },
+  );
+
+  await t.step(
     "templates: $ENV and variables resolved at plan time, the event's kept",
     async () => {
       await call("POST", "/variables/", { name: "trigger_limit", value: 5 });
