@@ -3694,7 +3694,7 @@ function notSynced(
     once(
       "triggers",
       entries.filter((e) => e.spec.triggers?.length),
-      "triggers-not-synced",
+      "automations-unavailable",
       (n) =>
         `The server has no automations API (404), so the triggers of ${n} deployment(s) were not synced.`,
     );

@@ -344,7 +344,7 @@ Deno.test("triggers become automations that run their deployment, synced in plac
     assertEquals(result.code, 0, result.stdout + result.stderr);
     assertMatch(
       result.stderr,
-      /gamma\.yaml:6:5: warning: The server has no automations API \(404\), so the triggers of 1 deployment\(s\) were not synced\. \[triggers-not-synced\]/,
+      /gamma\.yaml:6:5: warning: The server has no automations API \(404\), so the triggers of 1 deployment\(s\) were not synced\. \[automations-unavailable\]/,
     );
   });
 
