@@ -163,12 +163,20 @@ Deno.test("triggers become automations that run their deployment, synced in plac
   });
 
   await t.step(
-    "an automation switched off in the UI stays off when the manifest says nothing",
+    "an automation switched off in the UI stays off unless the manifest says; then one PATCH",
     async () => {
       await call("PATCH", `/automations/${automationId}`, { enabled: false });
       const plan = await deploy(["plan", "--detailed-exitcode"]);
       assertEquals(plan.code, 0, plan.stdout);
-      await call("PATCH", `/automations/${automationId}`, { enabled: true });
+      await write(manifest(TRIGGER.replace("- match", "- enabled: true\n        match")));
+      await using proxy = startFaultProxy(server.apiUrl);
+      const result = await deploy(["apply"], proxy.apiUrl);
+      assertEquals(result.code, 0, result.stderr);
+      assertEquals(proxy.writes().map((w) => `${w.method} ${w.path} ${JSON.stringify(w.body)}`), [
+        `PATCH /automations/${automationId} {"enabled":true}`,
+      ]);
+      assertEquals((await automations())[0].enabled, true);
+      await write(manifest());
     },
   );
 
