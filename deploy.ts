@@ -61,7 +61,29 @@ import {
   readProjectFile,
   readProjectFileSync,
 } from "./lib/project_files.ts";
-import type { Deployment, DeployTsManifest, Schedule, Steps } from "./schema/types.ts";
+import {
+  applyAutomations,
+  AUTOMATION_TEMPLATE_ROOTS,
+  automationName,
+  type AutomationOp,
+  type Automations,
+  checkTriggers,
+  deleteDeploymentAutomations,
+  type DesiredAutomation,
+  desiredAutomations,
+  metricTriggerPaths,
+  planAutomations,
+  pruneAutomations,
+  readAutomations,
+} from "./lib/automations.ts";
+import type {
+  Deployment,
+  DeployTsManifest,
+  Schedule,
+  SLA,
+  Steps,
+  Trigger,
+} from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
 
@@ -162,10 +184,11 @@ EXAMPLES
 USAGE
   deploy plan [PATH...] [options]
 
-  Validates the manifests, reads the server's deployments in a few filter requests, and lists
-  per deployment: + create, ~ update (each changed field, before → after), > adopt (a
-  deployment nobody owns yet), - delete (--prune), and the Prefect side effects of each change.
-  Ends with a summary line. Writes nothing to the server and takes no lock.
+  Validates the manifests, reads the server's deployments and automations in a few filter
+  requests, and lists per deployment: + create, ~ update (each changed field, before → after),
+  > adopt (a deployment nobody owns yet), - delete (--prune), and the Prefect side effects of
+  each change; under it, its triggers' automations the same way. Ends with a summary line.
+  Writes nothing to the server and takes no lock.
 
 OPTIONS
 ${SYNC_OPTIONS}  PLAN
@@ -195,8 +218,10 @@ USAGE
   any problem stops it before the first write. Then it creates what is missing (flow, then one
   POST), updates what differs (one PATCH of the changed fields; schedules row by row, keyed by
   slug, so their IDs survive) and leaves the rest alone: applying unchanged manifests writes
-  nothing. Prints "flow/name  <id>  created|updated|adopted|unchanged|deleted" per deployment
-  and a summary line last. Every deployment written carries the ownership tag
+  nothing. Each trigger is an automation owned by its deployment, created, updated in place
+  (its ID survives) or deleted to match. Prints "flow/name  <id>  created|updated|adopted|
+  unchanged|deleted" per deployment (and one line per automation written) and a summary line
+  last. Every deployment and automation written carries the ownership tag
   managed-by:deploy.ts/<project> (and deploy.ts/env:<name> with --env). While it writes, it
   holds a lock on the server for the project and environment: a second apply waits.
 
@@ -1282,6 +1307,9 @@ function describeContext(title: string): string {
     "Work pool": "`work_pool`",
     Schedule: "a schedule",
     Trigger: "a trigger",
+    "Child trigger": "a child trigger",
+    "Metric query": "`metric`",
+    SLA: "an SLA",
   };
   return names[title] ?? (title ? `\`${title}\`` : "this mapping");
 }
@@ -1681,6 +1709,10 @@ function timezoneGuess(name: string): string | undefined {
 }
 
 const RUNTIME_PLACEHOLDER_ROOTS = ["ctx", "flow_run", "event", "flow", "deployment"];
+/** In triggers, also what the server's Jinja has when the automation fires. */
+const TRIGGER_PLACEHOLDER_ROOTS = [
+  ...new Set([...RUNTIME_PLACEHOLDER_ROOTS, ...AUTOMATION_TEMPLATE_ROOTS]),
+];
 const PLACEHOLDER = /\{\{\s*([\w.\-\[\]$]+)\s*\}\}/g;
 
 /** Output keys of Prefect's built-in steps, which also become top-level template values. */
@@ -1909,6 +1941,8 @@ class ManifestChecker {
     if (isMapping(pool)) {
       this.checkDeployTimeValue(pool, [...poolPath, "name"]);
     }
+    this.checkTriggerList(d, here, scope);
+    this.checkSlas(d, here);
 
     const { line, column } = positionOf(this.file, here);
     return { file: this.file, index, flow, name, line, column, spec, flowSource };
@@ -1919,6 +1953,86 @@ class ManifestChecker {
     return mapping[key] === undefined
       ? this.verdict.leftOut(mapping, path, key)
       : this.verdict.shaped([...path, key]);
+  }
+
+  /** What Prefect would reject or drop in the triggers (lib/automations.ts), and their templates. */
+  private checkTriggerList(d: Record<string, unknown>, here: PathSegment[], scope: StepScope) {
+    const path = [...here, "triggers"];
+    if (!Array.isArray(d.triggers)) return;
+    const triggers = d.triggers as Trigger[];
+    // Prefect's rules read whole triggers: only when the schema found none of them broken.
+    if (this.verdict.valid(path)) {
+      const name = typeof d.name === "string" ? d.name : "";
+      for (const p of checkTriggers(name, triggers, path, intervalSeconds)) {
+        this.problem(p.path, p.code, p.message, "error", p.at);
+      }
+    }
+    triggers.forEach((trigger, i) => {
+      if (!isMapping(trigger)) return;
+      for (const [key, value] of Object.entries(trigger)) {
+        if (this.verdict.unknownKey([...path, i, key])) continue;
+        this.checkTemplates(
+          value,
+          [...path, i, key],
+          scope,
+          true,
+          TRIGGER_PLACEHOLDER_ROOTS,
+          key === "parameters",
+        );
+      }
+    });
+  }
+
+  /** Prefect Cloud's SLAs come in three kinds, told apart by their one kind key. */
+  private checkSlas(d: Record<string, unknown>, here: PathSegment[]) {
+    const names = new Map<string, number>();
+    if (!Array.isArray(d.sla)) return;
+    (d.sla as SLA[]).forEach((sla, i) => {
+      const path = [...here, "sla", i];
+      if (!this.verdict.shaped(path)) return;
+      const kindKeys = ["duration", "stale_after", "within"] as const;
+      const kinds = kindKeys.filter((k) => sla[k] !== undefined);
+      // No kind, but an unknown key that looks like one: the typo is the problem, reported.
+      const typo = !kinds.length &&
+        kindKeys.some((k) =>
+          !this.verdict.leftOut(sla as unknown as Record<string, unknown>, path, k)
+        );
+      if (kinds.length !== 1 && !typo) {
+        this.problem(
+          path,
+          "sla-kind",
+          kinds.length
+            ? `An SLA takes exactly one of \`duration\`, \`stale_after\` or \`within\`, not ${
+              kinds.map((k) => `\`${k}\``).join(" and ")
+            }.`
+            : "An SLA needs one of `duration` (time to completion), `stale_after` (frequency) " +
+              "or `within` (lateness).",
+        );
+      }
+      for (const key of ["stale_after", "within"] as const) {
+        const value = sla[key];
+        if (
+          typeof value === "string" && !hasPlaceholder(value) &&
+          intervalSeconds(value) === undefined
+        ) {
+          this.problem(
+            [...path, key],
+            "invalid-duration",
+            `Invalid duration ${
+              JSON.stringify(value)
+            }: give seconds, an ISO-8601 duration such as "PT10M", or "HH:MM:SS".`,
+          );
+        }
+      }
+      const first = names.get(sla.name);
+      if (first !== undefined) {
+        this.problem(
+          [...path, "name"],
+          "duplicate-sla",
+          `SLA name "${sla.name}" is already used by SLA ${first + 1} of this deployment.`,
+        );
+      } else names.set(sla.name, i);
+    });
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
@@ -2229,6 +2343,13 @@ class ManifestChecker {
     for (const [schedule, path] of schedules) {
       checkValues(schedule.parameters, [...path, "parameters"]);
     }
+    if (Array.isArray(d.triggers)) {
+      d.triggers.forEach((trigger, i) => {
+        if (isMapping(trigger)) {
+          checkValues(trigger.parameters, [...here, "triggers", i, "parameters"]);
+        }
+      });
+    }
     // Which parameters a run gets is known only when every `parameters` involved is.
     if (hasSchedules === undefined || !this.known(d, here, "parameters")) return;
     const givenNames = (extra: unknown) =>
@@ -2358,19 +2479,30 @@ class ManifestChecker {
 
   /**
    * Placeholders must be well formed and point at something that will exist. `resolved`: plan
-   * fills their `{{ $ENV }}` (deployment fields and pull steps).
+   * fills their `{{ $ENV }}` (deployment fields, pull steps, triggers). `runtime`: the roots left
+   * for run time. In a trigger's `parameters` (`jinja`) the server renders Jinja when the
+   * automation fires, so any balanced `{{ … }}` and `{% … %}` is allowed there.
    */
-  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope, resolved: boolean) {
+  private checkTemplates(
+    value: unknown,
+    path: PathSegment[],
+    scope: StepScope,
+    resolved: boolean,
+    runtime = RUNTIME_PLACEHOLDER_ROOTS,
+    jinja = false,
+  ) {
     if (typeof value === "string") {
-      if (value.includes("{{") || value.includes("}}")) {
-        this.checkTemplateString(value, path, scope, resolved);
+      if (value.includes("{{") || value.includes("}}") || (jinja && value.includes("{%"))) {
+        this.checkTemplateString(value, path, scope, resolved, runtime, jinja);
       }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, resolved));
+      value.forEach((v, i) =>
+        this.checkTemplates(v, [...path, i], scope, resolved, runtime, jinja)
+      );
     } else if (isMapping(value)) {
       for (const [k, v] of Object.entries(value)) {
         if (!this.verdict.unknownKey([...path, k])) {
-          this.checkTemplates(v, [...path, k], scope, resolved);
+          this.checkTemplates(v, [...path, k], scope, resolved, runtime, jinja);
         }
       }
     }
@@ -2381,9 +2513,21 @@ class ManifestChecker {
     path: PathSegment[],
     scope: StepScope,
     resolved: boolean,
+    runtime: string[],
+    jinja: boolean,
   ) {
+    if (jinja && !jinjaBalanced(text)) {
+      this.problem(
+        path,
+        "template-syntax",
+        `Unbalanced Jinja in ${
+          JSON.stringify(text)
+        }: every \`{{\` needs its \`}}\` and every \`{%\` its \`%}\`; the server would reject the automation.`,
+      );
+      return;
+    }
     const stripped = text.replace(PLACEHOLDER, "");
-    if (stripped.includes("{{") || stripped.includes("}}")) {
+    if (!jinja && (stripped.includes("{{") || stripped.includes("}}"))) {
       this.problem(
         path,
         "template-syntax",
@@ -2394,13 +2538,26 @@ class ManifestChecker {
       return;
     }
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
-      const problem = placeholderProblem(expression, scope);
+      const problem = placeholderProblem(expression, scope, runtime);
       if (problem) this.problem(path, "template-reference", problem);
       else if (resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))) {
         this.problem(path, "env-not-permitted", envNotPermitted(expression.slice(1)));
       }
     }
   }
+}
+
+/** Whether every `{{` and `{%` of a Jinja text is closed before the next one opens. */
+function jinjaBalanced(text: string): boolean {
+  let closer: string | undefined;
+  for (const [token] of text.matchAll(/\{\{|\}\}|\{%|%\}/g)) {
+    if (token === "{{" || token === "{%") {
+      if (closer) return false;
+      closer = token === "{{" ? "}}" : "%}";
+    } else if (token !== closer) return false;
+    else closer = undefined;
+  }
+  return closer === undefined;
 }
 
 function mergeScopes(a: StepScope, b: StepScope): StepScope {
@@ -2412,7 +2569,11 @@ function mergeScopes(a: StepScope, b: StepScope): StepScope {
   };
 }
 
-export function placeholderProblem(expression: string, scope: StepScope): string | undefined {
+export function placeholderProblem(
+  expression: string,
+  scope: StepScope,
+  runtime = RUNTIME_PLACEHOLDER_ROOTS,
+): string | undefined {
   const shown = `"{{ ${expression} }}"`;
   if (expression.startsWith("$")) {
     return /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(expression)
@@ -2431,10 +2592,17 @@ export function placeholderProblem(expression: string, scope: StepScope): string
     }
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root) || scope.unknown) return undefined;
+  if (runtime.includes(root) || scope.unknown) return undefined;
   if (scope.ids.has(root)) return undefined;
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
   const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
+  if (runtime === TRIGGER_PLACEHOLDER_ROOTS) {
+    const guess = didYouMean(root, runtime);
+    return `${shown} is neither something the automation has when it fires (event, automation, ` +
+      `labels, …) nor an earlier step's output; Prefect would leave it empty.${
+        guess ? ` Did you mean "${guess}"?` : ""
+      }`;
+  }
   return `${shown} refers to no earlier step ${rest.length ? "id" : "id or output"}${
     known ? ` (step ids here: ${known})` : " (no step before it has an id)"
   }; Prefect would leave it empty.`;
@@ -2600,6 +2768,7 @@ interface EnvironmentChange {
   work_pool?: Json;
   paused?: boolean;
   schedules?: { active?: boolean };
+  triggers?: { enabled?: boolean };
 }
 
 export interface Environment {
@@ -2727,6 +2896,12 @@ function applyEnvironment(data: unknown, environment: Environment, sources: Flow
         if (result.schedule && typeof result.schedule === "object") {
           result.schedule = { ...result.schedule, active };
         }
+      }
+      if (change.triggers?.enabled !== undefined && Array.isArray(result.triggers)) {
+        const enabled = change.triggers.enabled;
+        result.triggers = result.triggers.map((t) =>
+          t && typeof t === "object" ? { ...t, enabled } : t
+        );
       }
     }
     result.name = `${prefix}${name}${suffix}`;
@@ -2951,6 +3126,8 @@ export interface DesiredDeployment {
   /** Absent: keep the server's value. */
   paused?: boolean;
   schedules: DesiredSchedule[];
+  /** One per trigger, templates resolved. */
+  automations: DesiredAutomation[];
 }
 
 /**
@@ -2993,6 +3170,9 @@ export const sameOwner = (a: Owner | undefined, b: Owner) =>
 export function describeOwner(owner: Owner): string {
   return `project "${owner.project}", environment "${owner.environment ?? "default"}"`;
 }
+
+/** The tags marking an automation as the project's; which deployment it runs does the rest. */
+const automationMarks = (owner: Owner) => ownerTags(owner);
 
 /** Derived slugs are positional, so editing a schedule keeps its slug and its ID. */
 export function derivedSlug(index: number): string {
@@ -3097,7 +3277,7 @@ type Reference =
   | { kind: "runtime" }
   | { kind: "step"; expression: string };
 
-function parseReference(expression: string): Reference {
+function parseReference(expression: string, runtime = RUNTIME_PLACEHOLDER_ROOTS): Reference {
   if (expression.startsWith("$")) return { kind: "env", name: expression.slice(1) };
   const parts = expression.split(".");
   if (parts[0] === "prefect" && parts[1] === "variables" && parts[2]) {
@@ -3106,7 +3286,7 @@ function parseReference(expression: string): Reference {
   if (parts[0] === "prefect" && parts[1] === "blocks" && parts.length >= 4) {
     return { kind: "block", type: parts[2], name: parts[3], path: parts.slice(4) };
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(parts[0])) return { kind: "runtime" };
+  if (runtime.includes(parts[0])) return { kind: "runtime" };
   return { kind: "step", expression };
 }
 
@@ -3131,7 +3311,8 @@ export function templateReferences(values: unknown[]): { variables: string[]; bl
 class TemplateResolver {
   problems: { path: PathSegment[]; code: string; message: string }[] = [];
 
-  constructor(private values: TemplateValues) {}
+  /** `runtime`: placeholder roots left for run time (in triggers, the automation's too). */
+  constructor(private values: TemplateValues, private runtime = RUNTIME_PLACEHOLDER_ROOTS) {}
 
   /**
    * Resolves placeholders as Prefect does at deploy time: a string that is one placeholder
@@ -3185,7 +3366,7 @@ class TemplateResolver {
   }
 
   #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
-    const ref = parseReference(expression);
+    const ref = parseReference(expression, this.runtime);
     switch (ref.kind) {
       case "runtime":
         return KEEP;
@@ -3440,6 +3621,14 @@ export function desiredDeployments(
       desiredSchedule(s, i, path, resolver)
     );
 
+    // Triggers keep what the automation renders when it fires; the rest resolves now.
+    const triggerResolver = new TemplateResolver(values, TRIGGER_PLACEHOLDER_ROOTS);
+    const triggers = triggerResolver.resolve(d.triggers ?? [], at("triggers")) as unknown[];
+    resolver.problems.push(
+      ...triggerResolver.problems,
+      ...checkTriggers(entry.name, triggers, at("triggers"), intervalSeconds),
+    );
+
     for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
       entry,
@@ -3448,6 +3637,7 @@ export function desiredDeployments(
       fields,
       paused: asBoolean(field("paused"), at("paused"), resolver),
       schedules,
+      automations: desiredAutomations(entry.name, triggers, intervalSeconds),
     };
   });
 }
@@ -3491,6 +3681,8 @@ export interface ServerState {
    * these instead of the values, which may be secret.
    */
   blockVersions: string[];
+  /** The project's automations, and unmarked ones named as a declared trigger. */
+  automations: Automations;
 }
 
 /** What the filter endpoints must answer before their items are trusted. */
@@ -3590,10 +3782,21 @@ export async function readServerState(
         variables: { name: { any_: refs.variables } },
       }, VARIABLE_SHAPE)
       : nothing as Promise<{ name: string; value: unknown }[]>,
+    // Always read: a trigger removed from the manifests is an automation to delete.
+    flowNames.length
+      ? readAutomations(
+        client,
+        automationMarks(owner),
+        entries.flatMap((e) =>
+          (e.spec.triggers ?? []).map((t, i) => automationName(e.name, i, t as Json))
+            .filter((name) => !hasPlaceholder(name))
+        ),
+      )
+      : Promise.resolve<Automations>({ supported: true, marks: [], list: [] }),
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
-  const [flows, deployments, marked, variables] = await reads;
+  const [flows, deployments, marked, variables, automations] = await reads;
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
   const blocks = new Map<string, unknown>();
@@ -3652,6 +3855,7 @@ export async function readServerState(
     pools,
     values,
     blockVersions: blockVersions.sort(),
+    automations,
   };
 }
 
@@ -3684,6 +3888,8 @@ export interface PlannedDeployment {
   schedules: ScheduleOps;
   /** Adopt: the project and environment that owned it, if any did. */
   previousOwner?: Owner;
+  /** Its triggers' automations, applied after the deployment (deleted before it). */
+  automations: AutomationOp[];
 }
 
 /** Equality of JSON values with object keys in any order. */
@@ -3920,6 +4126,7 @@ export function planDeployments(
         effects: [],
         patch: {},
         schedules: { add: want.schedules, change: [], remove: [] },
+        automations: planAutomations(want.automations, state.automations, null),
       };
     }
     const actual = serverFields(have);
@@ -3952,6 +4159,8 @@ export function planDeployments(
     const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
       schedules.ops.remove.length > 0;
     if (deletesRuns) effects.unshift(RUNS_DELETED);
+    const automations = planAutomations(want.automations, state.automations, have.id);
+    const changed = changes.length || automations.some((a) => a.action !== "noop");
     const theirs = ownerOf(have.tags ?? []);
     const adopt = !sameOwner(theirs, owner);
     if (adopt) {
@@ -3965,12 +4174,13 @@ export function planDeployments(
     return {
       ...base,
       id: have.id,
-      action: adopt ? "adopt" : changes.length ? "update" : "noop",
+      action: adopt ? "adopt" : changed ? "update" : "noop",
       changes,
       effects,
       patch,
       schedules: schedules.ops,
       ...(adopt ? { previousOwner: theirs } : {}),
+      automations,
     };
   });
   if (prune) {
@@ -3981,9 +4191,13 @@ export function planDeployments(
         id: have.id,
         action: "delete",
         changes: [],
-        effects: ["Deletes the deployment and every scheduled run of it that has not started."],
+        effects: [
+          "Deletes the deployment, every scheduled run of it that has not started, and the " +
+          "automations it owns.",
+        ],
         patch: {},
         schedules: { add: [], change: [], remove: [] },
+        automations: pruneAutomations(state.automations, have.id),
       });
     }
   }
@@ -4087,18 +4301,21 @@ async function applyOne(
     case "noop":
       return { ...item, result: "unchanged" };
     case "delete":
+      await deleteDeploymentAutomations(client, item.id!, item.automations);
       await client.request("DELETE", path, undefined, { accept: [404] });
       return { ...item, result: "deleted" };
     case "create": {
       const want = item.desired!;
       const id = await createDeployment(client, want, await flowId(want.flow));
-      return { ...item, id, result: "created" };
+      const automations = await applyAutomations(client, id, item.automations);
+      return { ...item, id, automations, result: "created" };
     }
     case "update":
     case "adopt": {
       if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
       await applySchedules(client, item.id!, item.schedules);
-      return { ...item, result: item.action === "adopt" ? "adopted" : "updated" };
+      const automations = await applyAutomations(client, item.id!, item.automations);
+      return { ...item, automations, result: item.action === "adopt" ? "adopted" : "updated" };
     }
   }
 }
@@ -4362,6 +4579,14 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
       lines.push(`      ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
     }
     for (const e of item.effects) lines.push(`      ! ${e}`);
+    for (const a of item.automations) {
+      if (a.action === "noop") continue;
+      lines.push(`      ${SYMBOLS[a.action]} automation ${a.name}`);
+      for (const c of a.changes) {
+        lines.push(`          ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
+      }
+      for (const e of a.effects) lines.push(`          ! ${e}`);
+    }
   }
   if (!lines.length) lines.push("No changes: the server matches the manifests.");
   lines.push("", planSummary(plan));
@@ -4389,8 +4614,13 @@ function resultLine(r: AppliedDeployment, width: number): string {
       }): ${r.error}`;
     case "skipped":
       return `${name}  ${r.id ?? "-"}  ${r.error}`;
-    default:
-      return `${name}  ${r.id}  ${r.result}`;
+    default: {
+      const past = { create: "created", update: "updated", delete: "deleted" } as const;
+      const automations = r.automations.flatMap((a) =>
+        a.action === "noop" ? [] : [`\n  automation ${a.name}  ${a.id ?? "-"}  ${past[a.action]}`]
+      );
+      return `${name}  ${r.id}  ${r.result}${automations.join("")}`;
+    }
   }
 }
 
@@ -4422,6 +4652,13 @@ function syncJson(outcome: SyncOutcome, started: number): unknown {
       changes: i.changes,
       effects: i.effects,
       ...(i.previousOwner ? { previous_owner: i.previousOwner } : {}),
+      automations: i.automations.map(({ name, id, action, changes, effects }) => ({
+        name,
+        id,
+        action,
+        changes,
+        effects,
+      })),
       ...("result" in i
         ? {
           result: i.result,
@@ -4496,23 +4733,46 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
 }
 
 /**
- * Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent.
- * (validate warns about build and push steps.)
+ * Manifest parts `prefect deploy` acts on and deploy.ts does not here: said, never silent. SLAs
+ * and, on a server without automations, triggers are said once, at the first that has them.
  */
-function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
+function notSynced(
+  entries: DeploymentEntry[],
+  server: { cloud: boolean; automations: boolean },
+): Diagnostic[] {
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
-  for (const entry of entries) {
-    const here = ["deployments", entry.index];
-    if (entry.spec.triggers?.length) {
-      warn(
-        entry,
-        [...here, "triggers"],
-        "triggers-not-synced",
-        "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
-      );
+  const once = (
+    key: "sla" | "triggers",
+    having: DeploymentEntry[],
+    code: string,
+    message: (count: number) => string,
+  ) => {
+    if (having.length) {
+      warn(having[0], ["deployments", having[0].index, key], code, message(having.length));
     }
+  };
+  // `sla: []` counts: to `prefect deploy` it removes the deployment's SLAs.
+  once(
+    "sla",
+    entries.filter((e) => Array.isArray(e.spec.sla)),
+    "sla-not-synced",
+    (n) =>
+      `${n} deployment(s) declare \`sla\`; ${
+        server.cloud
+          ? "deploy.ts does not sync SLAs to Prefect Cloud yet"
+          : "SLAs exist only on Prefect Cloud"
+      }, so they were not synced.`,
+  );
+  if (!server.automations) {
+    once(
+      "triggers",
+      entries.filter((e) => e.spec.triggers?.length),
+      "automations-unavailable",
+      (n) =>
+        `The server has no automations API (404), so the triggers of ${n} deployment(s) were not synced.`,
+    );
   }
   return found;
 }
@@ -4558,10 +4818,19 @@ async function preparePlan(
   client: PrefectClient,
   selected: DeploymentEntry[],
   owner: Owner,
-  options: Options & { seesWholeProject: boolean },
+  /** `warn`: say what apply will not sync (the first time only: apply plans twice). */
+  options: Options & { seesWholeProject: boolean; warn: boolean },
   outcome: SyncOutcome,
 ): Promise<PreparedPlan> {
   const state = await readServerState(client, selected, owner);
+  if (options.warn) {
+    const warnings = notSynced(selected, {
+      cloud: client.isCloud,
+      automations: state.automations.supported,
+    });
+    outcome.diagnostics.push(...warnings);
+    showDiagnostics(warnings, options.format);
+  }
   const problems: Diagnostic[] = [];
   const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d));
   for (const want of desired) {
@@ -4573,6 +4842,17 @@ async function preparePlan(
         "missing-work-pool",
         `Work pool "${pool}" does not exist on ${client.displayUrl}. Create it ` +
           `(prefect work-pool create "${pool}" --type process) or fix the name.`,
+      ));
+    }
+    if (client.isCloud) continue;
+    const triggersAt = ["deployments", want.entry.index, "triggers"];
+    for (const path of metricTriggerPaths(want.entry.spec.triggers ?? [], triggersAt)) {
+      problems.push(diagnosticAt(
+        want.entry.file,
+        path,
+        "cloud-only-trigger",
+        `Metric triggers exist only on Prefect Cloud; ${client.displayUrl} would reject this ` +
+          "automation.",
       ));
     }
   }
@@ -4624,6 +4904,13 @@ function operationOf(item: PlannedDeployment): unknown {
     id: item.id,
     patch: item.patch,
     schedules: item.schedules,
+    automations: item.automations.map(({ action, name, id, body, enabledOnly }) => ({
+      action,
+      name,
+      id,
+      body,
+      enabledOnly,
+    })),
     ...(item.action === "create"
       ? { fields: item.desired?.fields, paused: item.desired?.paused ?? false }
       : {}),
@@ -4801,10 +5088,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   progress(
     `Reading ${client.displayUrl} for ${selected.length} deployment(s) of ${describeOwner(owner)}`,
   );
-  const warnings = notSynced(selected);
-  outcome.diagnostics.push(...warnings);
-  showDiagnostics(warnings, options.format);
-  const planning = { ...options, seesWholeProject: singleFile === undefined };
+  const planning = { ...options, seesWholeProject: singleFile === undefined, warn: true };
   const prepared = await preparePlan(client, selected, owner, planning, outcome);
   outcome.items = prepared.plan;
   outcome.undeclared = prepared.undeclared;
@@ -4846,7 +5130,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   outcome.lock = { waited_ms: Math.round(performance.now() - waitStarted) };
   try {
     // Under the lock the server cannot move: plan again from what it holds now.
-    const fresh = await preparePlan(client, selected, owner, planning, outcome);
+    const fresh = await preparePlan(client, selected, owner, { ...planning, warn: false }, outcome);
     outcome.items = fresh.plan;
     outcome.undeclared = fresh.undeclared;
     if (saved) checkSavedPlan(saved.path, saved.plan, await savedNow(fresh));

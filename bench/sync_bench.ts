@@ -6,14 +6,18 @@
  * one-change apply (one parameter of one deployment). Both tools talk to the server through
  * the same recording proxy, which counts their reads and writes the same way. Each tool gets its
  * own flow names, so both start cold. Prints a Markdown table for BENCHMARKS.md.
+ * With `--triggers=K`, every deployment also has K event triggers (automations).
  *
- * Usage: deno task bench:sync [N...]   (default 10 100 500)
+ * Usage: deno task bench:sync [--triggers=K] [N...]   (default 10 100 500, no triggers)
  */
 import { startPrefectServer } from "../tests/prefect_server.ts";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
 
 const DEPLOY_TS = new URL("../deploy.ts", import.meta.url).pathname;
-const sizes = Deno.args.length ? Deno.args.map(Number) : [10, 100, 500];
+const triggerFlag = Deno.args.find((a) => a.startsWith("--triggers="));
+const TRIGGERS = triggerFlag ? Number(triggerFlag.split("=")[1]) : 0;
+const sizeArgs = Deno.args.filter((a) => a !== triggerFlag);
+const sizes = sizeArgs.length ? sizeArgs.map(Number) : [10, 100, 500];
 const PER_FILE = 10;
 
 interface Measure {
@@ -32,8 +36,22 @@ function manifest(prefix: string, n: number, changed: boolean): string {
     work_pool: {name: bench-pool}
     schedules:
       - {slug: daily, cron: "${i % 60} 6 * * *", timezone: UTC, active: true}
-`).join("");
+${triggers(i)}`).join("");
   return `name: bench-${prefix}\ndeployments:\n${deployments}`;
+}
+
+function triggers(i: number): string {
+  if (!TRIGGERS) return "";
+  const each = Array.from(
+    { length: TRIGGERS },
+    (_, t) =>
+      `      - match: {prefect.resource.id: "bench.source.${i}"}
+        expect: [bench.event.${t}]
+        parameters: {limit: "{{ event.payload.limit }}"}
+`,
+  );
+  return `    triggers:
+${each.join("")}`;
 }
 
 async function makeProject(prefix: string, n: number): Promise<string> {

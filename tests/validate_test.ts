@@ -701,3 +701,57 @@ Deno.test("validate: max_active_runs and catchup name the Prefect versions that 
   assertStringIncludes(ds[1].message, "removed in 3.1; later versions ignore it. Delete it");
   for (const d of ds) assert(!d.message.includes("Prefect 2"), d.message);
 });
+
+Deno.test("validate: triggers are checked against the schema at their file:line:col", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    triggers:\n" +
+        "      - expec: [a.b]\n" +
+        "      - type: compound\n" +
+        "        require: all\n" +
+        "        triggers:\n" +
+        "          - {expect: [x], parameters: {since: 1}}\n" +
+        "      - {type: metric, metric: {name: latenes, threshold: 1, operator: '>'}}\n" +
+        "    sla:\n" +
+        "      - {name: s, duraton: 60}\n",
+    ),
+  });
+  assertEquals(brief(ds), [
+    "6:9 error unknown-key",
+    "10:27 error unknown-key",
+    "11:39 error invalid-value",
+    "13:19 error unknown-key",
+  ]);
+  assertStringIncludes(ds[0].message, 'Unknown key "expec" in a trigger. Did you mean "expect"?');
+  assertStringIncludes(ds[1].message, "It belongs on the outer trigger");
+  assertStringIncludes(ds[2].message, 'Did you mean "lateness"?');
+  assertStringIncludes(ds[3].message, 'Unknown key "duraton" in an SLA. Did you mean "duration"?');
+});
+
+Deno.test("validate: what Prefect drops or rejects in triggers, every problem at once", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    triggers:\n" +
+        "      - {expect: [a], require: 2, parameters: {sincee: x, since: '{{ evnt.id }}'}}\n" +
+        "      - {type: compound, require: 3, triggers: [{expect: [a]}, {posture: Proactive, within: 5}]}\n" +
+        "      - {name: nightly__automation_1, schedule_after: soon}\n" +
+        "      - {parameters: {broken: '{{ event.x '}}\n" +
+        "      - {parameters: {jinja: '{{ event.payload | tojson }}'}}\n" +
+        "    sla:\n" +
+        "      - {name: s, duration: 60, within: 60}\n",
+    ),
+  });
+  assertEquals(brief(ds), [
+    "6:23 error trigger-key",
+    "6:48 error unknown-parameter",
+    "6:66 error template-reference",
+    "7:35 error invalid-value",
+    "7:93 error invalid-duration",
+    "8:16 error duplicate-trigger-name",
+    "8:55 error invalid-duration",
+    "9:31 error template-syntax",
+    "12:9 error sla-kind",
+  ]);
+  assertStringIncludes(ds[1].message, 'Did you mean "since"?');
+  assertStringIncludes(ds[2].message, 'Did you mean "event"?');
+});
