@@ -38,6 +38,14 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import {
+  NATIVE_STEPS,
+  RESERVED_KEYS,
+  runStep,
+  type StepContext,
+  StepError,
+  takeIgnoreCache,
+} from "./lib/steps.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -68,6 +76,12 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
       --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
       --strict                 Treat validation warnings as errors
       --no-code-checks         Skip checks that read flow source
+  STEPS (run before anything is read or planned; need a docker CLI and engine)
+      --build-image            Run the build steps (docker build, shell scripts); their
+                               outputs fill {{ step-id.key }} templates
+      --push-image             Run the push steps (docker push)
+                               Without them, a field filled by a step output keeps the
+                               server's value, and a new deployment that needs one is an error
   SERVER
       --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
       --wait SECONDS           Wait up to SECONDS for the API to answer /health first
@@ -155,6 +169,7 @@ EXAMPLES
   deploy plan --flow refinement --detailed-exitcode
   deploy plan -n 'refinement/*' --format json
   deploy plan --prune --api-url http://127.0.0.1:4200/api
+  deploy plan --build-image              # builds the images (no push) to show their new tags
 `,
   apply: `deploy apply — make the Prefect server match the manifests
 
@@ -183,6 +198,7 @@ EXIT STATUS
 EXAMPLES
   deploy apply
   deploy apply --wait 60                 # Fly.io release_command: the API may still be starting
+  deploy apply --build-image --push-image   # CI: build and push the images, then apply
   deploy apply --flow refinement
   deploy apply --prune --yes --format json
 `,
@@ -247,6 +263,10 @@ export interface Options {
   /** Seconds to wait for /health; 0 = do not wait. */
   wait: number;
   concurrency: number;
+  /** `--build-image`: run the manifests' build steps first. */
+  buildImage: boolean;
+  /** `--push-image`: run the manifests' push steps first. */
+  pushImage: boolean;
 }
 
 const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
@@ -280,6 +300,8 @@ export function parseCommandLine(argv: string[]): Options {
     "api-url": { type: "string" },
     wait: { type: "string" },
     prune: { type: "boolean" },
+    "build-image": { type: "boolean" },
+    "push-image": { type: "boolean" },
   } as const;
   const optionsByCommand = {
     validate: input,
@@ -347,6 +369,8 @@ export function parseCommandLine(argv: string[]): Options {
     apiUrl,
     wait,
     concurrency,
+    buildImage: Boolean(values["build-image"]),
+    pushImage: Boolean(values["push-image"]),
   };
 }
 
@@ -365,6 +389,8 @@ export function defaultOptions(): Options {
     detailedExitcode: false,
     wait: 0,
     concurrency: 8,
+    buildImage: false,
+    pushImage: false,
   };
 }
 
@@ -1332,13 +1358,41 @@ const PREFECT_STEP_NAMESPACE = "prefect.deployments.steps.";
 
 /** What earlier steps make available to `{{ ... }}`: their ids and output keys. */
 interface StepScope {
-  ids: Set<string>;
+  /** Each id's step (short name) and outputs; no outputs: another package's step. */
+  ids: Map<string, { step: string; outputs?: string[] }>;
   outputs: Set<string>;
   /** A step of another package ran: its outputs are unknown, so bare names cannot be checked. */
   open: boolean;
 }
 
-const emptyScope = (): StepScope => ({ ids: new Set(), outputs: new Set(), open: false });
+const emptyScope = (): StepScope => ({ ids: new Map(), outputs: new Set(), open: false });
+
+/** A list of steps and where it is written. */
+export interface StepList {
+  steps: Step[];
+  path: PathSegment[];
+}
+
+/**
+ * The build and push steps a deployment runs, by `prefect deploy`'s rules: a deployment's own
+ * `build` replaces the top level's, even when empty or null; its own `push` does only when it
+ * has steps. Push steps run after the build steps and see their outputs.
+ */
+export function effectiveSteps(
+  top: DeployTsManifest,
+  d: Deployment,
+  index: number,
+): { build: StepList; push: StepList } {
+  const here = ["deployments", index];
+  return {
+    build: "build" in d
+      ? { steps: d.build ?? [], path: [...here, "build"] }
+      : { steps: top.build ?? [], path: ["build"] },
+    push: d.push?.length
+      ? { steps: d.push, path: [...here, "push"] }
+      : { steps: top.push ?? [], path: ["push"] },
+  };
+}
 
 export interface DeploymentEntry {
   file: ManifestFile;
@@ -1368,39 +1422,43 @@ class ManifestChecker {
     severity: Severity = "error",
     at: "key" | "value" = "value",
   ) {
+    const key = `${formatPath(path)} ${code} ${message}`;
+    if (this.#reported.has(key)) return;
+    this.#reported.add(key);
     this.report(diagnosticAt(this.file, path, code, message, severity, at));
   }
 
+  /** Problems already reported: top-level steps are checked once per build they follow. */
+  #reported = new Set<string>();
+
   check(manifest: DeployTsManifest): DeploymentEntry[] {
-    const top = {
-      build: this.checkSteps(manifest.build, ["build"], emptyScope()),
-      push: undefined as StepScope | undefined,
-      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope()),
-    };
-    top.push = this.checkSteps(manifest.push, ["push"], top.build);
+    // Top-level steps are checked with each deployment that uses them, and once on their own
+    // when none does.
+    const deployments = (manifest.deployments ?? []).filter((d): d is Deployment => !!d);
+    const unusedPush = deployments.every((d) => d.push?.length);
+    const unusedPull = deployments.every((d) => d.pull !== undefined && d.pull !== null);
+    const topBuild = this.checkSteps(manifest.build, ["build"], emptyScope());
+    if (unusedPush || unusedPull) {
+      const topPush = this.checkSteps(manifest.push, ["push"], topBuild);
+      if (unusedPull) this.checkSteps(manifest.pull, ["pull"], mergeScopes(topBuild, topPush));
+    }
     return (manifest.deployments ?? []).flatMap((deployment, index) =>
-      deployment ? [this.checkDeployment(deployment, index, top)] : []
+      deployment ? [this.checkDeployment(deployment, index, manifest)] : []
     );
   }
 
-  private checkDeployment(
-    d: Deployment,
-    index: number,
-    top: { build: StepScope; push?: StepScope; pull: StepScope },
-  ): DeploymentEntry {
+  private checkDeployment(d: Deployment, index: number, top: DeployTsManifest): DeploymentEntry {
     const here: PathSegment[] = ["deployments", index];
     const flow = this.sources.flowName(d.entrypoint, d.flow_name);
 
-    // Deployment-level steps replace the top-level ones.
-    const build = d.build !== undefined && d.build !== null
-      ? this.checkSteps(d.build, [...here, "build"], emptyScope())
-      : top.build;
-    const push = d.push !== undefined && d.push !== null
-      ? this.checkSteps(d.push, [...here, "push"], build)
-      : top.push ?? build;
+    const steps = effectiveSteps(top, d, index);
+    const build = this.checkSteps(steps.build.steps, steps.build.path, emptyScope());
+    const push = this.checkSteps(steps.push.steps, steps.push.path, build);
+    const scope = mergeScopes(build, push);
+    // `prefect deploy` fills build and push outputs into the pull steps it registers.
     if (d.pull !== undefined && d.pull !== null) {
-      this.checkSteps(d.pull, [...here, "pull"], emptyScope());
-    }
+      this.checkSteps(d.pull, [...here, "pull"], scope);
+    } else this.checkSteps(top.pull, ["pull"], scope);
 
     if (d.schedule && d.schedules?.length) {
       this.problem(
@@ -1461,7 +1519,6 @@ class ManifestChecker {
       this.checkParameters(d, here, flowSource, schedules);
     }
 
-    const scope = mergeScopes(build, push ?? emptyScope());
     for (const key of Object.keys(d) as (keyof Deployment)[]) {
       if (["build", "push", "pull", "triggers"].includes(key)) continue;
       this.checkTemplates(d[key], [...here, key], scope);
@@ -1729,7 +1786,7 @@ class ManifestChecker {
     inherited: StepScope,
   ): StepScope {
     const scope: StepScope = {
-      ids: new Set(inherited.ids),
+      ids: new Map(inherited.ids),
       outputs: new Set(inherited.outputs),
       open: inherited.open,
     };
@@ -1758,6 +1815,7 @@ class ManifestChecker {
         );
       }
       this.checkTemplates(args, [...stepPath, name], scope);
+      const known = KNOWN_STEPS.includes(name) ? STEP_OUTPUTS[shortName] : undefined;
       const id = (args as { id?: unknown } | null)?.id;
       if (typeof id === "string") {
         if (scope.ids.has(id) && !inherited.ids.has(id)) {
@@ -1767,10 +1825,9 @@ class ManifestChecker {
             `Step id "${id}" is used twice; the second hides the first's outputs.`,
           );
         }
-        scope.ids.add(id);
+        scope.ids.set(id, { step: shortName, outputs: known });
       }
-      const outputs = STEP_OUTPUTS[shortName];
-      if (outputs && KNOWN_STEPS.includes(name)) outputs.forEach((o) => scope.outputs.add(o));
+      if (known) known.forEach((o) => scope.outputs.add(o));
       else scope.open = true;
     });
     return scope;
@@ -1810,7 +1867,7 @@ class ManifestChecker {
 
 function mergeScopes(a: StepScope, b: StepScope): StepScope {
   return {
-    ids: new Set([...a.ids, ...b.ids]),
+    ids: new Map([...a.ids, ...b.ids]),
     outputs: new Set([...a.outputs, ...b.outputs]),
     open: a.open || b.open,
   };
@@ -1836,9 +1893,17 @@ export function placeholderProblem(expression: string, scope: StepScope): string
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
   if (RUNTIME_PLACEHOLDER_ROOTS.includes(root)) return undefined;
-  if (scope.ids.has(root)) return undefined;
+  const step = scope.ids.get(root);
+  if (step) {
+    const key = rest.join(".").split(/[.[]/)[0];
+    if (!step.outputs || !key || step.outputs.includes(key)) return undefined;
+    const guess = didYouMean(key, step.outputs);
+    return `${shown}: step "${root}" (${step.step}) has no output "${key}"${
+      guess ? `; did you mean "${guess}"?` : "."
+    } Its outputs are ${step.outputs.join(", ")}.`;
+  }
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
-  const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
+  const known = [...scope.ids.keys()].map((id) => `"${id}"`).join(", ");
   return `${shown} refers to no earlier step ${rest.length ? "id" : "id or output"}${
     known ? ` (step ids here: ${known})` : " (no step before it has an id)"
   }; Prefect would leave it empty.`;
@@ -2242,6 +2307,8 @@ export interface DesiredDeployment {
   /** Absent: keep the server's value. */
   paused?: boolean;
   schedules: DesiredSchedule[];
+  /** Fields filled by outputs of steps that did not run, kept at the server's values. */
+  kept: { field: string; value: unknown }[];
 }
 
 /** The project owning the manifests: their top-level `name`, else the repository's directory. */
@@ -2386,10 +2453,99 @@ export function templateReferences(values: unknown[]): { variables: string[]; bl
   return { variables: [...variables], blocks: [...blocks] };
 }
 
+type StepSection = "build" | "push";
+
+/** A deployment's build and push outputs, as its templates see them. */
+interface StepValues {
+  /** Prefect's outputs of the steps that ran, by step id and by bare name; absent: none ran. */
+  outputs?: Json;
+  /** Which section provides a step output (`id.key` or a bare name); undefined: none does. */
+  provider: (expression: string) => StepSection | undefined;
+  /**
+   * What an output of a step that did not run becomes: the placeholder (checking a step's
+   * arguments before any step runs), an error (running a step), or the server's value.
+   */
+  missing: "keep" | "error" | "server";
+  /** The deployment as the server has it, when it exists. */
+  server?: ServerDeployment;
+}
+
+/** Which section's steps provide each step id and bare output name a deployment can use. */
+function stepProviders(entry: DeploymentEntry): StepValues["provider"] {
+  const ids = new Map<string, StepSection>();
+  const names = new Map<string, StepSection>();
+  let open: StepSection | undefined;
+  const steps = effectiveSteps(entry.file.data as DeployTsManifest, entry.spec, entry.index);
+  for (const section of ["build", "push"] as const) {
+    for (const step of steps[section].steps) {
+      const [name, args] = Object.entries(step ?? {})[0] ?? [];
+      if (!name) continue;
+      const id = (args as { id?: unknown } | null)?.id;
+      if (typeof id === "string") ids.set(id, section);
+      const outputs = KNOWN_STEPS.includes(name) ? STEP_OUTPUTS[name.split(".").pop()!] : undefined;
+      if (outputs) outputs.forEach((o) => names.set(o, section));
+      else open = section;
+    }
+  }
+  return (expression) => {
+    const root = expression.split(/[.[]/)[0];
+    return ids.get(root) ?? names.get(root) ?? (expression.includes(".") ? undefined : open);
+  };
+}
+
+/** Prefect's `get_from_dict`: `a.b[0].c`, numbers index lists; NOT_SET when absent. */
+function outputValue(outputs: unknown, expression: string): unknown {
+  const keys = expression.replaceAll("[", ".").replaceAll("]", "").split(".");
+  return valueAt(outputs, keys.map((key) => /^-?\d+$/.test(key) ? Number(key) : key));
+}
+
+function valueAt(root: unknown, path: PathSegment[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if ((Array.isArray(value) || typeof value === "string") && typeof key === "number") {
+      value = value.at(key);
+    } else if (
+      value && typeof value === "object" && !Array.isArray(value) && typeof key === "string"
+    ) {
+      value = Object.hasOwn(value, key) ? (value as Json)[key] : undefined;
+    } else return NOT_SET;
+    if (value === undefined) return NOT_SET;
+  }
+  return value;
+}
+const NOT_SET = Symbol("not set");
+
+/**
+ * Where a deployment field of the manifest lives on the server's deployment, for the fields a
+ * step output can fill while keeping the server's value.
+ */
+function serverPathOf(path: PathSegment[]): PathSegment[] | undefined {
+  const [root, index, key, ...rest] = path;
+  if (root === "pull") return ["pull_steps", index, key, ...rest];
+  if (root !== "deployments") return undefined;
+  switch (key) {
+    case "work_pool":
+      if (rest[0] === "job_variables") return ["job_variables", ...rest.slice(1)];
+      if (rest.length === 1 && rest[0] === "name") return ["work_pool_name"];
+      if (rest.length === 1 && rest[0] === "work_queue_name") return ["work_queue_name"];
+      return undefined;
+    case "pull":
+      return ["pull_steps", ...rest];
+    case "parameters":
+    case "description":
+    case "version":
+    case "entrypoint":
+      return [key as string, ...rest];
+  }
+  return undefined;
+}
+
 class TemplateResolver {
   problems: { path: PathSegment[]; code: string; message: string }[] = [];
+  /** Fields whose step outputs did not run and which keep the server's values instead. */
+  kept: { field: string; value: unknown }[] = [];
 
-  constructor(private values: TemplateValues) {}
+  constructor(private values: TemplateValues, private steps?: StepValues) {}
 
   /**
    * Resolves placeholders as Prefect does at deploy time: a string that is one placeholder
@@ -2411,11 +2567,14 @@ class TemplateResolver {
     const whole = text.match(/^\{\{\s*([\w.\-\[\]$]+)\s*\}\}$/);
     if (whole) {
       const found = this.#lookup(whole[1], path, onlyEnv);
+      if (found === NOT_RUN) return this.#withoutStep(text, whole[1], path);
       return found === KEEP ? text : found;
     }
-    return text.replace(PLACEHOLDER, (placeholder, expression: string) => {
+    let notRun: string | undefined;
+    const filled = text.replace(PLACEHOLDER, (placeholder, expression: string) => {
       const found = this.#lookup(expression, path, onlyEnv);
-      if (found === KEEP) return placeholder;
+      if (found === NOT_RUN) notRun ??= expression;
+      if (found === KEEP || found === NOT_RUN) return placeholder;
       if (found !== null && typeof found === "object") {
         this.problems.push({
           path,
@@ -2427,6 +2586,47 @@ class TemplateResolver {
       }
       return String(found);
     });
+    return notRun === undefined ? filled : this.#withoutStep(text, notRun, path);
+  }
+
+  /**
+   * A value made from the output of a step that did not run: the server's value of the field,
+   * so a plan without --build-image shows no false change; an error when there is none.
+   */
+  #withoutStep(text: string, expression: string, path: PathSegment[]): unknown {
+    const section = this.steps?.provider(expression) ?? "build";
+    const flags = section === "push" ? "--build-image --push-image" : "--build-image";
+    const shown = `"{{ ${expression} }}" is the output of a ${section} step`;
+    const problem = (code: string, message: string) => {
+      this.problems.push({ path, code, message });
+      return text;
+    };
+    switch (this.steps?.missing) {
+      case "keep":
+        return text;
+      case "error":
+        return problem("step-not-run", `${shown}, which runs only with --${section}-image.`);
+    }
+    const server = this.steps?.server;
+    if (!server) {
+      return problem(
+        "step-output-needed",
+        `${shown}, and this deployment does not exist on the server yet: run with ${flags} ` +
+          "to create it.",
+      );
+    }
+    const field = serverPathOf(path);
+    const value = field && valueAt(server, field);
+    if (!field || value === NOT_SET) {
+      return problem(
+        "step-output-needed",
+        `${shown}, which runs only with ${flags}${
+          field ? `, and the server's deployment has no ${formatPath(field)} to keep` : ""
+        }.`,
+      );
+    }
+    this.kept.push({ field: formatPath(field), value });
+    return value;
   }
 
   #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
@@ -2502,20 +2702,198 @@ class TemplateResolver {
         }
         return value;
       }
-      case "step":
-        if (onlyEnv) return KEEP;
-        this.problems.push({
-          path,
-          code: "step-output",
-          message: `"{{ ${expression} }}" needs the output of a build or push step, and ` +
-            "deploy.ts does not run those steps: build and push images before apply, and write " +
-            "the resulting values (or environment variables) into the manifest.",
-        });
-        return KEEP;
+      case "step": {
+        // In pull steps, outputs of the pull steps themselves are for the worker.
+        if (onlyEnv && !this.steps?.provider(expression)) return KEEP;
+        const outputs = this.steps?.outputs;
+        const found = outputs ? outputValue(outputs, expression) : NOT_SET;
+        return found === NOT_SET ? NOT_RUN : found;
+      }
     }
   }
 }
 const KEEP = Symbol("keep");
+/** The output of a build or push step that did not run. */
+const NOT_RUN = Symbol("not run");
+
+// ─── Steps: --build-image and --push-image ───────────────────────────────────
+
+interface StepCall {
+  entry: DeploymentEntry;
+  section: StepSection;
+  fqn: string;
+  args: Json;
+  /** Where the step's key is written. */
+  path: PathSegment[];
+}
+
+/** A step that stopped the run: where, why, and the last lines it printed. */
+export interface StepFailure {
+  diagnostics: Diagnostic[];
+  tail: string[];
+}
+
+/**
+ * Runs the selected deployments' build steps (`--build-image`) and then their push steps
+ * (`--push-image`), each deployment's in order, before anything is planned. A step that already
+ * ran with the same arguments in this invocation (a top-level build shared by many deployments)
+ * is not run again: its outputs are reused, unless it sets `ignore_cache`. Returns each
+ * deployment's outputs, as Prefect collects them, or what stopped the run.
+ */
+export async function runDeploymentSteps(
+  entries: DeploymentEntry[],
+  sections: StepSection[],
+  client: PrefectClient,
+  progress: (line: string) => void,
+): Promise<{ outputs: Map<DeploymentEntry, Json> } | StepFailure> {
+  const calls = new Map<DeploymentEntry, StepCall[]>();
+  for (const entry of entries) {
+    const steps = effectiveSteps(entry.file.data as DeployTsManifest, entry.spec, entry.index);
+    calls.set(
+      entry,
+      sections.flatMap((section) =>
+        steps[section].steps.map((step, i) => {
+          const [fqn, args] = Object.entries(step)[0];
+          return {
+            entry,
+            section,
+            fqn,
+            args: (args ?? {}) as Json,
+            path: [...steps[section].path, i, fqn],
+          };
+        })
+      ),
+    );
+  }
+  const all = [...calls.values()].flat();
+  const at = (call: StepCall, code: string, message: string) =>
+    diagnosticAt(call.entry.file, call.path, code, message, "error", "key");
+  const unique = (diagnostics: Diagnostic[]) => [
+    ...new Map(diagnostics.map((d) => [`${d.file}:${d.line}:${d.column}:${d.message}`, d]))
+      .values(),
+  ];
+
+  const foreign = all.filter((call) => !(call.fqn in NATIVE_STEPS));
+  if (foreign.length) {
+    return {
+      tail: [],
+      diagnostics: unique(foreign.map((call) =>
+        at(
+          call,
+          "step-not-native",
+          `deploy.ts does not run "${call.fqn}" (it runs build_docker_image, ` +
+            "push_docker_image and run_shell_script): run it before deploy and pass its result " +
+            "in a {{ $DEPLOY_... }} variable, or leave this deployment to `prefect deploy`.",
+        )
+      )),
+    };
+  }
+
+  // The server is checked first, so a wrong URL does not wait for a build to be reported.
+  await client.checkServer();
+  const values = await readTemplateValues(client, all.map((call) => call.args));
+  const resolver = (call: StepCall, outputs: Json | undefined, missing: StepValues["missing"]) =>
+    new TemplateResolver(values, { outputs, provider: stepProviders(call.entry), missing });
+  const resolveArgs = (call: StepCall, r: TemplateResolver) => {
+    const args = Object.fromEntries(
+      Object.entries(call.args).filter(([key]) => !RESERVED_KEYS.includes(key)),
+    );
+    const inputs = r.resolve(args, call.path) as Json;
+    return {
+      inputs,
+      problems: r.problems.map((p) => diagnosticAt(call.entry.file, p.path, p.code, p.message)),
+    };
+  };
+  // Environment variables, Prefect variables and blocks are checked before any step runs.
+  const unresolved = all.flatMap((call) =>
+    resolveArgs(call, resolver(call, undefined, "keep")).problems
+  );
+  if (unresolved.length) return { diagnostics: unique(unresolved), tail: [] };
+
+  const secrets = [...values.blocks.values()].flatMap(stringsIn).filter((s) => s.length >= 4);
+  const ctx: StepContext = {
+    output: (line) => progress(`  ${hide(line, ctx.secrets)}`),
+    env: (name) => Deno.env.get(name),
+    secrets,
+    now: () => new Date(),
+  };
+  const ran = new Map<string, Json>();
+  const outputs = new Map<DeploymentEntry, Json>();
+  for (const [entry, list] of calls) {
+    const collected: Json = {};
+    for (const call of list) {
+      const resolved = resolveArgs(call, resolver(call, collected, "error"));
+      if (resolved.problems.length) return { diagnostics: resolved.problems, tail: [] };
+      const { inputs, ignoreCache } = takeIgnoreCache(resolved.inputs);
+      const prefectVersion = (entry.file.data as DeployTsManifest)["prefect-version"];
+      const key = JSON.stringify([call.fqn, inputs, prefectVersion]);
+      let result = ignoreCache ? undefined : ran.get(key);
+      if (!result) {
+        const id = typeof call.args.id === "string" ? ` "${call.args.id}"` : "";
+        const { line, column } = positionOf(entry.file, call.path, "key");
+        const name = call.fqn.split(".").pop();
+        progress(
+          `Running ${call.section} step ${name}${id} (${entry.file.path}:${line}:${column})`,
+        );
+        try {
+          result = await runStep(call.fqn, inputs, { ...ctx, prefectVersion });
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          return {
+            diagnostics: [
+              at(
+                call,
+                "step-failed",
+                hide(
+                  `${SECTION_TITLES[call.section]} step ${name}${id} failed: ${message}`,
+                  ctx.secrets,
+                ),
+              ),
+            ],
+            tail: error instanceof StepError ? error.tail.map((l) => hide(l, ctx.secrets)) : [],
+          };
+        }
+        ran.set(key, result);
+      }
+      // As Prefect's run_steps: under the step's id, and each output by its bare name.
+      if (typeof call.args.id === "string") collected[call.args.id] = result;
+      Object.assign(collected, result);
+    }
+    outputs.set(entry, collected);
+  }
+  return { outputs };
+}
+
+const SECTION_TITLES: Record<StepSection, string> = { build: "Build", push: "Push" };
+
+/** Every string inside a value: the parts of a block a step may print. */
+function stringsIn(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  if (value && typeof value === "object") return Object.values(value).flatMap(stringsIn);
+  return [];
+}
+
+function hide(text: string, secrets: string[]): string {
+  return secrets.reduce((t, secret) => t.split(secret).join("***"), redact(text));
+}
+
+/** The Prefect variables and blocks that templates in `values` use, read once each. */
+async function readTemplateValues(
+  client: PrefectClient,
+  values: unknown[],
+): Promise<TemplateValues> {
+  const refs = templateReferences(values);
+  const variables = refs.variables.length
+    ? await client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
+      variables: { name: { any_: refs.variables } },
+    })
+    : [];
+  return {
+    env: (name) => Deno.env.get(name),
+    variables: new Map(variables.map((v) => [v.name, v.value])),
+    blocks: await readBlocks(client, refs.blocks),
+  };
+}
 
 // ─── Plan: building the desired state ────────────────────────────────────────
 
@@ -2583,15 +2961,28 @@ function desiredSchedule(
   };
 }
 
+/** What fills `{{ step-id.key }}` in deployment fields: the outputs of steps that ran. */
+export interface StepResults {
+  outputs: Map<DeploymentEntry, Json>;
+  /** The server's deployments by `flow/name`, whose values stand in for steps that did not run. */
+  server: Map<string, ServerDeployment>;
+}
+
 /** Turns validated manifest entries into the state the server should have. */
 export function desiredDeployments(
   entries: DeploymentEntry[],
   project: string,
   values: TemplateValues,
   report: (d: Diagnostic) => void,
+  steps?: StepResults,
 ): DesiredDeployment[] {
   return entries.map((entry) => {
-    const resolver = new TemplateResolver(values);
+    const resolver = new TemplateResolver(values, {
+      outputs: steps?.outputs.get(entry),
+      provider: stepProviders(entry),
+      missing: "server",
+      server: steps?.server.get(`${entry.flow}/${entry.name}`),
+    });
     const d = entry.spec;
     const here: PathSegment[] = ["deployments", entry.index];
     const at = (key: string) => [...here, key];
@@ -2687,6 +3078,7 @@ export function desiredDeployments(
       fields,
       paused: asBoolean(field("paused"), at("paused"), resolver),
       schedules,
+      kept: resolver.kept,
     };
   });
 }
@@ -2777,19 +3169,7 @@ export async function readServerState(
   reads.catch(() => {});
   const version = await versionCheck;
   const [flows, deployments, owned, pools, variables] = await reads;
-  const blocks = new Map<string, unknown>();
-  await Promise.all(refs.blocks.map(async (key) => {
-    const [type, name] = key.split("/");
-    const { status, data } = await client.request<{ data: unknown }>(
-      "GET",
-      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
-        encodeURIComponent(name)
-      }?include_secrets=true`,
-      undefined,
-      { accept: [404] },
-    );
-    if (status === 200) blocks.set(key, data.data);
-  }));
+  const blocks = await readBlocks(client, refs.blocks);
 
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));
   const flowNameById = new Map(flows.map((f) => [f.id, f.name]));
@@ -2814,6 +3194,24 @@ export async function readServerState(
       blocks,
     },
   };
+}
+
+/** Block documents' `data` by `type/name`, secrets included; missing ones are left out. */
+async function readBlocks(client: PrefectClient, keys: string[]): Promise<Map<string, unknown>> {
+  const blocks = new Map<string, unknown>();
+  await Promise.all(keys.map(async (key) => {
+    const [type, name] = key.split("/");
+    const { status, data } = await client.request<{ data: unknown }>(
+      "GET",
+      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
+        encodeURIComponent(name)
+      }?include_secrets=true`,
+      undefined,
+      { accept: [404] },
+    );
+    if (status === 200) blocks.set(key, data.data);
+  }));
+  return blocks;
 }
 
 // ─── Plan: comparing ─────────────────────────────────────────────────────────
@@ -3357,8 +3755,26 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
     for (const e of item.effects) lines.push(`      ! ${e}`);
   }
   if (!lines.length) lines.push("No changes: the server matches the manifests.");
+  const kept = keptLines(plan);
+  if (kept.length) lines.push("", ...kept);
   lines.push("", planSummary(plan));
   return lines;
+}
+
+/** The fields a plan took from the server because the steps filling them did not run. */
+function keptLines(plan: PlannedDeployment[]): string[] {
+  const rows = plan.flatMap((item) =>
+    (item.desired?.kept ?? []).map((k) =>
+      `  ${item.flow}/${item.name}  ${k.field} = ${compact(k.value)}`
+    )
+  );
+  return rows.length
+    ? [
+      "Kept as on the server (filled by build or push steps that did not run; " +
+      "--build-image and --push-image run them):",
+      ...rows,
+    ]
+    : [];
 }
 
 export function applySummary(results: AppliedDeployment[]): string {
@@ -3390,6 +3806,7 @@ function syncJson(
       action: i.action,
       changes: i.changes,
       effects: i.effects,
+      ...(i.desired?.kept.length ? { kept_from_server: i.desired.kept.map((k) => k.field) } : {}),
       ...("result" in i ? { result: i.result, ...(i.error ? { error: i.error } : {}) } : {}),
     })),
     summary: {
@@ -3432,11 +3849,11 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
 }
 
 /** Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent. */
-function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
+function notSynced(entries: DeploymentEntry[], options: Options): Diagnostic[] {
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
-  const files = new Set<ManifestFile>();
+  const warned = new Set<string>();
   for (const entry of entries) {
     const here = ["deployments", entry.index];
     if (entry.spec.triggers?.length) {
@@ -3447,24 +3864,18 @@ function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
         "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
       );
     }
-    for (const key of ["build", "push"] as const) {
-      if (entry.spec[key]?.length) {
-        warn(
-          entry,
-          [...here, key],
-          "steps-not-run",
-          `deploy.ts does not run \`${key}\` steps; build and push images before apply.`,
-        );
-      }
-    }
-    const top = entry.file.data as DeployTsManifest;
-    if (!files.has(entry.file) && (top.build?.length || top.push?.length)) {
-      files.add(entry.file);
+    const steps = effectiveSteps(entry.file.data as DeployTsManifest, entry.spec, entry.index);
+    for (const section of ["build", "push"] as const) {
+      const where = `${entry.file.path} ${formatPath(steps[section].path)}`;
+      const run = section === "build" ? options.buildImage : options.pushImage;
+      if (run || !steps[section].steps.length || warned.has(where)) continue;
+      warned.add(where);
       warn(
         entry,
-        [top.build?.length ? "build" : "push"],
+        steps[section].path,
         "steps-not-run",
-        "deploy.ts does not run `build` or `push` steps; build and push images before apply.",
+        `\`${section}\` steps run only with --${section}-image; fields filled by their outputs ` +
+          "keep the server's values.",
       );
     }
   }
@@ -3492,14 +3903,34 @@ async function runSync(options: Options): Promise<number> {
   const client = new PrefectClient({ ...settings, onRetry: progress });
   redact = (text) => client.redact(text);
   if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  const sections = [
+    ...(options.buildImage ? ["build" as const] : []),
+    ...(options.pushImage ? ["push" as const] : []),
+  ];
+  let stepOutputs = new Map<DeploymentEntry, Json>();
+  if (sections.length) {
+    const ran = await runDeploymentSteps(selected, sections, client, progress);
+    if ("diagnostics" in ran) {
+      reportDiagnostics(ran.diagnostics, options.format);
+      if (ran.tail.length) {
+        progress(["  Last lines of its output:", ...ran.tail.map((l) => `    ${l}`)].join("\n"));
+      }
+      progress(`Stopped before any change: ${ran.diagnostics.length} error(s).`);
+      return EXIT_FAILURE;
+    }
+    stepOutputs = ran.outputs;
+  }
   progress(
     `Reading ${client.displayUrl} for ${selected.length} deployment(s) of project "${project}"`,
   );
   const state = await readServerState(client, selected, project, options.prune);
 
-  reportDiagnostics(notSynced(selected), options.format);
+  reportDiagnostics(notSynced(selected, options), options.format);
   const problems: Diagnostic[] = [];
-  const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d));
+  const desired = desiredDeployments(selected, project, state.values, (d) => problems.push(d), {
+    outputs: stepOutputs,
+    server: state.deployments,
+  });
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
     if (typeof pool === "string" && !state.pools.has(pool)) {
@@ -3535,6 +3966,7 @@ async function runSync(options: Options): Promise<number> {
   }
 
   confirmDeletions(plan, options);
+  if (options.format === "text") keptLines(plan).forEach((line) => progress(line));
   const width = Math.max(0, ...plan.map((p) => `${p.flow}/${p.name}`.length));
   const results = await applyPlan(client, plan, state, options.concurrency, (r) => {
     if (options.format === "text") console.log(redact(resultLine(r, width)));

@@ -7,12 +7,17 @@
 /**
  * Network for the Prefect API; reading the project (manifests, flows) from the directory it runs
  * in; the environment only for Prefect's settings, deploy.ts's own DEPLOY_* variables (which
- * `{{ $DEPLOY_… }}` templates may use) and NO_COLOR.
+ * `{{ $DEPLOY_… }}` templates may use) and NO_COLOR. For `--build-image` / `--push-image`:
+ * running `docker` (the image steps) and `sh` (run_shell_script, and a registry login kept in a
+ * throwaway configuration), and writing the two files `dockerfile: auto` writes, as
+ * prefect-docker does, in the directory it runs in.
  */
 export const BINARY_PERMISSIONS = [
   "--allow-net",
   "--allow-read=.",
   "--allow-env=PREFECT_*,DEPLOY_*,NO_COLOR",
+  "--allow-run=docker,sh",
+  "--allow-write=Dockerfile,Dockerfile.generated",
 ];
 
 export const COMPILE_ARGS = [
