@@ -1421,8 +1421,10 @@ class ManifestChecker {
     message: string,
     severity: Severity = "error",
     at: "key" | "value" = "value",
+    /** What makes two problems at one place the same one. */
+    identity = message,
   ) {
-    const key = `${formatPath(path)} ${code} ${message}`;
+    const key = `${formatPath(path)} ${code} ${identity}`;
     if (this.#reported.has(key)) return;
     this.#reported.add(key);
     this.report(diagnosticAt(this.file, path, code, message, severity, at));
@@ -1453,7 +1455,11 @@ class ManifestChecker {
 
     const steps = effectiveSteps(top, d, index);
     const build = this.checkSteps(steps.build.steps, steps.build.path, emptyScope());
-    const push = this.checkSteps(steps.push.steps, steps.push.path, build);
+    // The top-level push runs after this deployment's own build, when it has one.
+    const after = steps.push.path[0] === "push" && steps.build.path[0] !== "build"
+      ? `For deployment "${d.name}", whose own \`build\` replaces the top-level one: `
+      : "";
+    const push = this.checkSteps(steps.push.steps, steps.push.path, build, after);
     const scope = mergeScopes(build, push);
     // `prefect deploy` fills build and push outputs into the pull steps it registers.
     if (d.pull !== undefined && d.pull !== null) {
@@ -1784,6 +1790,8 @@ class ManifestChecker {
     steps: Steps | undefined,
     path: PathSegment[],
     inherited: StepScope,
+    /** Said before a template problem: for which deployment a top-level step is checked. */
+    context = "",
   ): StepScope {
     const scope: StepScope = {
       ids: new Map(inherited.ids),
@@ -1814,7 +1822,7 @@ class ManifestChecker {
           "key",
         );
       }
-      this.checkTemplates(args, [...stepPath, name], scope);
+      this.checkTemplates(args, [...stepPath, name], scope, context);
       const known = KNOWN_STEPS.includes(name) ? STEP_OUTPUTS[shortName] : undefined;
       const id = (args as { id?: unknown } | null)?.id;
       if (typeof id === "string") {
@@ -1834,19 +1842,26 @@ class ManifestChecker {
   }
 
   /** Placeholders must be well formed and point at something that will exist. */
-  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope) {
+  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope, context = "") {
     if (typeof value === "string") {
       if (value.includes("{{") || value.includes("}}")) {
-        this.checkTemplateString(value, path, scope);
+        this.checkTemplateString(value, path, scope, context);
       }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope));
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, context));
     } else if (value && typeof value === "object") {
-      for (const [k, v] of Object.entries(value)) this.checkTemplates(v, [...path, k], scope);
+      for (const [k, v] of Object.entries(value)) {
+        this.checkTemplates(v, [...path, k], scope, context);
+      }
     }
   }
 
-  private checkTemplateString(text: string, path: PathSegment[], scope: StepScope) {
+  private checkTemplateString(
+    text: string,
+    path: PathSegment[],
+    scope: StepScope,
+    context: string,
+  ) {
     const stripped = text.replace(PLACEHOLDER, "");
     if (stripped.includes("{{") || stripped.includes("}}")) {
       this.problem(
@@ -1860,7 +1875,17 @@ class ManifestChecker {
     }
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
       const problem = placeholderProblem(expression, scope);
-      if (problem) this.problem(path, "template-reference", problem);
+      // A top-level step checked after several builds: its placeholder's first problem counts.
+      if (problem) {
+        this.problem(
+          path,
+          "template-reference",
+          `${context}${problem}`,
+          "error",
+          "value",
+          expression,
+        );
+      }
     }
   }
 }

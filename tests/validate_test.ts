@@ -223,6 +223,66 @@ deployments:
   );
 });
 
+Deno.test("validate: step outputs exist, by Prefect's rules for deployment-level steps", async () => {
+  const ds = await diagnose({
+    "m.yaml": `build:
+  - prefect_docker.deployments.steps.build_docker_image:
+      id: build-image
+      image_name: acme/flows
+push:
+  - prefect_docker.deployments.steps.push_docker_image:
+      id: push-image
+      image_name: "{{ build-image.image_name }}"
+      tag: "{{ build-image.tagg }}"
+deployments:
+  - name: a
+    entrypoint: flows/etl.py:etl
+    work_pool: {name: p, job_variables: {image: "{{ push-image.image }}", id: "{{ push-image.image_id }}"}}
+    pull:
+      - prefect.deployments.steps.set_working_directory:
+          directory: "/opt/{{ build-image.tag }}"
+  - name: b
+    entrypoint: flows/etl.py:etl
+    build: null
+    work_pool: {name: p, job_variables: {image: "{{ build-image.image }}"}}
+  - name: c
+    entrypoint: flows/etl.py:etl
+    build:
+      - prefect.deployments.steps.run_shell_script:
+          id: sha
+          script: git rev-parse HEAD
+    work_pool: {name: p, job_variables: {tag: "{{ sha.stdout }}", bad: "{{ sha.image }}"}}
+`,
+  });
+  assertEquals(brief(ds), [
+    "8:19 error template-reference",
+    "9:12 error template-reference",
+    "13:79 error template-reference",
+    "20:49 error template-reference",
+    "27:72 error template-reference",
+  ]);
+  // Prefect runs the top-level push for b too, after b's own (empty) build.
+  assertStringIncludes(
+    ds[0].message,
+    'For deployment "b", whose own `build` replaces the top-level one: "{{ ' +
+      'build-image.image_name }}" refers to no earlier step id (no step before it has an id); ' +
+      "Prefect would leave it empty.",
+  );
+  assertStringIncludes(
+    ds[1].message,
+    '"{{ build-image.tagg }}": step "build-image" (build_docker_image) has no output "tagg"; ' +
+      'did you mean "tag"? Its outputs are image_name, tag, image, image_id, additional_tags.',
+  );
+  // Checked after a's, b's and c's builds, each placeholder is reported once.
+  assertEquals(ds.filter((d) => d.line === 9).length, 1);
+  assertStringIncludes(
+    ds[2].message,
+    'step "push-image" (push_docker_image) has no output "image_id"',
+  );
+  assertStringIncludes(ds[3].message, '"{{ build-image.image }}" refers to no earlier step id');
+  assertStringIncludes(ds[4].message, 'step "sha" (run_shell_script) has no output "image"');
+});
+
 Deno.test("validate: steps have one key and Prefect's step names exist", async () => {
   const ds = await diagnose({
     "m.yaml": `pull:
