@@ -5,9 +5,10 @@
  * steps (one with a docker-registry-credentials block), step outputs in job variables, a step
  * shared by two deployments run once, a deployment's own steps replacing the top-level ones,
  * fields kept from the server without the flags, and a failing build that stops everything.
+ * Last, this repository's own report/daily, built from flows/Dockerfile.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
-import { api, type CliResult, runDeploy, tempProject } from "./helpers.ts";
+import { api, type CliResult, REPO_ROOT, runDeploy, tempProject } from "./helpers.ts";
 import { startPrefectServer } from "./prefect_server.ts";
 import { startFaultProxy } from "./fault_proxy.ts";
 import { startDocker } from "./docker_harness.ts";
@@ -275,4 +276,49 @@ Deno.test("build and push steps against a real Docker engine, registry and Prefe
     assertEquals(await engine.registryTags("acme/flows"), ["latest", "v1"]);
     assertEquals(await byName("nightly"), before);
   });
+
+  await t.step(
+    "this repository's report/daily builds from flows/Dockerfile and applies",
+    async () => {
+      // Its base image, made here: nothing can be pulled.
+      await engine.importBase("prefecthq/prefect:3.8.8-python3.11");
+      const repository = `${engine.registry}/deploy-ts-example/flows`;
+      const result = await runDeploy(
+        ["apply", "-n", "report/daily", "--build-image", "--push-image", "--strict"],
+        {
+          cwd: REPO_ROOT,
+          env: {
+            PREFECT_API_URL: server.apiUrl,
+            DOCKER_HOST: engine.host,
+            DEPLOY_IMAGE_REPOSITORY: repository,
+          },
+          permissions: BINARY_PERMISSIONS,
+        },
+      );
+      assertEquals(result.code, 0, result.stderr);
+      const commit = new TextDecoder().decode(
+        (await new Deno.Command("git", {
+          args: ["rev-parse", "--short", "HEAD"],
+          cwd: REPO_ROOT,
+          stdout: "piped",
+        }).output()).stdout,
+      ).trim();
+      assertEquals(await engine.registryTags("deploy-ts-example/flows"), [commit]);
+      const daily = await call<ServerDeployment & { pull_steps: unknown[] }>(
+        "GET",
+        "/deployments/name/report/daily",
+      );
+      assertEquals(daily.job_variables, { image: `${repository}:${commit}` });
+      const listed = await engine.docker([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        `${repository}:${commit}`,
+        "ls",
+        "/opt/prefect/deploy-ts-example/flows",
+      ]);
+      assertStringIncludes(listed, "report.py");
+    },
+  );
 });
