@@ -76,7 +76,7 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
       --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
       --strict                 Treat validation warnings as errors
       --no-code-checks         Skip checks that read flow source
-  STEPS (run before anything is read or planned; need a docker CLI and engine)
+  STEPS (run first, before anything is planned; the image steps use the docker CLI)
       --build-image            Run the build steps (docker build, shell scripts); their
                                outputs fill {{ step-id.key }} templates
       --push-image             Run the push steps (docker push)
@@ -1404,6 +1404,8 @@ export interface DeploymentEntry {
   spec: Deployment;
   /** The flow function, when its source was found and parsed. */
   flowSource?: { file: string; module: PythonModule; fn: PythonFunction };
+  /** What the deployment's build steps, then build and push steps, provide to templates. */
+  stepScopes: { build: StepScope; push: StepScope };
 }
 
 /** Semantic checks on one parsed, schema-valid manifest. */
@@ -1531,7 +1533,17 @@ class ManifestChecker {
     }
 
     const { line, column } = positionOf(this.file, here);
-    return { file: this.file, index, flow, name: d.name, line, column, spec: d, flowSource };
+    return {
+      file: this.file,
+      index,
+      flow,
+      name: d.name,
+      line,
+      column,
+      spec: d,
+      flowSource,
+      stepScopes: { build, push },
+    };
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
@@ -2495,26 +2507,14 @@ interface StepValues {
   server?: ServerDeployment;
 }
 
-/** Which section's steps provide each step id and bare output name a deployment can use. */
+/** Which section's steps provide a step output (`id.key` or a bare name) of a deployment. */
 function stepProviders(entry: DeploymentEntry): StepValues["provider"] {
-  const ids = new Map<string, StepSection>();
-  const names = new Map<string, StepSection>();
-  let open: StepSection | undefined;
-  const steps = effectiveSteps(entry.file.data as DeployTsManifest, entry.spec, entry.index);
-  for (const section of ["build", "push"] as const) {
-    for (const step of steps[section].steps) {
-      const [name, args] = Object.entries(step ?? {})[0] ?? [];
-      if (!name) continue;
-      const id = (args as { id?: unknown } | null)?.id;
-      if (typeof id === "string") ids.set(id, section);
-      const outputs = KNOWN_STEPS.includes(name) ? STEP_OUTPUTS[name.split(".").pop()!] : undefined;
-      if (outputs) outputs.forEach((o) => names.set(o, section));
-      else open = section;
-    }
-  }
   return (expression) => {
     const root = expression.split(/[.[]/)[0];
-    return ids.get(root) ?? names.get(root) ?? (expression.includes(".") ? undefined : open);
+    const provides = (scope: StepScope) =>
+      scope.ids.has(root) || scope.outputs.has(root) || (!expression.includes(".") && scope.open);
+    const { build, push } = entry.stepScopes;
+    return provides(build) ? "build" : provides(push) ? "push" : undefined;
   };
 }
 
@@ -2806,9 +2806,10 @@ export async function runDeploymentSteps(
         at(
           call,
           "step-not-native",
-          `deploy.ts does not run "${call.fqn}" (it runs build_docker_image, ` +
-            "push_docker_image and run_shell_script): run it before deploy and pass its result " +
-            "in a {{ $DEPLOY_... }} variable, or leave this deployment to `prefect deploy`.",
+          `deploy.ts does not run "${call.fqn}" (it runs ${
+            [...new Set(Object.keys(NATIVE_STEPS).map((fqn) => fqn.split(".").pop()))].join(", ")
+          }): run it before deploy and pass its result in a {{ $DEPLOY_... }} variable, or ` +
+            "leave this deployment to `prefect deploy`.",
         )
       )),
     };
@@ -2849,7 +2850,7 @@ export async function runDeploymentSteps(
     for (const call of list) {
       const resolved = resolveArgs(call, resolver(call, collected, "error"));
       if (resolved.problems.length) return { diagnostics: resolved.problems, tail: [] };
-      const { inputs, ignoreCache } = takeIgnoreCache(resolved.inputs);
+      const { inputs, ignoreCache } = takeIgnoreCache(call.fqn, resolved.inputs);
       const prefectVersion = (entry.file.data as DeployTsManifest)["prefect-version"];
       const key = JSON.stringify([call.fqn, inputs, prefectVersion]);
       let result = ignoreCache ? undefined : ran.get(key);

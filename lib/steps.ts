@@ -42,10 +42,11 @@ export const NATIVE_STEPS: Record<string, (inputs: Json, ctx: StepContext) => Pr
 export const RESERVED_KEYS = ["id", "requires"];
 
 /**
- * prefect-docker's `@cacheable`: `ignore_cache` is not an argument of the step; it makes the
- * step run again although an identical one already ran in this invocation.
+ * prefect-docker's `@cacheable` steps: `ignore_cache` is not an argument of the step; it makes
+ * the step run again although an identical one already ran in this invocation.
  */
-export function takeIgnoreCache(inputs: Json): { inputs: Json; ignoreCache: boolean } {
+export function takeIgnoreCache(fqn: string, inputs: Json): { inputs: Json; ignoreCache: boolean } {
+  if (!fqn.startsWith("prefect_docker.")) return { inputs, ignoreCache: false };
   const { ignore_cache, ...rest } = inputs;
   return { inputs: rest, ignoreCache: pythonTruthy(ignore_cache) };
 }
