@@ -2791,6 +2791,7 @@ export async function runDeploymentSteps(
     );
   }
   const all = [...calls.values()].flat();
+  if (!all.length) return { outputs: new Map() };
   const at = (call: StepCall, code: string, message: string) =>
     diagnosticAt(call.entry.file, call.path, code, message, "error", "key");
   const unique = (diagnostics: Diagnostic[]) => [
