@@ -76,11 +76,20 @@ import {
   pruneAutomations,
   readAutomations,
 } from "./lib/automations.ts";
+import {
+  NATIVE_STEPS,
+  RESERVED_KEYS,
+  runStep,
+  type StepContext,
+  StepError,
+  takeIgnoreCache,
+} from "./lib/steps.ts";
 import type {
   Deployment,
   DeployTsManifest,
   Schedule,
   SLA,
+  Step,
   Steps,
   Trigger,
 } from "./schema/types.ts";
@@ -113,6 +122,12 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
       --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
       --strict                 Treat validation warnings as errors
       --no-code-checks         Skip checks that read flow source
+  STEPS (run first, before anything is planned; the image steps use the docker CLI)
+      --build-image            Run the build steps (docker build, shell scripts); their
+                               outputs fill {{ step-id.key }} templates
+      --push-image             Run the push steps (docker push)
+                               Without them, a field filled by a step output keeps the
+                               server's value, and a new deployment that needs one is an error
   SERVER
       --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
       --wait SECONDS           Wait up to SECONDS for the API to answer /health first
@@ -207,6 +222,7 @@ EXAMPLES
   deploy plan --flow refinement --detailed-exitcode
   deploy plan -n 'refinement/*' --format json
   deploy plan --env prod --prune --out prod.plan      # review it, then: deploy apply prod.plan
+  deploy plan --build-image              # builds the images (no push) to show their new tags
 `,
   apply: `deploy apply — make the Prefect server match the manifests
 
@@ -246,6 +262,7 @@ EXIT STATUS
 EXAMPLES
   deploy apply
   deploy apply --wait 60                 # Fly.io release_command: the API may still be starting
+  deploy apply --build-image --push-image   # CI: build and push the images, then apply
   deploy apply --flow refinement
   deploy apply --prune --yes --format json
   deploy apply prod.plan                 # the plan a reviewer approved, or nothing
@@ -320,6 +337,10 @@ export interface Options {
   /** Seconds to wait for /health; 0 = do not wait. */
   wait: number;
   concurrency: number;
+  /** `--build-image`: run the manifests' build steps first. */
+  buildImage: boolean;
+  /** `--push-image`: run the manifests' push steps first. */
+  pushImage: boolean;
 }
 
 const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
@@ -359,6 +380,8 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     wait: { type: "string" },
     prune: { type: "boolean" },
     adopt: { type: "boolean" },
+    "build-image": { type: "boolean" },
+    "push-image": { type: "boolean" },
   } as const;
   const optionsByCommand = {
     validate: input,
@@ -463,6 +486,8 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     apiUrl,
     wait,
     concurrency,
+    buildImage: Boolean(values["build-image"]),
+    pushImage: Boolean(values["push-image"]),
   };
 }
 
@@ -511,6 +536,8 @@ export function defaultOptions(): Options {
     detailedExitcode: false,
     wait: 0,
     concurrency: 8,
+    buildImage: false,
+    pushImage: false,
   };
 }
 
@@ -1735,9 +1762,24 @@ const STEP_OUTPUTS: Record<string, string[]> = {
 const KNOWN_STEPS = Object.keys(schema.definitions.step.properties);
 const PREFECT_STEP_NAMESPACE = "prefect.deployments.steps.";
 
+/**
+ * How a value's placeholders are checked: `resolved`, plan fills their `{{ $ENV }}` (deployment
+ * fields, pull steps, triggers); `runtime`, the roots left for run time; `jinja`, a trigger's
+ * `parameters`, which the server renders as Jinja when the automation fires, so any balanced
+ * `{{ … }}` and `{% … %}` is allowed; `context`, said before a problem (for which deployment a
+ * top-level step is checked).
+ */
+interface TemplateCheck {
+  resolved?: boolean;
+  runtime?: string[];
+  jinja?: boolean;
+  context?: string;
+}
+
 /** What earlier steps make available to `{{ ... }}`: their ids and output keys. */
 interface StepScope {
-  ids: Set<string>;
+  /** Each id's step (short name) and outputs; no outputs: another package's step. */
+  ids: Map<string, { step: string; outputs?: string[] }>;
   outputs: Set<string>;
   /** A step of another package ran: its outputs are unknown, so bare names cannot be checked. */
   open: boolean;
@@ -1746,11 +1788,38 @@ interface StepScope {
 }
 
 const emptyScope = (): StepScope => ({
-  ids: new Set(),
+  ids: new Map(),
   outputs: new Set(),
   open: false,
   unknown: false,
 });
+
+/** A list of steps and where it is written. */
+export interface StepList {
+  steps: Step[];
+  path: PathSegment[];
+}
+
+/**
+ * The build and push steps a deployment runs, by `prefect deploy`'s rules: a deployment's own
+ * `build` replaces the top level's, even when empty or null; its own `push` does only when it
+ * has steps. Push steps run after the build steps and see their outputs.
+ */
+export function effectiveSteps(
+  top: DeployTsManifest,
+  d: Deployment,
+  index: number,
+): { build: StepList; push: StepList } {
+  const here = ["deployments", index];
+  return {
+    build: "build" in d
+      ? { steps: d.build ?? [], path: [...here, "build"] }
+      : { steps: top.build ?? [], path: ["build"] },
+    push: d.push?.length
+      ? { steps: d.push, path: [...here, "push"] }
+      : { steps: top.push ?? [], path: ["push"] },
+  };
+}
 
 export interface DeploymentEntry {
   file: ManifestFile;
@@ -1765,6 +1834,8 @@ export interface DeploymentEntry {
   spec: Deployment;
   /** The flow function, when its source was found and parsed. */
   flowSource?: { file: string; module: PythonModule; fn: PythonFunction };
+  /** What the deployment's build steps, then build and push steps, provide to templates. */
+  stepScopes: { build: StepScope; push: StepScope };
 }
 
 /** Fields Prefect reads when the deployment is made, never at run time: cron, booleans, limits. */
@@ -1792,33 +1863,50 @@ class ManifestChecker {
     message: string,
     severity: Severity = "error",
     at: "key" | "value" = "value",
+    /** What makes two problems at one place the same one. */
+    identity = message,
   ) {
+    const key = `${formatPath(path)} ${code} ${identity}`;
+    if (this.#reported.has(key)) return;
+    this.#reported.add(key);
     this.report(diagnosticAt(this.file, path, code, message, severity, at));
   }
+
+  /** Problems already reported: top-level steps are checked once per deployment running them. */
+  #reported = new Set<string>();
 
   /** One entry per deployment the file declares, whatever else is wrong with it. */
   check(data: unknown): DeploymentEntry[] {
     if (!isMapping(data)) return [];
     const manifest = data as unknown as DeployTsManifest;
-    const top = {
-      build: this.checkSteps(manifest.build, ["build"], emptyScope()),
-      push: undefined as StepScope | undefined,
-      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope(), true),
-    };
-    top.push = this.checkSteps(manifest.push, ["push"], top.build);
     const deployments = Array.isArray(manifest.deployments) ? manifest.deployments : [];
+    // Top-level steps are checked with each deployment that runs them (after its own build, and
+    // before its pull steps, which see build and push outputs), and once on their own when none
+    // does; a problem found twice is reported once.
+    const declared = deployments.filter(isMapping);
+    const topBuild = this.checkSteps(manifest.build, ["build"], emptyScope());
+    const unusedPush = declared.every((d) => Array.isArray(d.push) && d.push.length);
+    const unusedPull = declared.every((d) => d.pull !== undefined && d.pull !== null);
+    if (unusedPush || unusedPull) {
+      const topPush = this.checkSteps(manifest.push, ["push"], topBuild);
+      if (unusedPull) {
+        this.checkSteps(manifest.pull, ["pull"], mergeScopes(topBuild, topPush), {
+          resolved: true,
+        });
+      }
+    }
     if (deployments.length) {
       for (const key of ["build", "push"] as const) this.checkStepsRun(manifest[key], [key]);
     }
     return deployments.flatMap((deployment, index) =>
-      isMapping(deployment) ? [this.checkDeployment(deployment, index, top)] : []
+      isMapping(deployment) ? [this.checkDeployment(deployment, index, manifest)] : []
     );
   }
 
   private checkDeployment(
     d: Record<string, unknown>,
     index: number,
-    top: { build: StepScope; push?: StepScope; pull: StepScope },
+    top: DeployTsManifest,
   ): DeploymentEntry {
     const here: PathSegment[] = ["deployments", index];
     const at = (key: string): PathSegment[] => [...here, key];
@@ -1835,16 +1923,18 @@ class ManifestChecker {
       ? this.sources.flowName(entrypoint, flowName)
       : flowName ?? "";
 
-    // Deployment-level steps replace the top-level ones.
-    const build = d.build !== undefined && d.build !== null
-      ? this.checkSteps(spec.build, at("build"), emptyScope())
-      : top.build;
-    const push = d.push !== undefined && d.push !== null
-      ? this.checkSteps(spec.push, at("push"), build)
-      : top.push ?? build;
+    const steps = effectiveSteps(top, spec, index);
+    const build = this.checkSteps(steps.build.steps, steps.build.path, emptyScope());
+    // The top-level push runs after this deployment's own build, when it has one.
+    const context = steps.push.path[0] === "push" && steps.build.path[0] !== "build"
+      ? `For deployment "${name}", whose own \`build\` replaces the top-level one: `
+      : "";
+    const push = this.checkSteps(steps.push.steps, steps.push.path, build, { context });
+    const scope = mergeScopes(build, push);
+    // `prefect deploy` fills build and push outputs into the pull steps it registers.
     if (d.pull !== undefined && d.pull !== null) {
-      this.checkSteps(spec.pull, at("pull"), emptyScope(), true);
-    }
+      this.checkSteps(spec.pull, at("pull"), scope, { resolved: true });
+    } else this.checkSteps(top.pull, ["pull"], scope, { resolved: true });
     for (const key of ["build", "push"] as const) this.checkStepsRun(d[key], at(key));
 
     const legacy = isMapping(d.schedule) && v.shaped(at("schedule")) ? d.schedule : undefined;
@@ -1929,10 +2019,9 @@ class ManifestChecker {
       this.checkParameters(d, here, flowSource, schedules, hasSchedules);
     }
 
-    const scope = mergeScopes(build, push ?? emptyScope());
     for (const key of Object.keys(d)) {
       if (["build", "push", "pull", "triggers"].includes(key) || v.unknownKey(at(key))) continue;
-      this.checkTemplates(d[key], at(key), scope, true);
+      this.checkTemplates(d[key], at(key), scope, { resolved: true });
     }
     for (const key of DEPLOY_TIME_FIELDS.deployment) this.checkDeployTimeValue(d, at(key));
     if (isMapping(d.concurrency_limit)) {
@@ -1945,7 +2034,17 @@ class ManifestChecker {
     this.checkSlas(d, here);
 
     const { line, column } = positionOf(this.file, here);
-    return { file: this.file, index, flow, name, line, column, spec, flowSource };
+    return {
+      file: this.file,
+      index,
+      flow,
+      name,
+      line,
+      column,
+      spec,
+      flowSource,
+      stepScopes: { build, push },
+    };
   }
 
   /** Whether `key` of the mapping at `path` is known to be there or not, with the right type. */
@@ -1971,14 +2070,11 @@ class ManifestChecker {
       if (!isMapping(trigger)) return;
       for (const [key, value] of Object.entries(trigger)) {
         if (this.verdict.unknownKey([...path, i, key])) continue;
-        this.checkTemplates(
-          value,
-          [...path, i, key],
-          scope,
-          true,
-          TRIGGER_PLACEHOLDER_ROOTS,
-          key === "parameters",
-        );
+        this.checkTemplates(value, [...path, i, key], scope, {
+          resolved: true,
+          runtime: TRIGGER_PLACEHOLDER_ROOTS,
+          jinja: key === "parameters",
+        });
       }
     });
   }
@@ -2397,10 +2493,10 @@ class ManifestChecker {
     steps: Steps | undefined,
     path: PathSegment[],
     inherited: StepScope,
-    resolved = false,
+    how: TemplateCheck = {},
   ): StepScope {
     const scope: StepScope = {
-      ids: new Set(inherited.ids),
+      ids: new Map(inherited.ids),
       outputs: new Set(inherited.outputs),
       open: inherited.open,
       unknown: inherited.unknown,
@@ -2418,13 +2514,14 @@ class ManifestChecker {
       if (entries.length !== 1) {
         // Arguments not indented under the step's key (reported by the schema): their
         // templates are still checked, but the step's id and outputs are unknown.
-        this.checkTemplates(step, stepPath, scope, resolved);
+        this.checkTemplates(step, stepPath, scope, how);
         scope.unknown = true;
         return;
       }
       const [name, args] = entries[0];
       const shortName = name.split(".").pop()!;
-      this.checkTemplates(args, [...stepPath, name], scope, resolved);
+      this.checkTemplates(args, [...stepPath, name], scope, how);
+      const known = KNOWN_STEPS.includes(name) ? STEP_OUTPUTS[shortName] : undefined;
       const id = (args as { id?: unknown } | null)?.id;
       if (typeof id === "string") {
         if (scope.ids.has(id) && !inherited.ids.has(id)) {
@@ -2434,10 +2531,9 @@ class ManifestChecker {
             `Step id "${id}" is used twice; the second hides the first's outputs.`,
           );
         }
-        scope.ids.add(id);
+        scope.ids.set(id, { step: shortName, outputs: known });
       }
-      const outputs = STEP_OUTPUTS[shortName];
-      if (outputs && KNOWN_STEPS.includes(name)) outputs.forEach((o) => scope.outputs.add(o));
+      if (known) known.forEach((o) => scope.outputs.add(o));
       else scope.open = true;
     });
     return scope;
@@ -2465,44 +2561,46 @@ class ManifestChecker {
     }
   }
 
-  /** Build and push steps are `prefect deploy`'s; apply does not run them. */
+  /**
+   * Build and push steps deploy.ts cannot run (only its native ones run, with --build-image and
+   * --push-image): said offline, since apply would refuse them.
+   */
   private checkStepsRun(steps: unknown, path: PathSegment[]) {
-    if (!Array.isArray(steps) || !steps.length) return;
-    this.problem(
-      path,
-      "steps-not-run",
-      `deploy.ts does not run \`${path.at(-1)}\` steps; build and push images before apply.`,
-      "warning",
-      "key",
-    );
+    if (!Array.isArray(steps)) return;
+    steps.forEach((step, i) => {
+      if (!isMapping(step)) return;
+      const keys = Object.keys(step);
+      if (keys.length !== 1 || keys[0] in NATIVE_STEPS) return;
+      const native = [...new Set(Object.keys(NATIVE_STEPS).map((fqn) => fqn.split(".").pop()))];
+      this.problem(
+        [...path, i, keys[0]],
+        "steps-not-run",
+        `deploy.ts does not run "${keys[0]}" (it runs ${native.join(", ")}): run it before ` +
+          "deploy and pass its result in a {{ $DEPLOY_... }} variable, or leave this deployment " +
+          "to `prefect deploy`.",
+        "warning",
+        "key",
+      );
+    });
   }
 
-  /**
-   * Placeholders must be well formed and point at something that will exist. `resolved`: plan
-   * fills their `{{ $ENV }}` (deployment fields, pull steps, triggers). `runtime`: the roots left
-   * for run time. In a trigger's `parameters` (`jinja`) the server renders Jinja when the
-   * automation fires, so any balanced `{{ … }}` and `{% … %}` is allowed there.
-   */
+  /** Placeholders must be well formed and point at something that will exist. */
   private checkTemplates(
     value: unknown,
     path: PathSegment[],
     scope: StepScope,
-    resolved: boolean,
-    runtime = RUNTIME_PLACEHOLDER_ROOTS,
-    jinja = false,
+    how: TemplateCheck,
   ) {
     if (typeof value === "string") {
-      if (value.includes("{{") || value.includes("}}") || (jinja && value.includes("{%"))) {
-        this.checkTemplateString(value, path, scope, resolved, runtime, jinja);
+      if (value.includes("{{") || value.includes("}}") || (how.jinja && value.includes("{%"))) {
+        this.checkTemplateString(value, path, scope, how);
       }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) =>
-        this.checkTemplates(v, [...path, i], scope, resolved, runtime, jinja)
-      );
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, how));
     } else if (isMapping(value)) {
       for (const [k, v] of Object.entries(value)) {
         if (!this.verdict.unknownKey([...path, k])) {
-          this.checkTemplates(v, [...path, k], scope, resolved, runtime, jinja);
+          this.checkTemplates(v, [...path, k], scope, how);
         }
       }
     }
@@ -2512,11 +2610,9 @@ class ManifestChecker {
     text: string,
     path: PathSegment[],
     scope: StepScope,
-    resolved: boolean,
-    runtime: string[],
-    jinja: boolean,
+    how: TemplateCheck,
   ) {
-    if (jinja && !jinjaBalanced(text)) {
+    if (how.jinja && !jinjaBalanced(text)) {
       this.problem(
         path,
         "template-syntax",
@@ -2527,7 +2623,7 @@ class ManifestChecker {
       return;
     }
     const stripped = text.replace(PLACEHOLDER, "");
-    if (!jinja && (stripped.includes("{{") || stripped.includes("}}"))) {
+    if (!how.jinja && (stripped.includes("{{") || stripped.includes("}}"))) {
       this.problem(
         path,
         "template-syntax",
@@ -2538,9 +2634,21 @@ class ManifestChecker {
       return;
     }
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
-      const problem = placeholderProblem(expression, scope, runtime);
-      if (problem) this.problem(path, "template-reference", problem);
-      else if (resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))) {
+      const problem = placeholderProblem(expression, scope, how.runtime);
+      if (problem) {
+        // A top-level step checked for several deployments: its placeholder's first problem
+        // counts, said for the deployment it was found with.
+        this.problem(
+          path,
+          "template-reference",
+          `${how.context ?? ""}${problem}`,
+          "error",
+          "value",
+          expression,
+        );
+      } else if (
+        how.resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))
+      ) {
         this.problem(path, "env-not-permitted", envNotPermitted(expression.slice(1)));
       }
     }
@@ -2562,7 +2670,7 @@ function jinjaBalanced(text: string): boolean {
 
 function mergeScopes(a: StepScope, b: StepScope): StepScope {
   return {
-    ids: new Set([...a.ids, ...b.ids]),
+    ids: new Map([...a.ids, ...b.ids]),
     outputs: new Set([...a.outputs, ...b.outputs]),
     open: a.open || b.open,
     unknown: a.unknown || b.unknown,
@@ -2593,9 +2701,17 @@ export function placeholderProblem(
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
   if (runtime.includes(root) || scope.unknown) return undefined;
-  if (scope.ids.has(root)) return undefined;
+  const step = scope.ids.get(root);
+  if (step) {
+    const key = rest.join(".").split(/[.[]/)[0];
+    if (!step.outputs || !key || step.outputs.includes(key)) return undefined;
+    const guess = didYouMean(key, step.outputs);
+    return `${shown}: step "${root}" (${step.step}) has no output "${key}"${
+      guess ? `; did you mean "${guess}"?` : "."
+    } Its outputs are ${step.outputs.join(", ")}.`;
+  }
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
-  const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
+  const known = [...scope.ids.keys()].map((id) => `"${id}"`).join(", ");
   if (runtime === TRIGGER_PLACEHOLDER_ROOTS) {
     const guess = didYouMean(root, runtime);
     return `${shown} is neither something the automation has when it fires (event, automation, ` +
@@ -3128,6 +3244,8 @@ export interface DesiredDeployment {
   schedules: DesiredSchedule[];
   /** One per trigger, templates resolved. */
   automations: DesiredAutomation[];
+  /** Fields filled by outputs of steps that did not run, kept at the server's values. */
+  kept: { field: string; value: unknown }[];
 }
 
 /**
@@ -3308,11 +3426,95 @@ export function templateReferences(values: unknown[]): { variables: string[]; bl
   return { variables: [...variables], blocks: [...blocks] };
 }
 
+type StepSection = "build" | "push";
+
+/** A deployment's build and push outputs, as its templates see them. */
+interface StepValues {
+  /** Prefect's outputs of the steps that ran, by step id and by bare name; absent: none ran. */
+  outputs?: Json;
+  /** Which section provides a step output (`id.key` or a bare name); undefined: none does. */
+  provider: (expression: string) => StepSection | undefined;
+  /**
+   * What an output of a step that did not run becomes: the placeholder (checking a step's
+   * arguments before any step runs), an error (running a step), or the server's value.
+   */
+  missing: "keep" | "error" | "server";
+  /** The deployment as the server has it, when it exists. */
+  server?: ServerDeployment;
+}
+
+/** Which section's steps provide a step output (`id.key` or a bare name) of a deployment. */
+function stepProviders(entry: DeploymentEntry): StepValues["provider"] {
+  return (expression) => {
+    const root = expression.split(/[.[]/)[0];
+    const provides = (scope: StepScope) =>
+      scope.ids.has(root) || scope.outputs.has(root) || (!expression.includes(".") && scope.open);
+    const { build, push } = entry.stepScopes;
+    return provides(build) ? "build" : provides(push) ? "push" : undefined;
+  };
+}
+
+/** Prefect's `get_from_dict`: `a.b[0].c`, numbers index lists; NOT_SET when absent. */
+function outputValue(outputs: unknown, expression: string): unknown {
+  const keys = expression.replaceAll("[", ".").replaceAll("]", "").split(".");
+  return valueAt(outputs, keys.map((key) => /^-?\d+$/.test(key) ? Number(key) : key));
+}
+
+function valueAt(root: unknown, path: PathSegment[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if ((Array.isArray(value) || typeof value === "string") && typeof key === "number") {
+      value = value.at(key);
+    } else if (
+      value && typeof value === "object" && !Array.isArray(value) && typeof key === "string"
+    ) {
+      value = Object.hasOwn(value, key) ? (value as Json)[key] : undefined;
+    } else return NOT_SET;
+    if (value === undefined) return NOT_SET;
+  }
+  return value;
+}
+const NOT_SET = Symbol("not set");
+
+/**
+ * Where a deployment field of the manifest lives on the server's deployment, for the fields a
+ * step output can fill while keeping the server's value.
+ */
+function serverPathOf(path: PathSegment[]): PathSegment[] | undefined {
+  const [root, index, key, ...rest] = path;
+  if (root === "pull") return ["pull_steps", index, key, ...rest];
+  if (root !== "deployments") return undefined;
+  switch (key) {
+    case "work_pool":
+      if (rest[0] === "job_variables") return ["job_variables", ...rest.slice(1)];
+      if (rest.length === 1 && rest[0] === "name") return ["work_pool_name"];
+      if (rest.length === 1 && rest[0] === "work_queue_name") return ["work_queue_name"];
+      return undefined;
+    case "pull":
+      return ["pull_steps", ...rest];
+    case "parameters":
+    case "description":
+    case "version":
+    case "entrypoint":
+      return [key as string, ...rest];
+  }
+  return undefined;
+}
+
 class TemplateResolver {
   problems: { path: PathSegment[]; code: string; message: string }[] = [];
+  /** Fields whose step outputs did not run and which keep the server's values instead. */
+  kept: { field: string; value: unknown }[] = [];
 
-  /** `runtime`: placeholder roots left for run time (in triggers, the automation's too). */
-  constructor(private values: TemplateValues, private runtime = RUNTIME_PLACEHOLDER_ROOTS) {}
+  /**
+   * `runtime`: placeholder roots left for run time (in triggers, the automation's too); `steps`:
+   * the build and push outputs the deployment's templates see.
+   */
+  constructor(
+    private values: TemplateValues,
+    private runtime = RUNTIME_PLACEHOLDER_ROOTS,
+    private steps?: StepValues,
+  ) {}
 
   /**
    * Resolves placeholders as Prefect does at deploy time: a string that is one placeholder
@@ -3334,11 +3536,14 @@ class TemplateResolver {
     const whole = text.match(/^\{\{\s*([\w.\-\[\]$]+)\s*\}\}$/);
     if (whole) {
       const found = this.#lookup(whole[1], path, onlyEnv);
+      if (found === NOT_RUN) return this.#withoutStep(text, whole[1], path);
       return found === KEEP ? text : found;
     }
-    return text.replace(PLACEHOLDER, (placeholder, expression: string) => {
+    let notRun: string | undefined;
+    const filled = text.replace(PLACEHOLDER, (placeholder, expression: string) => {
       const found = this.#lookup(expression, path, onlyEnv);
-      if (found === KEEP) return placeholder;
+      if (found === NOT_RUN) notRun ??= expression;
+      if (found === KEEP || found === NOT_RUN) return placeholder;
       if (found !== null && typeof found === "object") {
         this.problems.push({
           path,
@@ -3350,6 +3555,47 @@ class TemplateResolver {
       }
       return String(found);
     });
+    return notRun === undefined ? filled : this.#withoutStep(text, notRun, path);
+  }
+
+  /**
+   * A value made from the output of a step that did not run: the server's value of the field,
+   * so a plan without --build-image shows no false change; an error when there is none.
+   */
+  #withoutStep(text: string, expression: string, path: PathSegment[]): unknown {
+    const section = this.steps?.provider(expression) ?? "build";
+    const flags = section === "push" ? "--build-image --push-image" : "--build-image";
+    const shown = `"{{ ${expression} }}" is the output of a ${section} step`;
+    const problem = (code: string, message: string) => {
+      this.problems.push({ path, code, message });
+      return text;
+    };
+    switch (this.steps?.missing) {
+      case "keep":
+        return text;
+      case "error":
+        return problem("step-not-run", `${shown}, which runs only with --${section}-image.`);
+    }
+    const server = this.steps?.server;
+    if (!server) {
+      return problem(
+        "step-output-needed",
+        `${shown}, and this deployment does not exist on the server yet: run with ${flags} ` +
+          "to create it.",
+      );
+    }
+    const field = serverPathOf(path);
+    const value = field && valueAt(server, field);
+    if (!field || value === NOT_SET) {
+      return problem(
+        "step-output-needed",
+        `${shown}, which runs only with ${flags}${
+          field ? `, and the server's deployment has no ${formatPath(field)} to keep` : ""
+        }.`,
+      );
+    }
+    this.kept.push({ field: formatPath(field), value });
+    return value;
   }
 
   /** A server value as it is, or a problem when reading it as JSON has already rounded it. */
@@ -3441,20 +3687,204 @@ class TemplateResolver {
         }
         return this.#exact(value, `Block "${key}"`, path);
       }
-      case "step":
-        if (onlyEnv) return KEEP;
-        this.problems.push({
-          path,
-          code: "step-output",
-          message: `"{{ ${expression} }}" needs the output of a build or push step, and ` +
-            "deploy.ts does not run those steps: build and push images before apply, and write " +
-            "the resulting values (or environment variables) into the manifest.",
-        });
-        return KEEP;
+      case "step": {
+        // In pull steps, outputs of the pull steps themselves are for the worker.
+        if (onlyEnv && !this.steps?.provider(expression)) return KEEP;
+        const outputs = this.steps?.outputs;
+        const found = outputs ? outputValue(outputs, expression) : NOT_SET;
+        return found === NOT_SET ? NOT_RUN : found;
+      }
     }
   }
 }
 const KEEP = Symbol("keep");
+/** The output of a build or push step that did not run. */
+const NOT_RUN = Symbol("not run");
+
+// ─── Steps: --build-image and --push-image ───────────────────────────────────
+
+interface StepCall {
+  entry: DeploymentEntry;
+  section: StepSection;
+  fqn: string;
+  args: Json;
+  /** Where the step's key is written. */
+  path: PathSegment[];
+}
+
+/** A step that stopped the run: where, why, and the last lines it printed. */
+export interface StepFailure {
+  diagnostics: Diagnostic[];
+  tail: string[];
+}
+
+/**
+ * Runs the selected deployments' build steps (`--build-image`) and then their push steps
+ * (`--push-image`), each deployment's in order, before anything is planned. A step that already
+ * ran with the same arguments in this invocation (a top-level build shared by many deployments)
+ * is not run again: its outputs are reused, unless it sets `ignore_cache`. Returns each
+ * deployment's outputs, as Prefect collects them, or what stopped the run.
+ */
+export async function runDeploymentSteps(
+  entries: DeploymentEntry[],
+  sections: StepSection[],
+  client: PrefectClient,
+  progress: (line: string) => void,
+): Promise<{ outputs: Map<DeploymentEntry, Json> } | StepFailure> {
+  const calls = new Map<DeploymentEntry, StepCall[]>();
+  for (const entry of entries) {
+    const steps = effectiveSteps(entry.file.data as DeployTsManifest, entry.spec, entry.index);
+    calls.set(
+      entry,
+      sections.flatMap((section) =>
+        steps[section].steps.map((step, i) => {
+          const [fqn, args] = Object.entries(step)[0];
+          return {
+            entry,
+            section,
+            fqn,
+            args: (args ?? {}) as Json,
+            path: [...steps[section].path, i, fqn],
+          };
+        })
+      ),
+    );
+  }
+  const all = [...calls.values()].flat();
+  if (!all.length) return { outputs: new Map() };
+  const at = (call: StepCall, code: string, message: string) =>
+    diagnosticAt(call.entry.file, call.path, code, message, "error", "key");
+  const unique = (diagnostics: Diagnostic[]) => [
+    ...new Map(diagnostics.map((d) => [`${d.file}:${d.line}:${d.column}:${d.message}`, d]))
+      .values(),
+  ];
+
+  const foreign = all.filter((call) => !(call.fqn in NATIVE_STEPS));
+  if (foreign.length) {
+    return {
+      tail: [],
+      diagnostics: unique(foreign.map((call) =>
+        at(
+          call,
+          "step-not-native",
+          `deploy.ts does not run "${call.fqn}" (it runs ${
+            [...new Set(Object.keys(NATIVE_STEPS).map((fqn) => fqn.split(".").pop()))].join(", ")
+          }): run it before deploy and pass its result in a {{ $DEPLOY_... }} variable, or ` +
+            "leave this deployment to `prefect deploy`.",
+        )
+      )),
+    };
+  }
+
+  // The server is checked first, so a wrong URL does not wait for a build to be reported.
+  await client.checkServer();
+  const values = await readTemplateValues(client, all.map((call) => call.args));
+  const resolver = (call: StepCall, outputs: Json | undefined, missing: StepValues["missing"]) =>
+    new TemplateResolver(values, RUNTIME_PLACEHOLDER_ROOTS, {
+      outputs,
+      provider: stepProviders(call.entry),
+      missing,
+    });
+  const resolveArgs = (call: StepCall, r: TemplateResolver) => {
+    const args = Object.fromEntries(
+      Object.entries(call.args).filter(([key]) => !RESERVED_KEYS.includes(key)),
+    );
+    const inputs = r.resolve(args, call.path) as Json;
+    return {
+      inputs,
+      problems: r.problems.map((p) => diagnosticAt(call.entry.file, p.path, p.code, p.message)),
+    };
+  };
+  // Environment variables, Prefect variables and blocks are checked before any step runs.
+  const unresolved = all.flatMap((call) =>
+    resolveArgs(call, resolver(call, undefined, "keep")).problems
+  );
+  if (unresolved.length) return { diagnostics: unique(unresolved), tail: [] };
+
+  const secrets = [...values.blocks.values()].flatMap(stringsIn).filter((s) => s.length >= 4);
+  const ctx: StepContext = {
+    output: (line) => progress(`  ${hide(line, ctx.secrets)}`),
+    env: (name) => Deno.env.get(name),
+    secrets,
+    now: () => new Date(),
+  };
+  const ran = new Map<string, Json>();
+  const outputs = new Map<DeploymentEntry, Json>();
+  for (const [entry, list] of calls) {
+    const collected: Json = {};
+    for (const call of list) {
+      const resolved = resolveArgs(call, resolver(call, collected, "error"));
+      if (resolved.problems.length) return { diagnostics: resolved.problems, tail: [] };
+      const { inputs, ignoreCache } = takeIgnoreCache(call.fqn, resolved.inputs);
+      const prefectVersion = (entry.file.data as DeployTsManifest)["prefect-version"];
+      const key = JSON.stringify([call.fqn, inputs, prefectVersion]);
+      let result = ignoreCache ? undefined : ran.get(key);
+      if (!result) {
+        const id = typeof call.args.id === "string" ? ` "${call.args.id}"` : "";
+        const { line, column } = positionOf(entry.file, call.path, "key");
+        const name = call.fqn.split(".").pop();
+        progress(
+          `Running ${call.section} step ${name}${id} (${entry.file.path}:${line}:${column})`,
+        );
+        try {
+          result = await runStep(call.fqn, inputs, { ...ctx, prefectVersion });
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          return {
+            diagnostics: [
+              at(
+                call,
+                "step-failed",
+                hide(
+                  `${SECTION_TITLES[call.section]} step ${name}${id} failed: ${message}`,
+                  ctx.secrets,
+                ),
+              ),
+            ],
+            tail: error instanceof StepError ? error.tail.map((l) => hide(l, ctx.secrets)) : [],
+          };
+        }
+        ran.set(key, result);
+      }
+      // As Prefect's run_steps: under the step's id, and each output by its bare name.
+      if (typeof call.args.id === "string") collected[call.args.id] = result;
+      Object.assign(collected, result);
+    }
+    outputs.set(entry, collected);
+  }
+  return { outputs };
+}
+
+const SECTION_TITLES: Record<StepSection, string> = { build: "Build", push: "Push" };
+
+/** Every string inside a value: the parts of a block a step may print. */
+function stringsIn(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  if (value && typeof value === "object") return Object.values(value).flatMap(stringsIn);
+  return [];
+}
+
+function hide(text: string, secrets: string[]): string {
+  return secrets.reduce((t, secret) => t.split(secret).join("***"), redact(text));
+}
+
+/** The Prefect variables and blocks that templates in `values` use, read once each. */
+async function readTemplateValues(
+  client: PrefectClient,
+  values: unknown[],
+): Promise<TemplateValues> {
+  const refs = templateReferences(values);
+  const variables = refs.variables.length
+    ? await client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
+      variables: { name: { any_: refs.variables } },
+    }, VARIABLE_SHAPE)
+    : [];
+  return {
+    env: (name) => Deno.env.get(name),
+    variables: new Map(variables.map((v) => [v.name, v.value])),
+    blocks: (await readBlocks(client, refs.blocks)).blocks,
+  };
+}
 
 /** The first integer in a JSON value that a JavaScript number no longer holds exactly. */
 function inexactInteger(value: unknown): number | undefined {
@@ -3538,15 +3968,28 @@ function desiredSchedule(
   };
 }
 
+/** What fills `{{ step-id.key }}` in deployment fields: the outputs of steps that ran. */
+export interface StepResults {
+  outputs: Map<DeploymentEntry, Json>;
+  /** The server's deployments by `flow/name`, whose values stand in for steps that did not run. */
+  server: Map<string, ServerDeployment>;
+}
+
 /** Turns validated manifest entries into the state the server should have. */
 export function desiredDeployments(
   entries: DeploymentEntry[],
   owner: Owner,
   values: TemplateValues,
   report: (d: Diagnostic) => void,
+  steps?: StepResults,
 ): DesiredDeployment[] {
   return entries.map((entry) => {
-    const resolver = new TemplateResolver(values);
+    const resolver = new TemplateResolver(values, RUNTIME_PLACEHOLDER_ROOTS, {
+      outputs: steps?.outputs.get(entry),
+      provider: stepProviders(entry),
+      missing: "server",
+      server: steps?.server.get(`${entry.flow}/${entry.name}`),
+    });
     const d = entry.spec;
     const here: PathSegment[] = ["deployments", entry.index];
     const at = (key: string) => [...here, key];
@@ -3629,15 +4072,18 @@ export function desiredDeployments(
       ...checkTriggers(entry.name, triggers, at("triggers"), intervalSeconds),
     );
 
+    // Before the problems are reported: a templated `paused` that is not a boolean is one.
+    const paused = asBoolean(field("paused"), at("paused"), resolver);
     for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
       entry,
       flow: entry.flow,
       name: entry.name,
       fields,
-      paused: asBoolean(field("paused"), at("paused"), resolver),
+      paused,
       schedules,
       automations: desiredAutomations(entry.name, triggers, intervalSeconds),
+      kept: resolver.kept,
     };
   });
 }
@@ -3799,24 +4245,7 @@ export async function readServerState(
   const [flows, deployments, marked, variables, automations] = await reads;
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
-  const blocks = new Map<string, unknown>();
-  const blockVersions: string[] = [];
-  await Promise.all(refs.blocks.map(async (key) => {
-    const [type, name] = key.split("/");
-    const { status, data } = await client.request<Json>(
-      "GET",
-      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
-        encodeURIComponent(name)
-      }?include_secrets=true`,
-      undefined,
-      { accept: [404], expect: BLOCK_DOCUMENT_SHAPE },
-    );
-    if (status !== 200) return;
-    // Secret values fill templates; from here on, no output may show them.
-    blockSecrets(data, type).forEach((secret) => client.redactor.addValue(secret));
-    blocks.set(key, data.data);
-    blockVersions.push(`${key} ${data.id} ${data.updated}`);
-  }));
+  const { blocks, versions: blockVersions } = await readBlocks(client, refs.blocks);
   const values: TemplateValues = {
     env,
     variables: new Map(variables.map((v) => [v.name, v.value])),
@@ -3854,9 +4283,35 @@ export async function readServerState(
     owned: owned.map(withFlow),
     pools,
     values,
-    blockVersions: blockVersions.sort(),
+    blockVersions,
     automations,
   };
+}
+
+/** Block documents' `data` by `type/name`, secrets included; missing ones are left out. */
+async function readBlocks(
+  client: PrefectClient,
+  keys: string[],
+): Promise<{ blocks: Map<string, unknown>; versions: string[] }> {
+  const blocks = new Map<string, unknown>();
+  const versions: string[] = [];
+  await Promise.all(keys.map(async (key) => {
+    const [type, name] = key.split("/");
+    const { status, data } = await client.request<Json>(
+      "GET",
+      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
+        encodeURIComponent(name)
+      }?include_secrets=true`,
+      undefined,
+      { accept: [404], expect: BLOCK_DOCUMENT_SHAPE },
+    );
+    if (status !== 200) return;
+    // Secret values fill templates; from here on, no output may show them.
+    blockSecrets(data, type).forEach((secret) => client.redactor.addValue(secret));
+    blocks.set(key, data.data);
+    versions.push(`${key} ${data.id} ${data.updated}`);
+  }));
+  return { blocks, versions: versions.sort() };
 }
 
 // ─── Plan: comparing ─────────────────────────────────────────────────────────
@@ -4589,8 +5044,26 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
     }
   }
   if (!lines.length) lines.push("No changes: the server matches the manifests.");
+  const kept = keptLines(plan);
+  if (kept.length) lines.push("", ...kept);
   lines.push("", planSummary(plan));
   return lines;
+}
+
+/** The fields a plan took from the server because the steps filling them did not run. */
+function keptLines(plan: PlannedDeployment[]): string[] {
+  const rows = plan.flatMap((item) =>
+    (item.desired?.kept ?? []).map((k) =>
+      `  ${item.flow}/${item.name}  ${k.field} = ${compact(k.value)}`
+    )
+  );
+  return rows.length
+    ? [
+      "Kept as on the server (filled by build or push steps that did not run; " +
+      "--build-image and --push-image run them):",
+      ...rows,
+    ]
+    : [];
 }
 
 export function applySummary(results: AppliedDeployment[]): string {
@@ -4652,6 +5125,7 @@ function syncJson(outcome: SyncOutcome, started: number): unknown {
       changes: i.changes,
       effects: i.effects,
       ...(i.previousOwner ? { previous_owner: i.previousOwner } : {}),
+      ...(i.desired?.kept.length ? { kept_from_server: i.desired.kept.map((k) => k.field) } : {}),
       automations: i.automations.map(({ name, id, action, changes, effects }) => ({
         name,
         id,
@@ -4818,8 +5292,15 @@ async function preparePlan(
   client: PrefectClient,
   selected: DeploymentEntry[],
   owner: Owner,
-  /** `warn`: say what apply will not sync (the first time only: apply plans twice). */
-  options: Options & { seesWholeProject: boolean; warn: boolean },
+  /**
+   * `warn`: say what apply will not sync (the first time only: apply plans twice);
+   * `stepOutputs`: what the build and push steps that ran gave each deployment.
+   */
+  options: Options & {
+    seesWholeProject: boolean;
+    warn: boolean;
+    stepOutputs: Map<DeploymentEntry, Json>;
+  },
   outcome: SyncOutcome,
 ): Promise<PreparedPlan> {
   const state = await readServerState(client, selected, owner);
@@ -4832,7 +5313,10 @@ async function preparePlan(
     showDiagnostics(warnings, options.format);
   }
   const problems: Diagnostic[] = [];
-  const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d));
+  const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d), {
+    outputs: options.stepOutputs,
+    server: state.deployments,
+  });
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
     if (typeof pool === "string" && !state.pools.has(pool)) {
@@ -5085,10 +5569,16 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   outcome.client = client;
   redact = (text) => client.redact(text);
   if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  const stepOutputs = await runSteps(selected, options, client, outcome);
   progress(
     `Reading ${client.displayUrl} for ${selected.length} deployment(s) of ${describeOwner(owner)}`,
   );
-  const planning = { ...options, seesWholeProject: singleFile === undefined, warn: true };
+  const planning = {
+    ...options,
+    seesWholeProject: singleFile === undefined,
+    warn: true,
+    stepOutputs,
+  };
   const prepared = await preparePlan(client, selected, owner, planning, outcome);
   outcome.items = prepared.plan;
   outcome.undeclared = prepared.undeclared;
@@ -5105,6 +5595,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
     return options.detailedExitcode && pending ? EXIT_CHANGES : EXIT_OK;
   }
 
+  if (options.format === "text") keptLines(prepared.plan).forEach((line) => progress(line));
   if (prepared.plan.every((p) => p.action === "noop")) {
     // Nothing to write, so nothing to guard: a no-op apply takes no lock and writes nothing.
     outcome.items = prepared.plan.map((p) => ({ ...p, result: "unchanged" }));
@@ -5171,6 +5662,36 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
       )
     );
   }
+}
+
+/**
+ * `--build-image` and `--push-image`: the selected deployments' steps, run before anything is
+ * planned. A failed step stops everything, with its place and the last lines it printed.
+ */
+async function runSteps(
+  selected: DeploymentEntry[],
+  options: Options,
+  client: PrefectClient,
+  outcome: SyncOutcome,
+): Promise<Map<DeploymentEntry, Json>> {
+  const sections = [
+    ...(options.buildImage ? ["build" as const] : []),
+    ...(options.pushImage ? ["push" as const] : []),
+  ];
+  if (!sections.length) return new Map();
+  const ran = await runDeploymentSteps(selected, sections, client, progress);
+  if (!("diagnostics" in ran)) return ran.outputs;
+  outcome.diagnostics.push(...ran.diagnostics);
+  showDiagnostics(ran.diagnostics, options.format);
+  if (ran.tail.length) {
+    progress(["  Last lines of its output:", ...ran.tail.map((l) => `    ${l}`)].join("\n"));
+  }
+  throw new SyncFailure(
+    "preflight",
+    `Stopped before any change: ${ran.diagnostics.length} error${
+      ran.diagnostics.length === 1 ? "" : "s"
+    }.`,
+  );
 }
 
 /** Seconds a lock outlives an apply that was killed (DEPLOY_LOCK_TTL, default 60). */

@@ -176,7 +176,7 @@ block_document_name: string
 block_type_slug: string
 } | null)
 /**
- * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`.
+ * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`. Other keys are docker-py build() keywords (`buildargs`, `target`, `nocache`, …).
  */
 export type BuildDockerImage = ({
 /**
@@ -188,29 +188,49 @@ id?: string
  */
 requires?: (string | string[])
 /**
- * Repository of the image, e.g. `ghcr.io/acme/flows`.
+ * Repository of the image, e.g. `ghcr.io/acme/flows`; a bare name gets `PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE` in front when that is set.
  */
 image_name: string
 /**
- * Image tag; a timestamp when omitted.
+ * Image tag; when omitted, the build's UTC time (`2026-01-02t03-04-05-123000-00-00`), as prefect-docker does.
  */
 tag?: string
 /**
- * `auto` or a path to a Dockerfile.
+ * A Dockerfile inside the build context (`Dockerfile` by default), or `auto`: the Dockerfile prefect-docker writes, `FROM prefecthq/prefect:<prefect-version>-python<Python>` with the project copied to `/opt/prefect/<directory>/` (Python from `DEPLOY_PYTHON_VERSION` or `.python-version`).
  */
 dockerfile?: string
 /**
- * More tags for the same image.
+ * More tags for the same image, e.g. `[latest]`; or a template such as `"{{ build-image.additional_tags }}"`.
  */
-additional_tags?: string[]
+additional_tags?: (string[] | Template)
 /**
- * Build without the layer cache.
+ * Run this build again even when an identical one already ran in this invocation (prefect-docker's step cache; not Docker's layer cache, which `nocache` turns off).
  */
 ignore_cache?: (boolean | Template)
 /**
  * Target platform, e.g. `linux/amd64`.
  */
 platform?: string
+/**
+ * With `dockerfile: auto`, also save the generated Dockerfile (to `dockerfile_output_path`).
+ */
+persist_dockerfile?: (boolean | Template)
+/**
+ * Where `persist_dockerfile` saves the generated Dockerfile; `Dockerfile.generated` by default.
+ */
+dockerfile_output_path?: string
+/**
+ * The build context directory; the working directory by default. A relative `dockerfile` is read inside it.
+ */
+path?: string
+/**
+ * Pull the base image before building (docker-py's default, true); `false` builds from local images only.
+ */
+pull?: (boolean | Template)
+/**
+ * `docker-py` (default; `docker build`). deploy.ts does not run `buildx`, which needs python-on-whales.
+ */
+build_backend?: ("docker-py" | "buildx")
 [k: string]: unknown | undefined
 } | null)
 /**
@@ -230,19 +250,27 @@ requires?: (string | string[])
  */
 image_name: string
 /**
- * Tag to push.
+ * Tag to push; when empty, every tag of the repository (as docker-py does).
  */
 tag?: string
 /**
- * A docker-registry-credentials block reference.
+ * A docker-registry-credentials block, `"{{ prefect.blocks.docker-registry-credentials.NAME }}"` (username, password, registry_url): logged in for this push only.
  */
 credentials?: (string | {
 [k: string]: unknown | undefined
 })
 /**
- * More tags to push.
+ * More tags to push, e.g. `"{{ build-image.additional_tags }}"`.
  */
-additional_tags?: string[]
+additional_tags?: (string[] | Template)
+/**
+ * Push again even when an identical push already ran in this invocation.
+ */
+ignore_cache?: (boolean | Template)
+/**
+ * `docker-py` (default; `docker push`). deploy.ts does not run `buildx`.
+ */
+build_backend?: ("docker-py" | "buildx")
 [k: string]: unknown | undefined
 } | null)
 /**

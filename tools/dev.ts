@@ -3,7 +3,8 @@
  * applied to it, and the server kept running until Ctrl-C. The work pools the manifests name
  * are created as process pools, as a developer would by hand.
  */
-import { defaultOptions, validate } from "../deploy.ts";
+import { defaultOptions, effectiveSteps, validate } from "../deploy.ts";
+import type { DeployTsManifest } from "../schema/types.ts";
 import { freePort, startPrefectServer } from "../tests/prefect_server.ts";
 import { BINARY_PERMISSIONS } from "./compile.ts";
 
@@ -11,6 +12,15 @@ const REPO_ROOT = new URL("../", import.meta.url).pathname;
 Deno.chdir(REPO_ROOT);
 
 const manifests = await validate({ ...defaultOptions(), command: "validate", strict: true });
+// Deployments that run from an image their build steps make need Docker and a registry
+// (`apply --build-image --push-image`); the dev server gets the others.
+const [fromImages, applied] = manifests.deployments.reduce(
+  ([images, others], d) =>
+    effectiveSteps(d.file.data as DeployTsManifest, d.spec, d.index).build.steps.length
+      ? [[...images, d], others]
+      : [images, [...others, d]],
+  [[], []] as [typeof manifests.deployments, typeof manifests.deployments],
+);
 const pools = [
   ...new Set(
     manifests.deployments.map((d) => d.spec.work_pool?.name).filter((n): n is string => !!n),
@@ -47,7 +57,15 @@ for (const pool of pools) {
 
 const apply = await new Deno.Command(Deno.execPath(), {
   // The compiled binary's permissions, so dev behaves as the release command will.
-  args: ["run", "--frozen", ...BINARY_PERMISSIONS, "deploy.ts", "apply", "--strict"],
+  args: [
+    "run",
+    "--frozen",
+    ...BINARY_PERMISSIONS,
+    "deploy.ts",
+    "apply",
+    "--strict",
+    ...applied.flatMap((d) => ["-n", `${d.flow}/${d.name}`]),
+  ],
   env: { PREFECT_API_URL: server.apiUrl },
   stdout: "inherit",
   stderr: "inherit",
@@ -64,6 +82,12 @@ In another terminal:
   ${server.bin}/prefect worker start --pool ${pools[0] ?? "<pool>"} --type process
 
 Press Ctrl-C to stop the server (its database is thrown away).`);
+for (const d of fromImages) {
+  console.log(
+    `Not applied: ${d.flow}/${d.name} runs from an image its build steps make; apply it with ` +
+      "--build-image --push-image (Docker, a registry and DEPLOY_IMAGE_REPOSITORY).",
+  );
+}
 if (!apply.success) console.error("\nThe apply failed; the server keeps running so you can look.");
 
 await new Promise(() => {});
