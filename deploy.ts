@@ -38,6 +38,7 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
+import { init } from "./lib/init.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -85,6 +86,7 @@ COMMANDS
   apply [PATH...]      Make the server match the manifests; print every deployment's ID
   inspect ENTRYPOINT   Flow name and parameter schema read from Python source (no Python needed)
   schema               Print the manifests' JSON Schema
+  init                 Start using deploy.ts in a repository: manifests, schema, editor settings
 
 OPTIONS
   -h, --help           Show help (also after a command: deploy validate --help)
@@ -103,6 +105,7 @@ EXAMPLES
   deploy plan
   deploy apply --prune
   deploy schema > deployments.schema.json
+  deploy init
 `,
   validate: `deploy validate — check manifests offline
 
@@ -223,12 +226,46 @@ OPTIONS
 EXAMPLES
   deploy schema > deployments.schema.json
 `,
+  init: `deploy init — start using deploy.ts in an existing repository
+
+USAGE
+  deploy init [options]
+
+  Run it at the repository's root. It reads the Python files (without running them) for @flow
+  functions and writes:
+    prefect/<flow>.yaml              a starter manifest per flow not declared yet (an example
+                                     flow and its manifest when there is none)
+    schema/deployments.schema.json   the JSON Schema the manifests' first line points at
+    .vscode/settings.json            the schema mapped onto the manifests (merged into the file)
+  With a prefect.yaml it says that prefect.yaml loads as it is, and offers to split it into
+  one file per flow under prefect/ (comments and anchors kept; prefect.yaml stays).
+  A file that exists and differs is replaced only when you say so; without a terminal, init
+  stops before writing anything unless --yes. Ends by validating what it wrote.
+
+OPTIONS
+      --manifest-dir DIR   Where the manifests go (default: prefect/)
+      --project NAME       The manifests' top-level name, which owns the deployments
+                           (default: the repository's directory name)
+      --work-pool NAME     The work pool starter deployments run on (default: default)
+      --split              Split prefect.yaml into one file per flow without asking
+      --yes                Replace files that differ without asking
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 written (or nothing to write), 1 refused or unusable input (nothing written)
+
+EXAMPLES
+  deploy init
+  deploy init --project analytics --work-pool k8s-prod
+  deploy init --split          # a repository deployed with prefect.yaml
+  deploy init --yes            # after upgrading deploy: refresh the schema copy
+`,
 };
 
 type Format = "text" | "json" | "github";
 
 export interface Options {
-  command: "validate" | "plan" | "apply" | "inspect" | "schema" | "help" | "version";
+  command: "validate" | "plan" | "apply" | "inspect" | "schema" | "init" | "help" | "version";
   helpTopic: string;
   paths: string[];
   strict: boolean;
@@ -247,9 +284,13 @@ export interface Options {
   /** Seconds to wait for /health; 0 = do not wait. */
   wait: number;
   concurrency: number;
+  /** init: the manifests' top-level name, the work pool, split prefect.yaml. */
+  project?: string;
+  workPool?: string;
+  split?: boolean;
 }
 
-const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
+const COMMANDS = ["validate", "plan", "apply", "inspect", "schema", "init"] as const;
 
 export function parseCommandLine(argv: string[]): Options {
   const [first, ...rest] = argv;
@@ -287,13 +328,21 @@ export function parseCommandLine(argv: string[]): Options {
     apply: { ...sync, yes: { type: "boolean" }, concurrency: { type: "string" } },
     inspect: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     schema: { help: { type: "boolean", short: "h" } },
+    init: {
+      "manifest-dir": { type: "string" },
+      project: { type: "string" },
+      "work-pool": { type: "string" },
+      split: { type: "boolean" },
+      yes: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
   } as const;
   let parsed;
   try {
     parsed = parseArgs({
       args: rest,
       options: optionsByCommand[command],
-      allowPositionals: command !== "schema",
+      allowPositionals: command !== "schema" && command !== "init",
       strict: true,
     });
   } catch (error) {
@@ -311,7 +360,7 @@ export function parseCommandLine(argv: string[]): Options {
     }
     if (format === "github") throw new UsageError("inspect: --format must be text or json.");
   }
-  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])];
+  const paths = [...parsed.positionals, ...[values["manifest-dir"] ?? []].flat() as string[]];
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
     throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
@@ -347,6 +396,9 @@ export function parseCommandLine(argv: string[]): Options {
     apiUrl,
     wait,
     concurrency,
+    project: values.project as string | undefined,
+    workPool: values["work-pool"] as string | undefined,
+    split: Boolean(values.split),
   };
 }
 
@@ -3656,6 +3708,31 @@ function typeLabel(schema: Json): string {
   }
 }
 
+// ─── Init ────────────────────────────────────────────────────────────────────
+
+/** `deploy init`: lib/init.ts decides what to write; validate checks the result. */
+async function runInit(options: Options): Promise<number> {
+  const sources = new FlowSources();
+  await init({
+    manifestDir: options.paths[0],
+    project: options.project ?? projectName([]),
+    workPool: options.workPool ?? "default",
+    split: Boolean(options.split),
+    yes: options.yes,
+    schemaText: JSON.stringify(schema, null, 2) + "\n",
+  }, {
+    flowName: (entrypoint, flowName) => sources.flowName(entrypoint, flowName),
+    check: async (paths) => summary(await validate({ ...options, command: "validate", paths })),
+    ask: Deno.stdin.isTerminal() ? (question) => confirm(question) : undefined,
+    refuse: (message) => {
+      throw new UserError(message);
+    },
+    out: (line) => console.log(line),
+    note: (line) => console.error(line),
+  });
+  return EXIT_OK;
+}
+
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
 export async function main(argv: string[]): Promise<number> {
@@ -3678,6 +3755,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runSync(options);
       case "inspect":
         return runInspect(options.paths[0], options.format);
+      case "init":
+        return await runInit(options);
     }
   } catch (error) {
     if (error instanceof UsageError) {

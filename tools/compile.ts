@@ -6,12 +6,14 @@
 
 /**
  * Network for the Prefect API; reading the project (manifests, flows) from the directory it runs
- * in; the environment only for Prefect's settings, deploy.ts's own DEPLOY_* variables (which
- * `{{ $DEPLOY_… }}` templates may use) and NO_COLOR.
+ * in, and writing there (only `init` and `export` write: manifests, the schema, editor
+ * settings); the environment only for Prefect's settings, deploy.ts's own DEPLOY_* variables
+ * (which `{{ $DEPLOY_… }}` templates may use) and NO_COLOR.
  */
 export const BINARY_PERMISSIONS = [
   "--allow-net",
   "--allow-read=.",
+  "--allow-write=.",
   "--allow-env=PREFECT_*,DEPLOY_*,NO_COLOR",
 ];
 
