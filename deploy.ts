@@ -38,7 +38,8 @@ import {
   type PythonModule,
 } from "./lib/python_source.ts";
 import { cleandoc, parameterSchema } from "./lib/parameter_schema.ts";
-import { init } from "./lib/init.ts";
+import { init, writeFiles } from "./lib/init.ts";
+import { exportManifests, readForExport } from "./lib/export.ts";
 import type { Deployment, DeployTsManifest, Schedule, Step, Steps } from "./schema/types.ts";
 
 export const VERSION: string = denoConfig.version;
@@ -87,6 +88,7 @@ COMMANDS
   inspect ENTRYPOINT   Flow name and parameter schema read from Python source (no Python needed)
   schema               Print the manifests' JSON Schema
   init                 Start using deploy.ts in a repository: manifests, schema, editor settings
+  export [PATTERN...]  Write manifests for deployments that already exist on the server
 
 OPTIONS
   -h, --help           Show help (also after a command: deploy validate --help)
@@ -106,6 +108,7 @@ EXAMPLES
   deploy apply --prune
   deploy schema > deployments.schema.json
   deploy init
+  deploy export 'etl/*'
 `,
   validate: `deploy validate — check manifests offline
 
@@ -260,12 +263,54 @@ EXAMPLES
   deploy init --split          # a repository deployed with prefect.yaml
   deploy init --yes            # after upgrading deploy: refresh the schema copy
 `,
+  export: `deploy export — write manifests for deployments that exist on the server
+
+USAGE
+  deploy export [PATTERN...] [options]
+
+  PATTERN is FLOW/NAME or NAME, * as a wildcard (default: every deployment). Writes one file per
+  flow into the manifest directory: entrypoint, parameters, schedules (with slugs), work pool,
+  job variables, concurrency, and every other value as the server holds it (which template
+  made a value cannot be known). Fields equal to what deploy.ts would send anyway (its
+  defaults, the flow's docstring and parameter schema read from source) are left out. A value
+  from a secret block is written as a reference to the block, never as the value; one that
+  cannot be (an unnamed block) stops export before anything is written. Deployments the
+  manifests declare already are skipped, and no existing file is written over.
+  Then plan shows each exported deployment being taken over (its ownership tag, slugs for
+  schedules that had none) and nothing else; after one apply, "No changes".
+  Triggers (automations) are not exported.
+
+OPTIONS
+      --manifest-dir DIR   Where the files go (default: prefect/)
+      --project NAME       The files' top-level name (default: the manifests' in DIR, else the
+                           repository's directory name)
+      --api-url URL        Prefect API URL (default: $PREFECT_API_URL)
+      --wait SECONDS       Wait up to SECONDS for the API to answer /health first
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 written (or nothing to export), 1 refused, unusable input or server error (nothing written)
+
+EXAMPLES
+  deploy export
+  deploy export 'etl/*' nightly-report
+  deploy export --manifest-dir deploy/prefect --project analytics
+`,
 };
 
 type Format = "text" | "json" | "github";
 
 export interface Options {
-  command: "validate" | "plan" | "apply" | "inspect" | "schema" | "init" | "help" | "version";
+  command:
+    | "validate"
+    | "plan"
+    | "apply"
+    | "inspect"
+    | "schema"
+    | "init"
+    | "export"
+    | "help"
+    | "version";
   helpTopic: string;
   paths: string[];
   strict: boolean;
@@ -290,7 +335,7 @@ export interface Options {
   split?: boolean;
 }
 
-const COMMANDS = ["validate", "plan", "apply", "inspect", "schema", "init"] as const;
+const COMMANDS = ["validate", "plan", "apply", "inspect", "schema", "init", "export"] as const;
 
 export function parseCommandLine(argv: string[]): Options {
   const [first, ...rest] = argv;
@@ -336,6 +381,13 @@ export function parseCommandLine(argv: string[]): Options {
       yes: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
+    export: {
+      "manifest-dir": { type: "string" },
+      project: { type: "string" },
+      "api-url": { type: "string" },
+      wait: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   } as const;
   let parsed;
   try {
@@ -360,7 +412,9 @@ export function parseCommandLine(argv: string[]): Options {
     }
     if (format === "github") throw new UsageError("inspect: --format must be text or json.");
   }
-  const paths = [...parsed.positionals, ...[values["manifest-dir"] ?? []].flat() as string[]];
+  // export's positionals are deployment patterns; its one PATH is where it writes.
+  const positionals = command === "export" ? [] : parsed.positionals;
+  const paths = [...positionals, ...[values["manifest-dir"] ?? []].flat() as string[]];
   const env = values.env as string | undefined;
   if (env !== undefined && !/^[\w.-]+$/.test(env)) {
     throw new UsageError(`--env must be a name such as dev or prod, not "${env}".`);
@@ -389,7 +443,7 @@ export function parseCommandLine(argv: string[]): Options {
     format: format as Format,
     env,
     flows: (values.flow as string[] | undefined) ?? [],
-    names: (values.name as string[] | undefined) ?? [],
+    names: command === "export" ? parsed.positionals : (values.name as string[] | undefined) ?? [],
     prune: Boolean(values.prune),
     yes: Boolean(values.yes),
     detailedExitcode: Boolean(values["detailed-exitcode"]),
@@ -3733,6 +3787,78 @@ async function runInit(options: Options): Promise<number> {
   return EXIT_OK;
 }
 
+// ─── Export ──────────────────────────────────────────────────────────────────
+
+/** `deploy export`: lib/export.ts turns the server's deployments into manifests. */
+async function runExport(options: Options): Promise<number> {
+  const dir = options.paths[0].replace(/\/+$/, "") || ".";
+  const existing = existsSync(dir)
+    ? await validate({ ...options, command: "validate", paths: [dir], codeChecks: false })
+    : undefined;
+  const project = options.project ??
+    projectName([...new Set(existing?.deployments.map((d) => d.file) ?? [])]);
+  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+  const client = new PrefectClient({ ...settings, onRetry: progress });
+  redact = (text) => client.redact(text);
+  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  await client.checkServer();
+  const wanted = selection([], options.names);
+  const found = await readForExport(client, (d) => !options.names.length || wanted.matches(d));
+  if (wanted.unmatched().length) {
+    throw new UserError(
+      `No deployment on ${client.displayUrl} matches ${wanted.unmatched().join(", ")}.`,
+    );
+  }
+  const sources = new FlowSources();
+  const result = exportManifests(found.deployments, found.secrets, {
+    flowName: (entrypoint) => sources.flowName(entrypoint),
+    inferred: (entrypoint) => {
+      const source = sources.flowFunction(entrypoint);
+      if (!source) return undefined;
+      const docstring = source.fn.docstring;
+      return {
+        schema: parameterSchema(source.module, source.fn),
+        description: docstring ? cleandoc(docstring) : null,
+      };
+    },
+  }, {
+    project,
+    manifestDir: dir,
+    cwd: Deno.cwd(),
+    declared: new Set(existing?.deployments.map((d) => `${d.flow}/${d.name}`) ?? []),
+    exists: existsSync,
+    source: client.displayUrl,
+  });
+  result.notes.forEach((note) => progress(note));
+  if (result.refused.length) {
+    throw new UserError(
+      `Nothing exported: ${result.refused.join(" ")} Give the block a name, or move the value ` +
+        "out of the deployment.",
+    );
+  }
+  writeFiles(result.files.map((f) => ({ ...f, status: "create", what: "" })));
+  for (const file of result.files) {
+    console.log(`wrote ${file.path}  ${file.deployments.join(", ")}`);
+  }
+  const count = result.files.reduce((n, f) => n + f.deployments.length, 0);
+  progress(
+    count
+      ? `Exported ${count} deployment(s) as project "${project}". Next: deploy plan shows each ` +
+        "being taken over; deploy apply does it."
+      : "Nothing to export.",
+  );
+  return EXIT_OK;
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
 export async function main(argv: string[]): Promise<number> {
@@ -3757,6 +3883,8 @@ export async function main(argv: string[]): Promise<number> {
         return runInspect(options.paths[0], options.format);
       case "init":
         return await runInit(options);
+      case "export":
+        return await runExport(options);
     }
   } catch (error) {
     if (error instanceof UsageError) {
