@@ -75,7 +75,7 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
       --wait SECONDS           Wait up to SECONDS for the API to answer /health first
 `;
 
-const HELP: Record<string, string> = {
+export const HELP: Record<string, string> = {
   main: `deploy ${VERSION} — declarative Prefect deployments
 
 USAGE
