@@ -6,6 +6,7 @@
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { REPO_ROOT } from "./helpers.ts";
 import denoConfig from "../deno.json" with { type: "json" };
+import { BINARY_PERMISSIONS } from "../tools/compile.ts";
 
 Deno.test("package: deno publish --dry-run passes and uploads the program and the schema", async () => {
   const output = await new Deno.Command(Deno.execPath(), {
@@ -45,4 +46,20 @@ Deno.test("package: the licence is stated in deno.json and matches LICENSE", () 
   const license = Deno.readTextFileSync(`${REPO_ROOT}LICENSE`);
   assertMatch(license, /Apache License\s+Version 2\.0, January 2004/);
   assertMatch(license, /TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION/);
+});
+
+Deno.test("package: the README's and how-to's install commands grant the binary's permissions", () => {
+  for (const doc of ["README.md", "docs/how-to.md"]) {
+    const text = Deno.readTextFileSync(`${REPO_ROOT}${doc}`).replaceAll("\\\n", " ");
+    const commands = text.split("\n").filter((l) =>
+      /deno (install|compile) .*jsr:@deploy-ts\/deploy/.test(l)
+    );
+    assert(commands.length >= 2, `${doc}: no install/compile command`);
+    for (const command of commands) {
+      const flags = command.split(/\s+/).map((w) => w.replace(/^'|'$/g, ""))
+        .filter((w) => w.startsWith("--allow"));
+      assertEquals(flags, BINARY_PERMISSIONS, `${doc}: ${command.trim()}`);
+      assertMatch(command, new RegExp(`jsr:@deploy-ts/deploy@${denoConfig.version}\\b`));
+    }
+  }
 });
