@@ -182,6 +182,15 @@ export function exportManifests(
       notes.push(`Skipped ${key}: it has no entrypoint (made by flow.serve() or an old client).`);
       continue;
     }
+    const owners = (d.tags ?? []).filter((t) => t.startsWith("managed-by:deploy.ts/"))
+      .map((t) => t.slice("managed-by:deploy.ts/".length)).filter((p) => p !== options.project);
+    if (owners.length) {
+      notes.push(
+        `${key} is managed by project "${
+          owners[0]
+        }": plan and apply take it over only with --adopt.`,
+      );
+    }
     const entry = hideSecrets(manifestEntry(d, local, options), secrets, key, refused);
     if (d.paused) paused.add(entry);
     byFlow.set(d.flow, [...byFlow.get(d.flow) ?? [], entry]);

@@ -358,6 +358,7 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
   );
   assertEquals(result.refused, []);
   assertEquals(result.notes, [
+    'etl/nightly is managed by project "old": plan and apply take it over only with --adopt.',
     "Skipped etl/declared: the manifests in prefect/ declare it already.",
   ]);
   assertEquals(result.files.map((f) => [f.path, f.deployments]), [
