@@ -329,7 +329,7 @@ export interface Options {
   /** Seconds to wait for /health; 0 = do not wait. */
   wait: number;
   concurrency: number;
-  /** init: the manifests' top-level name, the work pool, split prefect.yaml. */
+  /** init and export: the manifests' top-level name; init: the work pool, split prefect.yaml. */
   project?: string;
   workPool?: string;
   split?: boolean;
