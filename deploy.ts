@@ -93,6 +93,8 @@ import type {
   Steps,
   Trigger,
 } from "./schema/types.ts";
+import { init, writeFiles } from "./lib/init.ts";
+import { exportManifests, readForExport } from "./lib/export.ts";
 
 export const VERSION: string = denoConfig.version;
 
@@ -137,7 +139,7 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
                                shown as "adopt")
 `;
 
-const HELP: Record<string, string> = {
+export const HELP: Record<string, string> = {
   main: `deploy ${VERSION} — declarative Prefect deployments
 
 USAGE
@@ -149,6 +151,8 @@ COMMANDS
   apply [PATH...]      Make the server match the manifests; print every deployment's ID
   inspect ENTRYPOINT   Flow name and parameter schema read from Python source (no Python needed)
   schema               Print the manifests' JSON Schema
+  init                 Start using deploy.ts in a repository: manifests, schema, editor settings
+  export [PATTERN...]  Write manifests for deployments that already exist on the server
 
 OPTIONS
   -h, --help           Show help (also after a command: deploy validate --help)
@@ -167,6 +171,8 @@ EXAMPLES
   deploy plan
   deploy apply --prune
   deploy schema > deployments.schema.json
+  deploy init
+  deploy export 'etl/*'
 `,
   validate: `deploy validate — check manifests offline
 
@@ -306,12 +312,88 @@ OPTIONS
 EXAMPLES
   deploy schema > deployments.schema.json
 `,
+  init: `deploy init — start using deploy.ts in an existing repository
+
+USAGE
+  deploy init [options]
+
+  Run it at the repository's root. It reads the Python files (without running them) for @flow
+  functions and writes:
+    prefect/<flow>.yaml              a starter manifest per flow not declared yet (an example
+                                     flow and its manifest when there is none)
+    schema/deployments.schema.json   the JSON Schema the manifests' first line points at
+    .vscode/settings.json            the schema mapped onto the manifests (merged into the file)
+  With a prefect.yaml it says that prefect.yaml loads as it is, and offers to split it into
+  one file per flow under prefect/ (comments and anchors kept; prefect.yaml stays).
+  A file that exists and differs is replaced only when you say so; without a terminal, init
+  stops before writing anything unless --yes. Ends by validating what it wrote.
+
+OPTIONS
+      --manifest-dir DIR   Where the manifests go (default: prefect/)
+      --project NAME       The manifests' top-level name, which owns the deployments
+                           (default: the repository's directory name)
+      --work-pool NAME     The work pool starter deployments run on (default: default)
+      --split              Split prefect.yaml into one file per flow without asking
+      --yes                Replace files that differ without asking
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 written (or nothing to write), 1 refused or unusable input (nothing written)
+
+EXAMPLES
+  deploy init
+  deploy init --project analytics --work-pool k8s-prod
+  deploy init --split          # a repository deployed with prefect.yaml
+  deploy init --yes            # after upgrading deploy: refresh the schema copy
+`,
+  export: `deploy export — write manifests for deployments that exist on the server
+
+USAGE
+  deploy export [PATTERN...] [options]
+
+  PATTERN is FLOW/NAME or NAME, * as a wildcard (default: every deployment). Writes one file per
+  flow into the manifest directory: entrypoint, parameters, schedules (with slugs), work pool,
+  job variables, concurrency, and every other value as the server holds it (which template
+  made a value cannot be known). Fields equal to what deploy.ts would send anyway (its
+  defaults, the flow's docstring and parameter schema read from source) are left out. A value
+  from a secret block is written as a reference to the block, never as the value; one that
+  cannot be (an unnamed block) stops export before anything is written. Deployments the
+  manifests declare already are skipped, and no existing file is written over.
+  Then plan shows each exported deployment being taken over (its ownership tag, slugs for
+  schedules that had none) and nothing else; after one apply, "No changes".
+  Triggers (automations) are not exported.
+
+OPTIONS
+      --manifest-dir DIR   Where the files go (default: prefect/)
+      --project NAME       The files' top-level name (default: the manifests' in DIR, else the
+                           repository's directory name)
+      --api-url URL        Prefect API URL (default: $PREFECT_API_URL)
+      --wait SECONDS       Wait up to SECONDS for the API to answer /health first
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 written (or nothing to export), 1 refused, unusable input or server error (nothing written)
+
+EXAMPLES
+  deploy export
+  deploy export 'etl/*' nightly-report
+  deploy export --manifest-dir deploy/prefect --project analytics
+`,
 };
 
 type Format = "text" | "json" | "github";
 
 export interface Options {
-  command: "validate" | "plan" | "apply" | "inspect" | "schema" | "help" | "version";
+  command:
+    | "validate"
+    | "plan"
+    | "apply"
+    | "inspect"
+    | "schema"
+    | "init"
+    | "export"
+    | "help"
+    | "version";
   helpTopic: string;
   paths: string[];
   strict: boolean;
@@ -341,9 +423,13 @@ export interface Options {
   buildImage: boolean;
   /** `--push-image`: run the manifests' push steps first. */
   pushImage: boolean;
+  /** init and export: the manifests' top-level name; init: the work pool, split prefect.yaml. */
+  project?: string;
+  workPool?: string;
+  split?: boolean;
 }
 
-const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
+const COMMANDS = ["validate", "plan", "apply", "inspect", "schema", "init", "export"] as const;
 
 /**
  * Parses the command line. `callerDir`: the directory the user typed it in when that is not the
@@ -395,13 +481,28 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     },
     inspect: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     schema: { help: { type: "boolean", short: "h" } },
+    init: {
+      "manifest-dir": { type: "string" },
+      project: { type: "string" },
+      "work-pool": { type: "string" },
+      split: { type: "boolean" },
+      yes: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    export: {
+      "manifest-dir": { type: "string" },
+      project: { type: "string" },
+      "api-url": { type: "string" },
+      wait: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   } as const;
   let parsed;
   try {
     parsed = parseArgs({
       args: rest,
       options: optionsByCommand[command],
-      allowPositionals: command !== "schema",
+      allowPositionals: command !== "schema" && command !== "init",
       strict: true,
     });
   } catch (error) {
@@ -430,8 +531,9 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     const file = path.lastIndexOf(".py:") + ".py".length;
     return file > 2 ? fromCallerDir(path.slice(0, file), callerDir) + path.slice(file) : path;
   };
-  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])]
-    .map(typed);
+  // export's positionals are deployment patterns; its one PATH is where it writes.
+  const positionals = command === "export" ? [] : parsed.positionals;
+  const paths = [...positionals, ...[values["manifest-dir"] ?? []].flat() as string[]].map(typed);
   if (values.plan !== undefined && paths.length) {
     throw usage("apply: a saved plan (--plan) brings its own manifests; drop the PATHs.");
   }
@@ -475,7 +577,7 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     format: format as Format,
     env,
     flows: (values.flow as string[] | undefined) ?? [],
-    names: (values.name as string[] | undefined) ?? [],
+    names: command === "export" ? parsed.positionals : (values.name as string[] | undefined) ?? [],
     prune: Boolean(values.prune),
     yes: Boolean(values.yes),
     adopt: Boolean(values.adopt),
@@ -488,6 +590,9 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     concurrency,
     buildImage: Boolean(values["build-image"]),
     pushImage: Boolean(values["push-image"]),
+    project: values.project as string | undefined,
+    workPool: values["work-pool"] as string | undefined,
+    split: Boolean(values.split),
   };
 }
 
@@ -5867,6 +5972,104 @@ function typeLabel(schema: Json): string {
   }
 }
 
+// ─── Init ────────────────────────────────────────────────────────────────────
+
+/** `deploy init`: lib/init.ts decides what to write; validate checks the result. */
+async function runInit(options: Options): Promise<number> {
+  const sources = new FlowSources();
+  await init({
+    manifestDir: options.paths[0],
+    project: options.project ?? directoryProjectName(),
+    workPool: options.workPool ?? "default",
+    split: Boolean(options.split),
+    yes: options.yes,
+    schemaText: JSON.stringify(schema, null, 2) + "\n",
+  }, {
+    flowName: (entrypoint, flowName) => sources.flowName(entrypoint, flowName),
+    check: async (paths) => summary(await validate({ ...options, command: "validate", paths })),
+    ask: Deno.stdin.isTerminal() ? (question) => confirm(question) : undefined,
+    refuse: (message) => {
+      throw new UserError(message);
+    },
+    out: (line) => console.log(line),
+    note: (line) => console.error(line),
+  });
+  return EXIT_OK;
+}
+
+// ─── Export ──────────────────────────────────────────────────────────────────
+
+/** `deploy export`: lib/export.ts turns the server's deployments into manifests. */
+async function runExport(options: Options): Promise<number> {
+  const dir = options.paths[0].replace(/\/+$/, "") || ".";
+  const existing = existsSync(dir)
+    ? await validate({ ...options, command: "validate", paths: [dir], codeChecks: false })
+    : undefined;
+  const project = options.project ?? existing?.project.name ?? directoryProjectName();
+  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+  const client = new PrefectClient({ ...settings, onRetry: progress });
+  redact = (text) => client.redact(text);
+  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  await client.checkServer();
+  const wanted = selection([], options.names);
+  const found = await readForExport(client, (d) => !options.names.length || wanted.matches(d));
+  if (wanted.unmatched().length) {
+    throw new UserError(
+      `No deployment on ${client.displayUrl} matches ${
+        wanted.unmatched().map((u) => `${u.flag} "${u.pattern}"`).join(" or ")
+      }.`,
+    );
+  }
+  const sources = new FlowSources();
+  const result = exportManifests(found.deployments, found.secrets, {
+    flowName: (entrypoint) => sources.flowName(entrypoint),
+    inferred: (entrypoint) => {
+      const source = sources.flowFunction(entrypoint);
+      if (!source) return undefined;
+      const docstring = source.fn.docstring;
+      return {
+        schema: parameterSchema(source.module, source.fn),
+        description: docstring ? cleandoc(docstring) : null,
+      };
+    },
+  }, {
+    project,
+    manifestDir: dir,
+    cwd: Deno.cwd(),
+    declared: new Set(existing?.deployments.map((d) => `${d.flow}/${d.name}`) ?? []),
+    exists: existsSync,
+    source: client.displayUrl,
+  });
+  result.notes.forEach((note) => progress(note));
+  if (result.refused.length) {
+    throw new UserError(
+      `Nothing exported: ${result.refused.join(" ")} Give the block a name, or move the value ` +
+        "out of the deployment.",
+    );
+  }
+  writeFiles(result.files.map((f) => ({ ...f, status: "create", what: "" })));
+  for (const file of result.files) {
+    console.log(`wrote ${file.path}  ${file.deployments.join(", ")}`);
+  }
+  const count = result.files.reduce((n, f) => n + f.deployments.length, 0);
+  progress(
+    count
+      ? `Exported ${count} deployment(s) as project "${project}". Next: deploy plan shows each ` +
+        "being taken over; deploy apply does it."
+      : "Nothing to export.",
+  );
+  return EXIT_OK;
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
 /** One line for any failure, credentials hidden; a stack only with DEPLOY_DEBUG. */
@@ -5917,6 +6120,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runSync(options);
       case "inspect":
         return runInspect(options.paths[0], options.format);
+      case "init":
+        return await runInit(options);
+      case "export":
+        return await runExport(options);
     }
   } catch (error) {
     const { message } = describeFailure(error);

@@ -38,45 +38,50 @@ async function run(command: string, args: string[], what: string) {
  * it is missing or was installed from another version of the requirements file. The marker,
  * written last, holds the requirements' digest.
  */
-export async function ensurePrefect(): Promise<string> {
-  const bin = `${VENV_DIR}/bin`;
-  const marker = `${VENV_DIR}/.installed`;
-  const requirements = await Deno.readFile(REQUIREMENTS);
-  const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", requirements)))
+export function ensurePrefect(): Promise<string> {
+  return ensureVenv(VENV_DIR, REQUIREMENTS, `Prefect ${PREFECT_VERSION}`);
+}
+
+/** A virtual environment at `dir` with exactly the pinned `requirements`; its bin directory. */
+export async function ensureVenv(dir: string, requirements: string, what: string): Promise<string> {
+  const bin = `${dir}/bin`;
+  const marker = `${dir}/.installed`;
+  const pinned = await Deno.readFile(requirements);
+  const digest = Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", pinned)))
     .map((b) => b.toString(16).padStart(2, "0")).join("");
   const installed = await Deno.readTextFile(marker).catch(() => undefined);
   if (installed?.trim() === digest) return bin;
   const python = Deno.env.get("PYTHON") ?? "python3";
   const hasVenv = await Deno.stat(`${bin}/pip`).then(() => true, () => false);
   if (!hasVenv) {
-    log(`installing Prefect ${PREFECT_VERSION} into ${VENV_DIR} (once; about a minute)`);
+    log(`installing ${what} into ${dir} (once; about a minute)`);
     await Deno.mkdir(`${REPO_ROOT}.venv`, { recursive: true });
     try {
-      await run(python, ["-m", "venv", VENV_DIR], `${python} -m venv`);
+      await run(python, ["-m", "venv", dir], `${python} -m venv`);
     } catch (error) {
       // Debian's python3 without python3-venv has no ensurepip; virtualenv brings its own pip.
       log(
         `${python} -m venv failed; trying virtualenv (${(error as Error).message.split("\n")[0]})`,
       );
-      await Deno.remove(VENV_DIR, { recursive: true }).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
       await run(
         python,
         ["-m", "pip", "install", "--quiet", "--user", "virtualenv"],
         "pip install virtualenv",
       );
-      await run(python, ["-m", "virtualenv", "--quiet", VENV_DIR], `${python} -m virtualenv`);
+      await run(python, ["-m", "virtualenv", "--quiet", dir], `${python} -m virtualenv`);
     }
   } else {
-    log(`updating ${VENV_DIR} to ${REQUIREMENTS}`);
+    log(`updating ${dir} to ${requirements}`);
   }
   await Deno.remove(marker).catch(() => {});
   await run(
     `${bin}/pip`,
-    ["install", "--quiet", "--disable-pip-version-check", "-r", REQUIREMENTS],
-    `pip install -r ${REQUIREMENTS}`,
+    ["install", "--quiet", "--disable-pip-version-check", "-r", requirements],
+    `pip install -r ${requirements}`,
   );
   await Deno.writeTextFile(marker, `${digest}\n`);
-  log(`Prefect ${PREFECT_VERSION} ready`);
+  log(`${what} ready`);
   return bin;
 }
 
