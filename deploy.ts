@@ -4586,13 +4586,13 @@ function planSchedules(
     const diffs: Change[] = [];
     if (a.slug !== d.slug) diffs.push({ field: `${label}.slug`, before: a.slug, after: d.slug });
     if (!sameSchedule(d.schedule, a.schedule)) {
-      diffs.push({ field: `${label}.schedule`, before: a.schedule, after: body.schedule });
+      diffs.push(...fieldChanges(`${label}.schedule`, a.schedule, body.schedule));
     }
     if (d.active !== undefined && d.active !== a.active) {
       diffs.push({ field: `${label}.active`, before: a.active, after: d.active });
     }
     if (!sameJson(d.parameters, a.parameters ?? {})) {
-      diffs.push({ field: `${label}.parameters`, before: a.parameters, after: d.parameters });
+      diffs.push(...fieldChanges(`${label}.parameters`, a.parameters, d.parameters));
     }
     if (d.max_scheduled_runs !== undefined && d.max_scheduled_runs !== a.max_scheduled_runs) {
       diffs.push({
@@ -4621,6 +4621,25 @@ function planSchedules(
   }
   return { ops, changes, effects };
 }
+
+/**
+ * A changed value as the changes of its parts, mapping by mapping, so a plan reads
+ * `parameters.batch_size: 500 → 600` rather than two whole objects. Lists change as a whole.
+ */
+export function fieldChanges(field: string, before: unknown, after: unknown): Change[] {
+  if (!isMapping(before) || !isMapping(after)) return [{ field, before, after }];
+  const keys = [...new Set([...Object.keys(after), ...Object.keys(before)])];
+  const changes = keys.flatMap((key) =>
+    sameJson(before[key], after[key])
+      ? []
+      : fieldChanges(`${field}${fieldKey(key)}`, before[key], after[key])
+  );
+  return changes.length ? changes : [{ field, before, after }];
+}
+
+/** `.name`, or `["prefect.resource.id"]` for a key that would read as a path. */
+const fieldKey = (key: string) =>
+  /^[A-Za-z_][\w-]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 
 const RUNS_DELETED =
   "Prefect deletes this deployment's future auto-scheduled runs; its scheduler re-creates them.";
@@ -4702,7 +4721,7 @@ export function planDeployments(
         );
         continue;
       }
-      changes.push({ field, before: actual[field], after: value });
+      changes.push(...fieldChanges(field, actual[field], value));
       patch[field] = value;
     }
     if (patch.concurrency_limit !== undefined || patch.concurrency_options !== undefined) {
@@ -5099,8 +5118,9 @@ async function runValidate(options: Options): Promise<number> {
 }
 
 /** One value of a plan diff, shortened after secrets are hidden (a cut would split one). */
+/** One line of a plan's value; object keys sorted, so both sides of a change read alike. */
 function compact(value: unknown): string {
-  const text = value === undefined ? "(none)" : redact(JSON.stringify(value));
+  const text = value === undefined ? "(none)" : redact(canonicalJson(value));
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 

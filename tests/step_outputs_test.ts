@@ -133,7 +133,10 @@ Deno.test("step outputs fill templates where Prefect fills them", async (t) => {
     const own = JSON.parse(rebuilt.stdout).deployments.find((d: { name: string }) =>
       d.name === "own"
     );
-    assertEquals(own.changes.map((c: { field: string }) => c.field), ["version", "parameters"]);
+    assertEquals(own.changes.map((c: { field: string }) => c.field), [
+      "version",
+      "parameters.mode",
+    ]);
   });
 
   await t.step(
