@@ -59,7 +59,40 @@ import {
   READ_OUTSIDE,
   readProjectFileSync,
 } from "./lib/project_files.ts";
-import type { Deployment, DeployTsManifest, Schedule, Steps } from "./schema/types.ts";
+import {
+  applyAutomations,
+  AUTOMATION_TEMPLATE_ROOTS,
+  automationName,
+  type AutomationOp,
+  type Automations,
+  checkTriggers,
+  deleteDeploymentAutomations,
+  type DesiredAutomation,
+  desiredAutomations,
+  metricTriggerPaths,
+  planAutomations,
+  pruneAutomations,
+  readAutomations,
+} from "./lib/automations.ts";
+import {
+  NATIVE_STEPS,
+  RESERVED_KEYS,
+  runStep,
+  type StepContext,
+  StepError,
+  takeIgnoreCache,
+} from "./lib/steps.ts";
+import type {
+  Deployment,
+  DeployTsManifest,
+  Schedule,
+  SLA,
+  Step,
+  Steps,
+  Trigger,
+} from "./schema/types.ts";
+import { init, writeFiles } from "./lib/init.ts";
+import { exportManifests, readForExport } from "./lib/export.ts";
 
 export const VERSION: string = denoConfig.version;
 
@@ -89,6 +122,12 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
       --env NAME               Apply the environment overlay <dir>/environments/NAME.yaml
       --strict                 Treat validation warnings as errors
       --no-code-checks         Skip checks that read flow source
+  STEPS (run first, before anything is planned; the image steps use the docker CLI)
+      --build-image            Run the build steps (docker build, shell scripts); their
+                               outputs fill {{ step-id.key }} templates
+      --push-image             Run the push steps (docker push)
+                               Without them, a field filled by a step output keeps the
+                               server's value, and a new deployment that needs one is an error
   SERVER
       --api-url URL            Prefect API URL (default: $PREFECT_API_URL)
       --wait SECONDS           Wait up to SECONDS for the API to answer /health first
@@ -98,7 +137,7 @@ const SYNC_OPTIONS = `  SELECTION AND INPUT
                                shown as "adopt")
 `;
 
-const HELP: Record<string, string> = {
+export const HELP: Record<string, string> = {
   main: `deploy ${VERSION} — declarative Prefect deployments
 
 USAGE
@@ -110,6 +149,8 @@ COMMANDS
   apply [PATH...]      Make the server match the manifests; print every deployment's ID
   inspect ENTRYPOINT   Flow name and parameter schema read from Python source (no Python needed)
   schema               Print the manifests' JSON Schema
+  init                 Start using deploy.ts in a repository: manifests, schema, editor settings
+  export [PATTERN...]  Write manifests for deployments that already exist on the server
 
 OPTIONS
   -h, --help           Show help (also after a command: deploy validate --help)
@@ -128,6 +169,8 @@ EXAMPLES
   deploy plan
   deploy apply --prune
   deploy schema > deployments.schema.json
+  deploy init
+  deploy export 'etl/*'
 `,
   validate: `deploy validate — check manifests offline
 
@@ -160,10 +203,11 @@ EXAMPLES
 USAGE
   deploy plan [PATH...] [options]
 
-  Validates the manifests, reads the server's deployments in a few filter requests, and lists
-  per deployment: + create, ~ update (each changed field, before → after), > adopt (a
-  deployment nobody owns yet), - delete (--prune), and the Prefect side effects of each change.
-  Ends with a summary line. Writes nothing to the server and takes no lock.
+  Validates the manifests, reads the server's deployments and automations in a few filter
+  requests, and lists per deployment: + create, ~ update (each changed field, before → after),
+  > adopt (a deployment nobody owns yet), - delete (--prune), and the Prefect side effects of
+  each change; under it, its triggers' automations the same way. Ends with a summary line.
+  Writes nothing to the server and takes no lock.
 
 OPTIONS
 ${SYNC_OPTIONS}  PLAN
@@ -182,6 +226,7 @@ EXAMPLES
   deploy plan --flow refinement --detailed-exitcode
   deploy plan -n 'refinement/*' --format json
   deploy plan --env prod --prune --out prod.plan      # review it, then: deploy apply prod.plan
+  deploy plan --build-image              # builds the images (no push) to show their new tags
 `,
   apply: `deploy apply — make the Prefect server match the manifests
 
@@ -193,8 +238,10 @@ USAGE
   any problem stops it before the first write. Then it creates what is missing (flow, then one
   POST), updates what differs (one PATCH of the changed fields; schedules row by row, keyed by
   slug, so their IDs survive) and leaves the rest alone: applying unchanged manifests writes
-  nothing. Prints "flow/name  <id>  created|updated|adopted|unchanged|deleted" per deployment
-  and a summary line last. Every deployment written carries the ownership tag
+  nothing. Each trigger is an automation owned by its deployment, created, updated in place
+  (its ID survives) or deleted to match. Prints "flow/name  <id>  created|updated|adopted|
+  unchanged|deleted" per deployment (and one line per automation written) and a summary line
+  last. Every deployment and automation written carries the ownership tag
   managed-by:deploy.ts/<project> (and deploy.ts/env:<name> with --env). While it writes, it
   holds a lock on the server for the project and environment: a second apply waits.
 
@@ -219,6 +266,7 @@ EXIT STATUS
 EXAMPLES
   deploy apply
   deploy apply --wait 60                 # Fly.io release_command: the API may still be starting
+  deploy apply --build-image --push-image   # CI: build and push the images, then apply
   deploy apply --flow refinement
   deploy apply --prune --yes --format json
   deploy apply prod.plan                 # the plan a reviewer approved, or nothing
@@ -262,12 +310,88 @@ OPTIONS
 EXAMPLES
   deploy schema > deployments.schema.json
 `,
+  init: `deploy init — start using deploy.ts in an existing repository
+
+USAGE
+  deploy init [options]
+
+  Run it at the repository's root. It reads the Python files (without running them) for @flow
+  functions and writes:
+    prefect/<flow>.yaml              a starter manifest per flow not declared yet (an example
+                                     flow and its manifest when there is none)
+    schema/deployments.schema.json   the JSON Schema the manifests' first line points at
+    .vscode/settings.json            the schema mapped onto the manifests (merged into the file)
+  With a prefect.yaml it says that prefect.yaml loads as it is, and offers to split it into
+  one file per flow under prefect/ (comments and anchors kept; prefect.yaml stays).
+  A file that exists and differs is replaced only when you say so; without a terminal, init
+  stops before writing anything unless --yes. Ends by validating what it wrote.
+
+OPTIONS
+      --manifest-dir DIR   Where the manifests go (default: prefect/)
+      --project NAME       The manifests' top-level name, which owns the deployments
+                           (default: the repository's directory name)
+      --work-pool NAME     The work pool starter deployments run on (default: default)
+      --split              Split prefect.yaml into one file per flow without asking
+      --yes                Replace files that differ without asking
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 written (or nothing to write), 1 refused or unusable input (nothing written)
+
+EXAMPLES
+  deploy init
+  deploy init --project analytics --work-pool k8s-prod
+  deploy init --split          # a repository deployed with prefect.yaml
+  deploy init --yes            # after upgrading deploy: refresh the schema copy
+`,
+  export: `deploy export — write manifests for deployments that exist on the server
+
+USAGE
+  deploy export [PATTERN...] [options]
+
+  PATTERN is FLOW/NAME or NAME, * as a wildcard (default: every deployment). Writes one file per
+  flow into the manifest directory: entrypoint, parameters, schedules (with slugs), work pool,
+  job variables, concurrency, and every other value as the server holds it (which template
+  made a value cannot be known). Fields equal to what deploy.ts would send anyway (its
+  defaults, the flow's docstring and parameter schema read from source) are left out. A value
+  from a secret block is written as a reference to the block, never as the value; one that
+  cannot be (an unnamed block) stops export before anything is written. Deployments the
+  manifests declare already are skipped, and no existing file is written over.
+  Then plan shows each exported deployment being taken over (its ownership tag, slugs for
+  schedules that had none) and nothing else; after one apply, "No changes".
+  Triggers (automations) are not exported.
+
+OPTIONS
+      --manifest-dir DIR   Where the files go (default: prefect/)
+      --project NAME       The files' top-level name (default: the manifests' in DIR, else the
+                           repository's directory name)
+      --api-url URL        Prefect API URL (default: $PREFECT_API_URL)
+      --wait SECONDS       Wait up to SECONDS for the API to answer /health first
+  -h, --help               Show this help
+
+EXIT STATUS
+  0 written (or nothing to export), 1 refused, unusable input or server error (nothing written)
+
+EXAMPLES
+  deploy export
+  deploy export 'etl/*' nightly-report
+  deploy export --manifest-dir deploy/prefect --project analytics
+`,
 };
 
 type Format = "text" | "json" | "github";
 
 export interface Options {
-  command: "validate" | "plan" | "apply" | "inspect" | "schema" | "help" | "version";
+  command:
+    | "validate"
+    | "plan"
+    | "apply"
+    | "inspect"
+    | "schema"
+    | "init"
+    | "export"
+    | "help"
+    | "version";
   helpTopic: string;
   paths: string[];
   strict: boolean;
@@ -293,9 +417,17 @@ export interface Options {
   /** Seconds to wait for /health; 0 = do not wait. */
   wait: number;
   concurrency: number;
+  /** `--build-image`: run the manifests' build steps first. */
+  buildImage: boolean;
+  /** `--push-image`: run the manifests' push steps first. */
+  pushImage: boolean;
+  /** init and export: the manifests' top-level name; init: the work pool, split prefect.yaml. */
+  project?: string;
+  workPool?: string;
+  split?: boolean;
 }
 
-const COMMANDS = ["validate", "plan", "apply", "inspect", "schema"] as const;
+const COMMANDS = ["validate", "plan", "apply", "inspect", "schema", "init", "export"] as const;
 
 /**
  * Parses the command line. `callerDir`: the directory the user typed it in when that is not the
@@ -332,6 +464,8 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     wait: { type: "string" },
     prune: { type: "boolean" },
     adopt: { type: "boolean" },
+    "build-image": { type: "boolean" },
+    "push-image": { type: "boolean" },
   } as const;
   const optionsByCommand = {
     validate: input,
@@ -345,13 +479,28 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     },
     inspect: { format: { type: "string" }, help: { type: "boolean", short: "h" } },
     schema: { help: { type: "boolean", short: "h" } },
+    init: {
+      "manifest-dir": { type: "string" },
+      project: { type: "string" },
+      "work-pool": { type: "string" },
+      split: { type: "boolean" },
+      yes: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    export: {
+      "manifest-dir": { type: "string" },
+      project: { type: "string" },
+      "api-url": { type: "string" },
+      wait: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   } as const;
   let parsed;
   try {
     parsed = parseArgs({
       args: rest,
       options: optionsByCommand[command],
-      allowPositionals: command !== "schema",
+      allowPositionals: command !== "schema" && command !== "init",
       strict: true,
     });
   } catch (error) {
@@ -380,8 +529,9 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     const file = path.lastIndexOf(".py:") + ".py".length;
     return file > 2 ? fromCallerDir(path.slice(0, file), callerDir) + path.slice(file) : path;
   };
-  const paths = [...parsed.positionals, ...((values["manifest-dir"] as string[]) ?? [])]
-    .map(typed);
+  // export's positionals are deployment patterns; its one PATH is where it writes.
+  const positionals = command === "export" ? [] : parsed.positionals;
+  const paths = [...positionals, ...[values["manifest-dir"] ?? []].flat() as string[]].map(typed);
   if (values.plan !== undefined && paths.length) {
     throw usage("apply: a saved plan (--plan) brings its own manifests; drop the PATHs.");
   }
@@ -425,7 +575,7 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     format: format as Format,
     env,
     flows: (values.flow as string[] | undefined) ?? [],
-    names: (values.name as string[] | undefined) ?? [],
+    names: command === "export" ? parsed.positionals : (values.name as string[] | undefined) ?? [],
     prune: Boolean(values.prune),
     yes: Boolean(values.yes),
     adopt: Boolean(values.adopt),
@@ -436,6 +586,11 @@ export function parseCommandLine(argv: string[], callerDir?: string): Options {
     apiUrl,
     wait,
     concurrency,
+    buildImage: Boolean(values["build-image"]),
+    pushImage: Boolean(values["push-image"]),
+    project: values.project as string | undefined,
+    workPool: values["work-pool"] as string | undefined,
+    split: Boolean(values.split),
   };
 }
 
@@ -484,6 +639,8 @@ export function defaultOptions(): Options {
     detailedExitcode: false,
     wait: 0,
     concurrency: 8,
+    buildImage: false,
+    pushImage: false,
   };
 }
 
@@ -1357,6 +1514,9 @@ function describeContext(title: string): string {
     "Work pool": "`work_pool`",
     Schedule: "a schedule",
     Trigger: "a trigger",
+    "Child trigger": "a child trigger",
+    "Metric query": "`metric`",
+    SLA: "an SLA",
   };
   return names[title] ?? (title ? `\`${title}\`` : "this mapping");
 }
@@ -1765,6 +1925,10 @@ function timezoneGuess(name: string): string | undefined {
 }
 
 const RUNTIME_PLACEHOLDER_ROOTS = ["ctx", "flow_run", "event", "flow", "deployment"];
+/** In triggers, also what the server's Jinja has when the automation fires. */
+const TRIGGER_PLACEHOLDER_ROOTS = [
+  ...new Set([...RUNTIME_PLACEHOLDER_ROOTS, ...AUTOMATION_TEMPLATE_ROOTS]),
+];
 const PLACEHOLDER = /\{\{\s*([\w.\-\[\]$]+)\s*\}\}/g;
 
 /** Output keys of Prefect's built-in steps, which also become top-level template values. */
@@ -1787,9 +1951,24 @@ const STEP_OUTPUTS: Record<string, string[]> = {
 const KNOWN_STEPS = Object.keys(schema.definitions.step.properties);
 const PREFECT_STEP_NAMESPACE = "prefect.deployments.steps.";
 
+/**
+ * How a value's placeholders are checked: `resolved`, plan fills their `{{ $ENV }}` (deployment
+ * fields, pull steps, triggers); `runtime`, the roots left for run time; `jinja`, a trigger's
+ * `parameters`, which the server renders as Jinja when the automation fires, so any balanced
+ * `{{ … }}` and `{% … %}` is allowed; `context`, said before a problem (for which deployment a
+ * top-level step is checked).
+ */
+interface TemplateCheck {
+  resolved?: boolean;
+  runtime?: string[];
+  jinja?: boolean;
+  context?: string;
+}
+
 /** What earlier steps make available to `{{ ... }}`: their ids and output keys. */
 interface StepScope {
-  ids: Set<string>;
+  /** Each id's step (short name) and outputs; no outputs: another package's step. */
+  ids: Map<string, { step: string; outputs?: string[] }>;
   outputs: Set<string>;
   /** A step of another package ran: its outputs are unknown, so bare names cannot be checked. */
   open: boolean;
@@ -1798,11 +1977,38 @@ interface StepScope {
 }
 
 const emptyScope = (): StepScope => ({
-  ids: new Set(),
+  ids: new Map(),
   outputs: new Set(),
   open: false,
   unknown: false,
 });
+
+/** A list of steps and where it is written. */
+export interface StepList {
+  steps: Step[];
+  path: PathSegment[];
+}
+
+/**
+ * The build and push steps a deployment runs, by `prefect deploy`'s rules: a deployment's own
+ * `build` replaces the top level's, even when empty or null; its own `push` does only when it
+ * has steps. Push steps run after the build steps and see their outputs.
+ */
+export function effectiveSteps(
+  top: DeployTsManifest,
+  d: Deployment,
+  index: number,
+): { build: StepList; push: StepList } {
+  const here = ["deployments", index];
+  return {
+    build: "build" in d
+      ? { steps: d.build ?? [], path: [...here, "build"] }
+      : { steps: top.build ?? [], path: ["build"] },
+    push: d.push?.length
+      ? { steps: d.push, path: [...here, "push"] }
+      : { steps: top.push ?? [], path: ["push"] },
+  };
+}
 
 export interface DeploymentEntry {
   file: ManifestFile;
@@ -1817,6 +2023,8 @@ export interface DeploymentEntry {
   spec: Deployment;
   /** The flow function, when its source was found and parsed. */
   flowSource?: { file: string; module: PythonModule; fn: PythonFunction };
+  /** What the deployment's build steps, then build and push steps, provide to templates. */
+  stepScopes: { build: StepScope; push: StepScope };
 }
 
 /** Fields Prefect reads when the deployment is made, never at run time: cron, booleans, limits. */
@@ -1844,33 +2052,50 @@ class ManifestChecker {
     message: string,
     severity: Severity = "error",
     at: "key" | "value" = "value",
+    /** What makes two problems at one place the same one. */
+    identity = message,
   ) {
+    const key = `${formatPath(path)} ${code} ${identity}`;
+    if (this.#reported.has(key)) return;
+    this.#reported.add(key);
     this.report(diagnosticAt(this.file, path, code, message, severity, at));
   }
+
+  /** Problems already reported: top-level steps are checked once per deployment running them. */
+  #reported = new Set<string>();
 
   /** One entry per deployment the file declares, whatever else is wrong with it. */
   check(data: unknown): DeploymentEntry[] {
     if (!isMapping(data)) return [];
     const manifest = data as unknown as DeployTsManifest;
-    const top = {
-      build: this.checkSteps(manifest.build, ["build"], emptyScope()),
-      push: undefined as StepScope | undefined,
-      pull: this.checkSteps(manifest.pull, ["pull"], emptyScope(), true),
-    };
-    top.push = this.checkSteps(manifest.push, ["push"], top.build);
     const deployments = Array.isArray(manifest.deployments) ? manifest.deployments : [];
+    // Top-level steps are checked with each deployment that runs them (after its own build, and
+    // before its pull steps, which see build and push outputs), and once on their own when none
+    // does; a problem found twice is reported once.
+    const declared = deployments.filter(isMapping);
+    const topBuild = this.checkSteps(manifest.build, ["build"], emptyScope());
+    const unusedPush = declared.every((d) => Array.isArray(d.push) && d.push.length);
+    const unusedPull = declared.every((d) => d.pull !== undefined && d.pull !== null);
+    if (unusedPush || unusedPull) {
+      const topPush = this.checkSteps(manifest.push, ["push"], topBuild);
+      if (unusedPull) {
+        this.checkSteps(manifest.pull, ["pull"], mergeScopes(topBuild, topPush), {
+          resolved: true,
+        });
+      }
+    }
     if (deployments.length) {
       for (const key of ["build", "push"] as const) this.checkStepsRun(manifest[key], [key]);
     }
     return deployments.flatMap((deployment, index) =>
-      isMapping(deployment) ? [this.checkDeployment(deployment, index, top)] : []
+      isMapping(deployment) ? [this.checkDeployment(deployment, index, manifest)] : []
     );
   }
 
   private checkDeployment(
     d: Record<string, unknown>,
     index: number,
-    top: { build: StepScope; push?: StepScope; pull: StepScope },
+    top: DeployTsManifest,
   ): DeploymentEntry {
     const here: PathSegment[] = ["deployments", index];
     const at = (key: string): PathSegment[] => [...here, key];
@@ -1887,16 +2112,18 @@ class ManifestChecker {
       ? this.sources.flowName(entrypoint, flowName)
       : flowName ?? "";
 
-    // Deployment-level steps replace the top-level ones.
-    const build = d.build !== undefined && d.build !== null
-      ? this.checkSteps(spec.build, at("build"), emptyScope())
-      : top.build;
-    const push = d.push !== undefined && d.push !== null
-      ? this.checkSteps(spec.push, at("push"), build)
-      : top.push ?? build;
+    const steps = effectiveSteps(top, spec, index);
+    const build = this.checkSteps(steps.build.steps, steps.build.path, emptyScope());
+    // The top-level push runs after this deployment's own build, when it has one.
+    const context = steps.push.path[0] === "push" && steps.build.path[0] !== "build"
+      ? `For deployment "${name}", whose own \`build\` replaces the top-level one: `
+      : "";
+    const push = this.checkSteps(steps.push.steps, steps.push.path, build, { context });
+    const scope = mergeScopes(build, push);
+    // `prefect deploy` fills build and push outputs into the pull steps it registers.
     if (d.pull !== undefined && d.pull !== null) {
-      this.checkSteps(spec.pull, at("pull"), emptyScope(), true);
-    }
+      this.checkSteps(spec.pull, at("pull"), scope, { resolved: true });
+    } else this.checkSteps(top.pull, ["pull"], scope, { resolved: true });
     for (const key of ["build", "push"] as const) this.checkStepsRun(d[key], at(key));
 
     const legacy = isMapping(d.schedule) && v.shaped(at("schedule")) ? d.schedule : undefined;
@@ -1981,10 +2208,9 @@ class ManifestChecker {
       this.checkParameters(d, here, flowSource, schedules, hasSchedules);
     }
 
-    const scope = mergeScopes(build, push ?? emptyScope());
     for (const key of Object.keys(d)) {
       if (["build", "push", "pull", "triggers"].includes(key) || v.unknownKey(at(key))) continue;
-      this.checkTemplates(d[key], at(key), scope, true);
+      this.checkTemplates(d[key], at(key), scope, { resolved: true });
     }
     for (const key of DEPLOY_TIME_FIELDS.deployment) this.checkDeployTimeValue(d, at(key));
     if (isMapping(d.concurrency_limit)) {
@@ -1993,9 +2219,21 @@ class ManifestChecker {
     if (isMapping(pool)) {
       this.checkDeployTimeValue(pool, [...poolPath, "name"]);
     }
+    this.checkTriggerList(d, here, scope);
+    this.checkSlas(d, here);
 
     const { line, column } = positionOf(this.file, here);
-    return { file: this.file, index, flow, name, line, column, spec, flowSource };
+    return {
+      file: this.file,
+      index,
+      flow,
+      name,
+      line,
+      column,
+      spec,
+      flowSource,
+      stepScopes: { build, push },
+    };
   }
 
   /** Whether `key` of the mapping at `path` is known to be there or not, with the right type. */
@@ -2003,6 +2241,83 @@ class ManifestChecker {
     return mapping[key] === undefined
       ? this.verdict.leftOut(mapping, path, key)
       : this.verdict.shaped([...path, key]);
+  }
+
+  /** What Prefect would reject or drop in the triggers (lib/automations.ts), and their templates. */
+  private checkTriggerList(d: Record<string, unknown>, here: PathSegment[], scope: StepScope) {
+    const path = [...here, "triggers"];
+    if (!Array.isArray(d.triggers)) return;
+    const triggers = d.triggers as Trigger[];
+    // Prefect's rules read whole triggers: only when the schema found none of them broken.
+    if (this.verdict.valid(path)) {
+      const name = typeof d.name === "string" ? d.name : "";
+      for (const p of checkTriggers(name, triggers, path, intervalSeconds)) {
+        this.problem(p.path, p.code, p.message, "error", p.at);
+      }
+    }
+    triggers.forEach((trigger, i) => {
+      if (!isMapping(trigger)) return;
+      for (const [key, value] of Object.entries(trigger)) {
+        if (this.verdict.unknownKey([...path, i, key])) continue;
+        this.checkTemplates(value, [...path, i, key], scope, {
+          resolved: true,
+          runtime: TRIGGER_PLACEHOLDER_ROOTS,
+          jinja: key === "parameters",
+        });
+      }
+    });
+  }
+
+  /** Prefect Cloud's SLAs come in three kinds, told apart by their one kind key. */
+  private checkSlas(d: Record<string, unknown>, here: PathSegment[]) {
+    const names = new Map<string, number>();
+    if (!Array.isArray(d.sla)) return;
+    (d.sla as SLA[]).forEach((sla, i) => {
+      const path = [...here, "sla", i];
+      if (!this.verdict.shaped(path)) return;
+      const kindKeys = ["duration", "stale_after", "within"] as const;
+      const kinds = kindKeys.filter((k) => sla[k] !== undefined);
+      // No kind, but an unknown key that looks like one: the typo is the problem, reported.
+      const typo = !kinds.length &&
+        kindKeys.some((k) =>
+          !this.verdict.leftOut(sla as unknown as Record<string, unknown>, path, k)
+        );
+      if (kinds.length !== 1 && !typo) {
+        this.problem(
+          path,
+          "sla-kind",
+          kinds.length
+            ? `An SLA takes exactly one of \`duration\`, \`stale_after\` or \`within\`, not ${
+              kinds.map((k) => `\`${k}\``).join(" and ")
+            }.`
+            : "An SLA needs one of `duration` (time to completion), `stale_after` (frequency) " +
+              "or `within` (lateness).",
+        );
+      }
+      for (const key of ["stale_after", "within"] as const) {
+        const value = sla[key];
+        if (
+          typeof value === "string" && !hasPlaceholder(value) &&
+          intervalSeconds(value) === undefined
+        ) {
+          this.problem(
+            [...path, key],
+            "invalid-duration",
+            `Invalid duration ${
+              JSON.stringify(value)
+            }: give seconds, an ISO-8601 duration such as "PT10M", or "HH:MM:SS".`,
+          );
+        }
+      }
+      const first = names.get(sla.name);
+      if (first !== undefined) {
+        this.problem(
+          [...path, "name"],
+          "duplicate-sla",
+          `SLA name "${sla.name}" is already used by SLA ${first + 1} of this deployment.`,
+        );
+      } else names.set(sla.name, i);
+    });
   }
 
   private checkSchedule(s: Schedule, path: PathSegment[]) {
@@ -2210,15 +2525,7 @@ class ManifestChecker {
     const syntax = found.module.syntaxError;
     if (syntax) {
       // At the error itself, once per file however many deployments use it.
-      this.report({
-        severity: "error",
-        file: found.file,
-        line: syntax.line,
-        column: syntax.column,
-        path: "",
-        code: "python-syntax",
-        message: pythonSyntaxMessage(syntax),
-      });
+      this.report(pythonSyntaxDiagnostic(found.file, syntax));
       return;
     }
     const name = object.split(".")[0];
@@ -2320,6 +2627,13 @@ class ManifestChecker {
     for (const [schedule, path] of schedules) {
       checkValues(schedule.parameters, [...path, "parameters"]);
     }
+    if (Array.isArray(d.triggers)) {
+      d.triggers.forEach((trigger, i) => {
+        if (isMapping(trigger)) {
+          checkValues(trigger.parameters, [...here, "triggers", i, "parameters"]);
+        }
+      });
+    }
     // Which parameters a run gets is known only when every `parameters` involved is.
     if (hasSchedules === undefined || !this.known(d, here, "parameters")) return;
     const givenNames = (extra: unknown) =>
@@ -2367,10 +2681,10 @@ class ManifestChecker {
     steps: Steps | undefined,
     path: PathSegment[],
     inherited: StepScope,
-    resolved = false,
+    how: TemplateCheck = {},
   ): StepScope {
     const scope: StepScope = {
-      ids: new Set(inherited.ids),
+      ids: new Map(inherited.ids),
       outputs: new Set(inherited.outputs),
       open: inherited.open,
       unknown: inherited.unknown,
@@ -2388,13 +2702,14 @@ class ManifestChecker {
       if (entries.length !== 1) {
         // Arguments not indented under the step's key (reported by the schema): their
         // templates are still checked, but the step's id and outputs are unknown.
-        this.checkTemplates(step, stepPath, scope, resolved);
+        this.checkTemplates(step, stepPath, scope, how);
         scope.unknown = true;
         return;
       }
       const [name, args] = entries[0];
       const shortName = name.split(".").pop()!;
-      this.checkTemplates(args, [...stepPath, name], scope, resolved);
+      this.checkTemplates(args, [...stepPath, name], scope, how);
+      const known = KNOWN_STEPS.includes(name) ? STEP_OUTPUTS[shortName] : undefined;
       const id = (args as { id?: unknown } | null)?.id;
       if (typeof id === "string") {
         if (scope.ids.has(id) && !inherited.ids.has(id)) {
@@ -2404,10 +2719,9 @@ class ManifestChecker {
             `Step id "${id}" is used twice; the second hides the first's outputs.`,
           );
         }
-        scope.ids.add(id);
+        scope.ids.set(id, { step: shortName, outputs: known });
       }
-      const outputs = STEP_OUTPUTS[shortName];
-      if (outputs && KNOWN_STEPS.includes(name)) outputs.forEach((o) => scope.outputs.add(o));
+      if (known) known.forEach((o) => scope.outputs.add(o));
       else scope.open = true;
     });
     return scope;
@@ -2435,33 +2749,46 @@ class ManifestChecker {
     }
   }
 
-  /** Build and push steps are `prefect deploy`'s; apply does not run them. */
+  /**
+   * Build and push steps deploy.ts cannot run (only its native ones run, with --build-image and
+   * --push-image): said offline, since apply would refuse them.
+   */
   private checkStepsRun(steps: unknown, path: PathSegment[]) {
-    if (!Array.isArray(steps) || !steps.length) return;
-    this.problem(
-      path,
-      "steps-not-run",
-      `deploy.ts does not run \`${path.at(-1)}\` steps; build and push images before apply.`,
-      "warning",
-      "key",
-    );
+    if (!Array.isArray(steps)) return;
+    steps.forEach((step, i) => {
+      if (!isMapping(step)) return;
+      const keys = Object.keys(step);
+      if (keys.length !== 1 || keys[0] in NATIVE_STEPS) return;
+      const native = [...new Set(Object.keys(NATIVE_STEPS).map((fqn) => fqn.split(".").pop()))];
+      this.problem(
+        [...path, i, keys[0]],
+        "steps-not-run",
+        `deploy.ts does not run "${keys[0]}" (it runs ${native.join(", ")}): run it before ` +
+          "deploy and pass its result in a {{ $DEPLOY_... }} variable, or leave this deployment " +
+          "to `prefect deploy`.",
+        "warning",
+        "key",
+      );
+    });
   }
 
-  /**
-   * Placeholders must be well formed and point at something that will exist. `resolved`: plan
-   * fills their `{{ $ENV }}` (deployment fields and pull steps).
-   */
-  private checkTemplates(value: unknown, path: PathSegment[], scope: StepScope, resolved: boolean) {
+  /** Placeholders must be well formed and point at something that will exist. */
+  private checkTemplates(
+    value: unknown,
+    path: PathSegment[],
+    scope: StepScope,
+    how: TemplateCheck,
+  ) {
     if (typeof value === "string") {
-      if (value.includes("{{") || value.includes("}}")) {
-        this.checkTemplateString(value, path, scope, resolved);
+      if (value.includes("{{") || value.includes("}}") || (how.jinja && value.includes("{%"))) {
+        this.checkTemplateString(value, path, scope, how);
       }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, resolved));
+      value.forEach((v, i) => this.checkTemplates(v, [...path, i], scope, how));
     } else if (isMapping(value)) {
       for (const [k, v] of Object.entries(value)) {
         if (!this.verdict.unknownKey([...path, k])) {
-          this.checkTemplates(v, [...path, k], scope, resolved);
+          this.checkTemplates(v, [...path, k], scope, how);
         }
       }
     }
@@ -2471,10 +2798,20 @@ class ManifestChecker {
     text: string,
     path: PathSegment[],
     scope: StepScope,
-    resolved: boolean,
+    how: TemplateCheck,
   ) {
+    if (how.jinja && !jinjaBalanced(text)) {
+      this.problem(
+        path,
+        "template-syntax",
+        `Unbalanced Jinja in ${
+          JSON.stringify(text)
+        }: every \`{{\` needs its \`}}\` and every \`{%\` its \`%}\`; the server would reject the automation.`,
+      );
+      return;
+    }
     const stripped = text.replace(PLACEHOLDER, "");
-    if (stripped.includes("{{") || stripped.includes("}}")) {
+    if (!how.jinja && (stripped.includes("{{") || stripped.includes("}}"))) {
       this.problem(
         path,
         "template-syntax",
@@ -2485,25 +2822,54 @@ class ManifestChecker {
       return;
     }
     for (const [, expression] of text.matchAll(PLACEHOLDER)) {
-      const problem = placeholderProblem(expression, scope);
-      if (problem) this.problem(path, "template-reference", problem);
-      else if (resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))) {
+      const problem = placeholderProblem(expression, scope, how.runtime);
+      if (problem) {
+        // A top-level step checked for several deployments: its placeholder's first problem
+        // counts, said for the deployment it was found with.
+        this.problem(
+          path,
+          "template-reference",
+          `${how.context ?? ""}${problem}`,
+          "error",
+          "value",
+          expression,
+        );
+      } else if (
+        how.resolved && expression.startsWith("$") && !readableVariable(expression.slice(1))
+      ) {
         this.problem(path, "env-not-permitted", envNotPermitted(expression.slice(1)));
       }
     }
   }
 }
 
+/** Whether every `{{` and `{%` of a Jinja text is closed before the next one opens. */
+function jinjaBalanced(text: string): boolean {
+  let closer: string | undefined;
+  for (const [token] of text.matchAll(/\{\{|\}\}|\{%|%\}/g)) {
+    if (token === "{{" || token === "{%") {
+      if (closer) return false;
+      closer = token === "{{" ? "}}" : "%}";
+    } else if (token !== closer) return false;
+    else closer = undefined;
+  }
+  return closer === undefined;
+}
+
 function mergeScopes(a: StepScope, b: StepScope): StepScope {
   return {
-    ids: new Set([...a.ids, ...b.ids]),
+    ids: new Map([...a.ids, ...b.ids]),
     outputs: new Set([...a.outputs, ...b.outputs]),
     open: a.open || b.open,
     unknown: a.unknown || b.unknown,
   };
 }
 
-export function placeholderProblem(expression: string, scope: StepScope): string | undefined {
+export function placeholderProblem(
+  expression: string,
+  scope: StepScope,
+  runtime = RUNTIME_PLACEHOLDER_ROOTS,
+): string | undefined {
   const shown = `"{{ ${expression} }}"`;
   if (expression.startsWith("$")) {
     return /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(expression)
@@ -2522,10 +2888,25 @@ export function placeholderProblem(expression: string, scope: StepScope): string
     }
     return `${shown}: Prefect resolves only prefect.variables.* and prefect.blocks.*; step outputs are {{ <step-id>.<key> }}.`;
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(root) || scope.unknown) return undefined;
-  if (scope.ids.has(root)) return undefined;
+  if (runtime.includes(root) || scope.unknown) return undefined;
+  const step = scope.ids.get(root);
+  if (step) {
+    const key = rest.join(".").split(/[.[]/)[0];
+    if (!step.outputs || !key || step.outputs.includes(key)) return undefined;
+    const guess = didYouMean(key, step.outputs);
+    return `${shown}: step "${root}" (${step.step}) has no output "${key}"${
+      guess ? `; did you mean "${guess}"?` : "."
+    } Its outputs are ${step.outputs.join(", ")}.`;
+  }
   if (rest.length === 0 && (scope.outputs.has(root) || scope.open)) return undefined;
-  const known = [...scope.ids].map((id) => `"${id}"`).join(", ");
+  const known = [...scope.ids.keys()].map((id) => `"${id}"`).join(", ");
+  if (runtime === TRIGGER_PLACEHOLDER_ROOTS) {
+    const guess = didYouMean(root, runtime);
+    return `${shown} is neither something the automation has when it fires (event, automation, ` +
+      `labels, …) nor an earlier step's output; Prefect would leave it empty.${
+        guess ? ` Did you mean "${guess}"?` : ""
+      }`;
+  }
   return `${shown} refers to no earlier step ${rest.length ? "id" : "id or output"}${
     known ? ` (step ids here: ${known})` : " (no step before it has an id)"
   }; Prefect would leave it empty.`;
@@ -2562,6 +2943,19 @@ export function parseEntrypoint(
 function moduleFileCandidates(module: string): string[] {
   const modulePath = module.replaceAll(".", "/");
   return [`${modulePath}.py`, `${modulePath}/__init__.py`];
+}
+
+/** A Python syntax error, at the flow file's own line and column. */
+function pythonSyntaxDiagnostic(file: string, syntax: PythonSyntaxError): Diagnostic {
+  return {
+    severity: "error",
+    file,
+    line: syntax.line,
+    column: syntax.column,
+    path: "",
+    code: "python-syntax",
+    message: pythonSyntaxMessage(syntax),
+  };
 }
 
 function pythonSyntaxMessage(syntax: PythonSyntaxError): string {
@@ -2691,6 +3085,7 @@ interface EnvironmentChange {
   work_pool?: Json;
   paused?: boolean;
   schedules?: { active?: boolean };
+  triggers?: { enabled?: boolean };
 }
 
 export interface Environment {
@@ -2818,6 +3213,12 @@ function applyEnvironment(data: unknown, environment: Environment, sources: Flow
         if (result.schedule && typeof result.schedule === "object") {
           result.schedule = { ...result.schedule, active };
         }
+      }
+      if (change.triggers?.enabled !== undefined && Array.isArray(result.triggers)) {
+        const enabled = change.triggers.enabled;
+        result.triggers = result.triggers.map((t) =>
+          t && typeof t === "object" ? { ...t, enabled } : t
+        );
       }
     }
     result.name = `${prefix}${name}${suffix}`;
@@ -3042,6 +3443,10 @@ export interface DesiredDeployment {
   /** Absent: keep the server's value. */
   paused?: boolean;
   schedules: DesiredSchedule[];
+  /** One per trigger, templates resolved. */
+  automations: DesiredAutomation[];
+  /** Fields filled by outputs of steps that did not run, kept at the server's values. */
+  kept: { field: string; value: unknown }[];
 }
 
 /**
@@ -3084,6 +3489,9 @@ export const sameOwner = (a: Owner | undefined, b: Owner) =>
 export function describeOwner(owner: Owner): string {
   return `project "${owner.project}", environment "${owner.environment ?? "default"}"`;
 }
+
+/** The tags marking an automation as the project's; which deployment it runs does the rest. */
+const automationMarks = (owner: Owner) => ownerTags(owner);
 
 /** Derived slugs are positional, so editing a schedule keeps its slug and its ID. */
 export function derivedSlug(index: number): string {
@@ -3188,7 +3596,7 @@ type Reference =
   | { kind: "runtime" }
   | { kind: "step"; expression: string };
 
-function parseReference(expression: string): Reference {
+function parseReference(expression: string, runtime = RUNTIME_PLACEHOLDER_ROOTS): Reference {
   if (expression.startsWith("$")) return { kind: "env", name: expression.slice(1) };
   const parts = expression.split(".");
   if (parts[0] === "prefect" && parts[1] === "variables" && parts[2]) {
@@ -3197,7 +3605,7 @@ function parseReference(expression: string): Reference {
   if (parts[0] === "prefect" && parts[1] === "blocks" && parts.length >= 4) {
     return { kind: "block", type: parts[2], name: parts[3], path: parts.slice(4) };
   }
-  if (RUNTIME_PLACEHOLDER_ROOTS.includes(parts[0])) return { kind: "runtime" };
+  if (runtime.includes(parts[0])) return { kind: "runtime" };
   return { kind: "step", expression };
 }
 
@@ -3219,10 +3627,95 @@ export function templateReferences(values: unknown[]): { variables: string[]; bl
   return { variables: [...variables], blocks: [...blocks] };
 }
 
+type StepSection = "build" | "push";
+
+/** A deployment's build and push outputs, as its templates see them. */
+interface StepValues {
+  /** Prefect's outputs of the steps that ran, by step id and by bare name; absent: none ran. */
+  outputs?: Json;
+  /** Which section provides a step output (`id.key` or a bare name); undefined: none does. */
+  provider: (expression: string) => StepSection | undefined;
+  /**
+   * What an output of a step that did not run becomes: the placeholder (checking a step's
+   * arguments before any step runs), an error (running a step), or the server's value.
+   */
+  missing: "keep" | "error" | "server";
+  /** The deployment as the server has it, when it exists. */
+  server?: ServerDeployment;
+}
+
+/** Which section's steps provide a step output (`id.key` or a bare name) of a deployment. */
+function stepProviders(entry: DeploymentEntry): StepValues["provider"] {
+  return (expression) => {
+    const root = expression.split(/[.[]/)[0];
+    const provides = (scope: StepScope) =>
+      scope.ids.has(root) || scope.outputs.has(root) || (!expression.includes(".") && scope.open);
+    const { build, push } = entry.stepScopes;
+    return provides(build) ? "build" : provides(push) ? "push" : undefined;
+  };
+}
+
+/** Prefect's `get_from_dict`: `a.b[0].c`, numbers index lists; NOT_SET when absent. */
+function outputValue(outputs: unknown, expression: string): unknown {
+  const keys = expression.replaceAll("[", ".").replaceAll("]", "").split(".");
+  return valueAt(outputs, keys.map((key) => /^-?\d+$/.test(key) ? Number(key) : key));
+}
+
+function valueAt(root: unknown, path: PathSegment[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if ((Array.isArray(value) || typeof value === "string") && typeof key === "number") {
+      value = value.at(key);
+    } else if (
+      value && typeof value === "object" && !Array.isArray(value) && typeof key === "string"
+    ) {
+      value = Object.hasOwn(value, key) ? (value as Json)[key] : undefined;
+    } else return NOT_SET;
+    if (value === undefined) return NOT_SET;
+  }
+  return value;
+}
+const NOT_SET = Symbol("not set");
+
+/**
+ * Where a deployment field of the manifest lives on the server's deployment, for the fields a
+ * step output can fill while keeping the server's value.
+ */
+function serverPathOf(path: PathSegment[]): PathSegment[] | undefined {
+  const [root, index, key, ...rest] = path;
+  if (root === "pull") return ["pull_steps", index, key, ...rest];
+  if (root !== "deployments") return undefined;
+  switch (key) {
+    case "work_pool":
+      if (rest[0] === "job_variables") return ["job_variables", ...rest.slice(1)];
+      if (rest.length === 1 && rest[0] === "name") return ["work_pool_name"];
+      if (rest.length === 1 && rest[0] === "work_queue_name") return ["work_queue_name"];
+      return undefined;
+    case "pull":
+      return ["pull_steps", ...rest];
+    case "parameters":
+    case "description":
+    case "version":
+    case "entrypoint":
+      return [key as string, ...rest];
+  }
+  return undefined;
+}
+
 class TemplateResolver {
   problems: { path: PathSegment[]; code: string; message: string }[] = [];
+  /** Fields whose step outputs did not run and which keep the server's values instead. */
+  kept: { field: string; value: unknown }[] = [];
 
-  constructor(private values: TemplateValues) {}
+  /**
+   * `runtime`: placeholder roots left for run time (in triggers, the automation's too); `steps`:
+   * the build and push outputs the deployment's templates see.
+   */
+  constructor(
+    private values: TemplateValues,
+    private runtime = RUNTIME_PLACEHOLDER_ROOTS,
+    private steps?: StepValues,
+  ) {}
 
   /**
    * Resolves placeholders as Prefect does at deploy time: a string that is one placeholder
@@ -3244,11 +3737,14 @@ class TemplateResolver {
     const whole = text.match(/^\{\{\s*([\w.\-\[\]$]+)\s*\}\}$/);
     if (whole) {
       const found = this.#lookup(whole[1], path, onlyEnv);
+      if (found === NOT_RUN) return this.#withoutStep(text, whole[1], path);
       return found === KEEP ? text : found;
     }
-    return text.replace(PLACEHOLDER, (placeholder, expression: string) => {
+    let notRun: string | undefined;
+    const filled = text.replace(PLACEHOLDER, (placeholder, expression: string) => {
       const found = this.#lookup(expression, path, onlyEnv);
-      if (found === KEEP) return placeholder;
+      if (found === NOT_RUN) notRun ??= expression;
+      if (found === KEEP || found === NOT_RUN) return placeholder;
       if (found !== null && typeof found === "object") {
         this.problems.push({
           path,
@@ -3260,6 +3756,47 @@ class TemplateResolver {
       }
       return String(found);
     });
+    return notRun === undefined ? filled : this.#withoutStep(text, notRun, path);
+  }
+
+  /**
+   * A value made from the output of a step that did not run: the server's value of the field,
+   * so a plan without --build-image shows no false change; an error when there is none.
+   */
+  #withoutStep(text: string, expression: string, path: PathSegment[]): unknown {
+    const section = this.steps?.provider(expression) ?? "build";
+    const flags = section === "push" ? "--build-image --push-image" : "--build-image";
+    const shown = `"{{ ${expression} }}" is the output of a ${section} step`;
+    const problem = (code: string, message: string) => {
+      this.problems.push({ path, code, message });
+      return text;
+    };
+    switch (this.steps?.missing) {
+      case "keep":
+        return text;
+      case "error":
+        return problem("step-not-run", `${shown}, which runs only with --${section}-image.`);
+    }
+    const server = this.steps?.server;
+    if (!server) {
+      return problem(
+        "step-output-needed",
+        `${shown}, and this deployment does not exist on the server yet: run with ${flags} ` +
+          "to create it.",
+      );
+    }
+    const field = serverPathOf(path);
+    const value = field && valueAt(server, field);
+    if (!field || value === NOT_SET) {
+      return problem(
+        "step-output-needed",
+        `${shown}, which runs only with ${flags}${
+          field ? `, and the server's deployment has no ${formatPath(field)} to keep` : ""
+        }.`,
+      );
+    }
+    this.kept.push({ field: formatPath(field), value });
+    return value;
   }
 
   /** A server value as it is, or a problem when reading it as JSON has already rounded it. */
@@ -3276,7 +3813,7 @@ class TemplateResolver {
   }
 
   #lookup(expression: string, path: PathSegment[], onlyEnv: boolean): unknown {
-    const ref = parseReference(expression);
+    const ref = parseReference(expression, this.runtime);
     switch (ref.kind) {
       case "runtime":
         return KEEP;
@@ -3351,20 +3888,204 @@ class TemplateResolver {
         }
         return this.#exact(value, `Block "${key}"`, path);
       }
-      case "step":
-        if (onlyEnv) return KEEP;
-        this.problems.push({
-          path,
-          code: "step-output",
-          message: `"{{ ${expression} }}" needs the output of a build or push step, and ` +
-            "deploy.ts does not run those steps: build and push images before apply, and write " +
-            "the resulting values (or environment variables) into the manifest.",
-        });
-        return KEEP;
+      case "step": {
+        // In pull steps, outputs of the pull steps themselves are for the worker.
+        if (onlyEnv && !this.steps?.provider(expression)) return KEEP;
+        const outputs = this.steps?.outputs;
+        const found = outputs ? outputValue(outputs, expression) : NOT_SET;
+        return found === NOT_SET ? NOT_RUN : found;
+      }
     }
   }
 }
 const KEEP = Symbol("keep");
+/** The output of a build or push step that did not run. */
+const NOT_RUN = Symbol("not run");
+
+// ─── Steps: --build-image and --push-image ───────────────────────────────────
+
+interface StepCall {
+  entry: DeploymentEntry;
+  section: StepSection;
+  fqn: string;
+  args: Json;
+  /** Where the step's key is written. */
+  path: PathSegment[];
+}
+
+/** A step that stopped the run: where, why, and the last lines it printed. */
+export interface StepFailure {
+  diagnostics: Diagnostic[];
+  tail: string[];
+}
+
+/**
+ * Runs the selected deployments' build steps (`--build-image`) and then their push steps
+ * (`--push-image`), each deployment's in order, before anything is planned. A step that already
+ * ran with the same arguments in this invocation (a top-level build shared by many deployments)
+ * is not run again: its outputs are reused, unless it sets `ignore_cache`. Returns each
+ * deployment's outputs, as Prefect collects them, or what stopped the run.
+ */
+export async function runDeploymentSteps(
+  entries: DeploymentEntry[],
+  sections: StepSection[],
+  client: PrefectClient,
+  progress: (line: string) => void,
+): Promise<{ outputs: Map<DeploymentEntry, Json> } | StepFailure> {
+  const calls = new Map<DeploymentEntry, StepCall[]>();
+  for (const entry of entries) {
+    const steps = effectiveSteps(entry.file.data as DeployTsManifest, entry.spec, entry.index);
+    calls.set(
+      entry,
+      sections.flatMap((section) =>
+        steps[section].steps.map((step, i) => {
+          const [fqn, args] = Object.entries(step)[0];
+          return {
+            entry,
+            section,
+            fqn,
+            args: (args ?? {}) as Json,
+            path: [...steps[section].path, i, fqn],
+          };
+        })
+      ),
+    );
+  }
+  const all = [...calls.values()].flat();
+  if (!all.length) return { outputs: new Map() };
+  const at = (call: StepCall, code: string, message: string) =>
+    diagnosticAt(call.entry.file, call.path, code, message, "error", "key");
+  const unique = (diagnostics: Diagnostic[]) => [
+    ...new Map(diagnostics.map((d) => [`${d.file}:${d.line}:${d.column}:${d.message}`, d]))
+      .values(),
+  ];
+
+  const foreign = all.filter((call) => !(call.fqn in NATIVE_STEPS));
+  if (foreign.length) {
+    return {
+      tail: [],
+      diagnostics: unique(foreign.map((call) =>
+        at(
+          call,
+          "step-not-native",
+          `deploy.ts does not run "${call.fqn}" (it runs ${
+            [...new Set(Object.keys(NATIVE_STEPS).map((fqn) => fqn.split(".").pop()))].join(", ")
+          }): run it before deploy and pass its result in a {{ $DEPLOY_... }} variable, or ` +
+            "leave this deployment to `prefect deploy`.",
+        )
+      )),
+    };
+  }
+
+  // The server is checked first, so a wrong URL does not wait for a build to be reported.
+  await client.checkServer();
+  const values = await readTemplateValues(client, all.map((call) => call.args));
+  const resolver = (call: StepCall, outputs: Json | undefined, missing: StepValues["missing"]) =>
+    new TemplateResolver(values, RUNTIME_PLACEHOLDER_ROOTS, {
+      outputs,
+      provider: stepProviders(call.entry),
+      missing,
+    });
+  const resolveArgs = (call: StepCall, r: TemplateResolver) => {
+    const args = Object.fromEntries(
+      Object.entries(call.args).filter(([key]) => !RESERVED_KEYS.includes(key)),
+    );
+    const inputs = r.resolve(args, call.path) as Json;
+    return {
+      inputs,
+      problems: r.problems.map((p) => diagnosticAt(call.entry.file, p.path, p.code, p.message)),
+    };
+  };
+  // Environment variables, Prefect variables and blocks are checked before any step runs.
+  const unresolved = all.flatMap((call) =>
+    resolveArgs(call, resolver(call, undefined, "keep")).problems
+  );
+  if (unresolved.length) return { diagnostics: unique(unresolved), tail: [] };
+
+  const secrets = [...values.blocks.values()].flatMap(stringsIn).filter((s) => s.length >= 4);
+  const ctx: StepContext = {
+    output: (line) => progress(`  ${hide(line, ctx.secrets)}`),
+    env: (name) => Deno.env.get(name),
+    secrets,
+    now: () => new Date(),
+  };
+  const ran = new Map<string, Json>();
+  const outputs = new Map<DeploymentEntry, Json>();
+  for (const [entry, list] of calls) {
+    const collected: Json = {};
+    for (const call of list) {
+      const resolved = resolveArgs(call, resolver(call, collected, "error"));
+      if (resolved.problems.length) return { diagnostics: resolved.problems, tail: [] };
+      const { inputs, ignoreCache } = takeIgnoreCache(call.fqn, resolved.inputs);
+      const prefectVersion = (entry.file.data as DeployTsManifest)["prefect-version"];
+      const key = JSON.stringify([call.fqn, inputs, prefectVersion]);
+      let result = ignoreCache ? undefined : ran.get(key);
+      if (!result) {
+        const id = typeof call.args.id === "string" ? ` "${call.args.id}"` : "";
+        const { line, column } = positionOf(entry.file, call.path, "key");
+        const name = call.fqn.split(".").pop();
+        progress(
+          `Running ${call.section} step ${name}${id} (${entry.file.path}:${line}:${column})`,
+        );
+        try {
+          result = await runStep(call.fqn, inputs, { ...ctx, prefectVersion });
+        } catch (error) {
+          const message = error instanceof Error ? error.message : String(error);
+          return {
+            diagnostics: [
+              at(
+                call,
+                "step-failed",
+                hide(
+                  `${SECTION_TITLES[call.section]} step ${name}${id} failed: ${message}`,
+                  ctx.secrets,
+                ),
+              ),
+            ],
+            tail: error instanceof StepError ? error.tail.map((l) => hide(l, ctx.secrets)) : [],
+          };
+        }
+        ran.set(key, result);
+      }
+      // As Prefect's run_steps: under the step's id, and each output by its bare name.
+      if (typeof call.args.id === "string") collected[call.args.id] = result;
+      Object.assign(collected, result);
+    }
+    outputs.set(entry, collected);
+  }
+  return { outputs };
+}
+
+const SECTION_TITLES: Record<StepSection, string> = { build: "Build", push: "Push" };
+
+/** Every string inside a value: the parts of a block a step may print. */
+function stringsIn(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  if (value && typeof value === "object") return Object.values(value).flatMap(stringsIn);
+  return [];
+}
+
+function hide(text: string, secrets: string[]): string {
+  return secrets.reduce((t, secret) => t.split(secret).join("***"), redact(text));
+}
+
+/** The Prefect variables and blocks that templates in `values` use, read once each. */
+async function readTemplateValues(
+  client: PrefectClient,
+  values: unknown[],
+): Promise<TemplateValues> {
+  const refs = templateReferences(values);
+  const variables = refs.variables.length
+    ? await client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
+      variables: { name: { any_: refs.variables } },
+    }, VARIABLE_SHAPE)
+    : [];
+  return {
+    env: (name) => Deno.env.get(name),
+    variables: new Map(variables.map((v) => [v.name, v.value])),
+    blocks: (await readBlocks(client, refs.blocks)).blocks,
+  };
+}
 
 /** The first integer in a JSON value that a JavaScript number no longer holds exactly. */
 function inexactInteger(value: unknown): number | undefined {
@@ -3448,15 +4169,28 @@ function desiredSchedule(
   };
 }
 
+/** What fills `{{ step-id.key }}` in deployment fields: the outputs of steps that ran. */
+export interface StepResults {
+  outputs: Map<DeploymentEntry, Json>;
+  /** The server's deployments by `flow/name`, whose values stand in for steps that did not run. */
+  server: Map<string, ServerDeployment>;
+}
+
 /** Turns validated manifest entries into the state the server should have. */
 export function desiredDeployments(
   entries: DeploymentEntry[],
   owner: Owner,
   values: TemplateValues,
   report: (d: Diagnostic) => void,
+  steps?: StepResults,
 ): DesiredDeployment[] {
   return entries.map((entry) => {
-    const resolver = new TemplateResolver(values);
+    const resolver = new TemplateResolver(values, RUNTIME_PLACEHOLDER_ROOTS, {
+      outputs: steps?.outputs.get(entry),
+      provider: stepProviders(entry),
+      missing: "server",
+      server: steps?.server.get(`${entry.flow}/${entry.name}`),
+    });
     const d = entry.spec;
     const here: PathSegment[] = ["deployments", entry.index];
     const at = (key: string) => [...here, key];
@@ -3531,14 +4265,26 @@ export function desiredDeployments(
       desiredSchedule(s, i, path, resolver)
     );
 
+    // Triggers keep what the automation renders when it fires; the rest resolves now.
+    const triggerResolver = new TemplateResolver(values, TRIGGER_PLACEHOLDER_ROOTS);
+    const triggers = triggerResolver.resolve(d.triggers ?? [], at("triggers")) as unknown[];
+    resolver.problems.push(
+      ...triggerResolver.problems,
+      ...checkTriggers(entry.name, triggers, at("triggers"), intervalSeconds),
+    );
+
+    // Before the problems are reported: a templated `paused` that is not a boolean is one.
+    const paused = asBoolean(field("paused"), at("paused"), resolver);
     for (const p of resolver.problems) report(diagnosticAt(entry.file, p.path, p.code, p.message));
     return {
       entry,
       flow: entry.flow,
       name: entry.name,
       fields,
-      paused: asBoolean(field("paused"), at("paused"), resolver),
+      paused,
       schedules,
+      automations: desiredAutomations(entry.name, triggers, intervalSeconds),
+      kept: resolver.kept,
     };
   });
 }
@@ -3585,6 +4331,8 @@ export interface ServerState {
    * these instead of the values, which may be secret.
    */
   blockVersions: string[];
+  /** The project's automations, and unmarked ones named as a declared trigger. */
+  automations: Automations;
 }
 
 /** What the filter endpoints must answer before their items are trusted. */
@@ -3684,30 +4432,24 @@ export async function readServerState(
         variables: { name: { any_: refs.variables } },
       }, VARIABLE_SHAPE)
       : nothing as Promise<{ name: string; value: unknown }[]>,
+    // Always read: a trigger removed from the manifests is an automation to delete.
+    flowNames.length
+      ? readAutomations(
+        client,
+        automationMarks(owner),
+        entries.flatMap((e) =>
+          (e.spec.triggers ?? []).map((t, i) => automationName(e.name, i, t as Json))
+            .filter((name) => !hasPlaceholder(name))
+        ),
+      )
+      : Promise.resolve<Automations>({ supported: true, marks: [], list: [] }),
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
-  const [flows, deployments, marked, variables] = await reads;
+  const [flows, deployments, marked, variables, automations] = await reads;
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
-  const blocks = new Map<string, unknown>();
-  const blockVersions: string[] = [];
-  await Promise.all(refs.blocks.map(async (key) => {
-    const [type, name] = key.split("/");
-    const { status, data } = await client.request<Json>(
-      "GET",
-      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
-        encodeURIComponent(name)
-      }?include_secrets=true`,
-      undefined,
-      { accept: [404], expect: BLOCK_DOCUMENT_SHAPE },
-    );
-    if (status !== 200) return;
-    // Secret values fill templates; from here on, no output may show them.
-    blockSecrets(data, type).forEach((secret) => client.redactor.addValue(secret));
-    blocks.set(key, data.data);
-    blockVersions.push(`${key} ${data.id} ${data.updated}`);
-  }));
+  const { blocks, versions: blockVersions } = await readBlocks(client, refs.blocks);
   const values: TemplateValues = {
     env,
     variables: new Map(variables.map((v) => [v.name, v.value])),
@@ -3745,8 +4487,35 @@ export async function readServerState(
     owned: owned.map(withFlow),
     pools,
     values,
-    blockVersions: blockVersions.sort(),
+    blockVersions,
+    automations,
   };
+}
+
+/** Block documents' `data` by `type/name`, secrets included; missing ones are left out. */
+async function readBlocks(
+  client: PrefectClient,
+  keys: string[],
+): Promise<{ blocks: Map<string, unknown>; versions: string[] }> {
+  const blocks = new Map<string, unknown>();
+  const versions: string[] = [];
+  await Promise.all(keys.map(async (key) => {
+    const [type, name] = key.split("/");
+    const { status, data } = await client.request<Json>(
+      "GET",
+      `/block_types/slug/${encodeURIComponent(type)}/block_documents/name/${
+        encodeURIComponent(name)
+      }?include_secrets=true`,
+      undefined,
+      { accept: [404], expect: BLOCK_DOCUMENT_SHAPE },
+    );
+    if (status !== 200) return;
+    // Secret values fill templates; from here on, no output may show them.
+    blockSecrets(data, type).forEach((secret) => client.redactor.addValue(secret));
+    blocks.set(key, data.data);
+    versions.push(`${key} ${data.id} ${data.updated}`);
+  }));
+  return { blocks, versions: versions.sort() };
 }
 
 // ─── Plan: comparing ─────────────────────────────────────────────────────────
@@ -3783,6 +4552,8 @@ export interface PlannedDeployment {
   repost?: { flowId: string; paused: boolean; schedules: Json[] };
   /** Adopt: the project and environment that owned it, if any did. */
   previousOwner?: Owner;
+  /** Its triggers' automations, applied after the deployment (deleted before it). */
+  automations: AutomationOp[];
 }
 
 /** Equality of JSON values with object keys in any order. */
@@ -3946,13 +4717,13 @@ function planSchedules(
       diffs.push({ field: `${label}.slug`, before: a.slug, after: d.slug });
     }
     if (!sameSchedule(d.schedule, a.schedule)) {
-      diffs.push({ field: `${label}.schedule`, before: a.schedule, after: body.schedule });
+      diffs.push(...fieldChanges(`${label}.schedule`, a.schedule, body.schedule));
     }
     if (d.active !== undefined && d.active !== a.active) {
       diffs.push({ field: `${label}.active`, before: a.active, after: d.active });
     }
     if (!sameJson(d.parameters, a.parameters ?? {})) {
-      diffs.push({ field: `${label}.parameters`, before: a.parameters, after: d.parameters });
+      diffs.push(...fieldChanges(`${label}.parameters`, a.parameters, d.parameters));
     }
     if (d.max_scheduled_runs !== undefined && d.max_scheduled_runs !== a.max_scheduled_runs) {
       diffs.push({
@@ -3981,6 +4752,25 @@ function planSchedules(
   }
   return { ops, changes, effects, bodies };
 }
+
+/**
+ * A changed value as the changes of its parts, mapping by mapping, so a plan reads
+ * `parameters.batch_size: 500 → 600` rather than two whole objects. Lists change as a whole.
+ */
+export function fieldChanges(field: string, before: unknown, after: unknown): Change[] {
+  if (!isMapping(before) || !isMapping(after)) return [{ field, before, after }];
+  const keys = [...new Set([...Object.keys(after), ...Object.keys(before)])];
+  const changes = keys.flatMap((key) =>
+    sameJson(before[key], after[key])
+      ? []
+      : fieldChanges(`${field}${fieldKey(key)}`, before[key], after[key])
+  );
+  return changes.length ? changes : [{ field, before, after }];
+}
+
+/** `.name`, or `["prefect.resource.id"]` for a key that would read as a path. */
+const fieldKey = (key: string) =>
+  /^[A-Za-z_][\w-]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 
 const RUNS_DELETED =
   "Prefect deletes this deployment's future auto-scheduled runs; its scheduler re-creates them.";
@@ -4049,6 +4839,7 @@ export function planDeployments(
         effects: [],
         patch: {},
         schedules: { add: want.schedules, change: [], remove: [] },
+        automations: planAutomations(want.automations, state.automations, null),
       };
     }
     const actual = serverFields(have);
@@ -4064,7 +4855,7 @@ export function planDeployments(
         );
         continue;
       }
-      changes.push({ field, before: actual[field], after: value });
+      changes.push(...fieldChanges(field, actual[field], value));
       patch[field] = value;
     }
     if (patch.concurrency_limit !== undefined || patch.concurrency_options !== undefined) {
@@ -4091,6 +4882,8 @@ export function planDeployments(
     const deletesRuns = Object.keys(patch).length > 0 || schedules.ops.change.length > 0 ||
       schedules.ops.remove.length > 0;
     if (deletesRuns) effects.unshift(RUNS_DELETED);
+    const automations = planAutomations(want.automations, state.automations, have.id);
+    const changed = changes.length || automations.some((a) => a.action !== "noop");
     const theirs = ownerOf(have.tags ?? []);
     const adopt = !sameOwner(theirs, owner);
     if (adopt) {
@@ -4104,7 +4897,7 @@ export function planDeployments(
     return {
       ...base,
       id: have.id,
-      action: adopt ? "adopt" : changes.length ? "update" : "noop",
+      action: adopt ? "adopt" : changed ? "update" : "noop",
       changes,
       effects,
       patch,
@@ -4119,6 +4912,7 @@ export function planDeployments(
         }
         : {}),
       ...(adopt ? { previousOwner: theirs } : {}),
+      automations,
     };
   });
   if (prune) {
@@ -4129,9 +4923,13 @@ export function planDeployments(
         id: have.id,
         action: "delete",
         changes: [],
-        effects: ["Deletes the deployment and every scheduled run of it that has not started."],
+        effects: [
+          "Deletes the deployment, every scheduled run of it that has not started, and the " +
+          "automations it owns.",
+        ],
         patch: {},
         schedules: { add: [], change: [], remove: [] },
+        automations: pruneAutomations(state.automations, have.id),
       });
     }
   }
@@ -4235,12 +5033,14 @@ async function applyOne(
     case "noop":
       return { ...item, result: "unchanged" };
     case "delete":
+      await deleteDeploymentAutomations(client, item.id!, item.automations);
       await client.request("DELETE", path, undefined, { accept: [404] });
       return { ...item, result: "deleted" };
     case "create": {
       const want = item.desired!;
       const id = await createDeployment(client, want, await flowId(want.flow));
-      return { ...item, id, result: "created" };
+      const automations = await applyAutomations(client, id, item.automations);
+      return { ...item, id, automations, result: "created" };
     }
     case "update":
     case "adopt": {
@@ -4250,7 +5050,8 @@ async function applyOne(
       }
       if (Object.keys(item.patch).length) await client.request("PATCH", path, item.patch);
       await applySchedules(client, item.id!, item.schedules);
-      return { ...item, result: item.action === "adopt" ? "adopted" : "updated" };
+      const automations = await applyAutomations(client, item.id!, item.automations);
+      return { ...item, automations, result: item.action === "adopt" ? "adopted" : "updated" };
     }
   }
 }
@@ -4480,8 +5281,9 @@ async function runValidate(options: Options): Promise<number> {
 }
 
 /** One value of a plan diff, shortened after secrets are hidden (a cut would split one). */
+/** One line of a plan's value; object keys sorted, so both sides of a change read alike. */
 function compact(value: unknown): string {
-  const text = value === undefined ? "(none)" : redact(JSON.stringify(value));
+  const text = value === undefined ? "(none)" : redact(canonicalJson(value));
   return text.length > 160 ? `${text.slice(0, 157)}...` : text;
 }
 
@@ -4520,10 +5322,36 @@ function renderPlan(plan: PlannedDeployment[]): string[] {
       lines.push(`      ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
     }
     for (const e of item.effects) lines.push(`      ! ${e}`);
+    for (const a of item.automations) {
+      if (a.action === "noop") continue;
+      lines.push(`      ${SYMBOLS[a.action]} automation ${a.name}`);
+      for (const c of a.changes) {
+        lines.push(`          ${c.field}: ${compact(c.before)} → ${compact(c.after)}`);
+      }
+      for (const e of a.effects) lines.push(`          ! ${e}`);
+    }
   }
   if (!lines.length) lines.push("No changes: the server matches the manifests.");
+  const kept = keptLines(plan);
+  if (kept.length) lines.push("", ...kept);
   lines.push("", planSummary(plan));
   return lines;
+}
+
+/** The fields a plan took from the server because the steps filling them did not run. */
+function keptLines(plan: PlannedDeployment[]): string[] {
+  const rows = plan.flatMap((item) =>
+    (item.desired?.kept ?? []).map((k) =>
+      `  ${item.flow}/${item.name}  ${k.field} = ${compact(k.value)}`
+    )
+  );
+  return rows.length
+    ? [
+      "Kept as on the server (filled by build or push steps that did not run; " +
+      "--build-image and --push-image run them):",
+      ...rows,
+    ]
+    : [];
 }
 
 export function applySummary(results: AppliedDeployment[]): string {
@@ -4547,8 +5375,13 @@ function resultLine(r: AppliedDeployment, width: number): string {
       }): ${r.error}`;
     case "skipped":
       return `${name}  ${r.id ?? "-"}  ${r.error}`;
-    default:
-      return `${name}  ${r.id}  ${r.result}`;
+    default: {
+      const past = { create: "created", update: "updated", delete: "deleted" } as const;
+      const automations = r.automations.flatMap((a) =>
+        a.action === "noop" ? [] : [`\n  automation ${a.name}  ${a.id ?? "-"}  ${past[a.action]}`]
+      );
+      return `${name}  ${r.id}  ${r.result}${automations.join("")}`;
+    }
   }
 }
 
@@ -4580,6 +5413,14 @@ function syncJson(outcome: SyncOutcome, started: number): unknown {
       changes: i.changes,
       effects: i.effects,
       ...(i.previousOwner ? { previous_owner: i.previousOwner } : {}),
+      ...(i.desired?.kept.length ? { kept_from_server: i.desired.kept.map((k) => k.field) } : {}),
+      automations: i.automations.map(({ name, id, action, changes, effects }) => ({
+        name,
+        id,
+        action,
+        changes,
+        effects,
+      })),
       ...("result" in i
         ? {
           result: i.result,
@@ -4654,23 +5495,46 @@ function confirmDeletions(plan: PlannedDeployment[], options: Options) {
 }
 
 /**
- * Manifest parts `prefect deploy` acts on and deploy.ts does not (yet): said, never silent.
- * (validate warns about build and push steps.)
+ * Manifest parts `prefect deploy` acts on and deploy.ts does not here: said, never silent. SLAs
+ * and, on a server without automations, triggers are said once, at the first that has them.
  */
-function notSynced(entries: DeploymentEntry[]): Diagnostic[] {
+function notSynced(
+  entries: DeploymentEntry[],
+  server: { cloud: boolean; automations: boolean },
+): Diagnostic[] {
   const found: Diagnostic[] = [];
   const warn = (entry: DeploymentEntry, path: PathSegment[], code: string, message: string) =>
     found.push(diagnosticAt(entry.file, path, code, message, "warning", "key"));
-  for (const entry of entries) {
-    const here = ["deployments", entry.index];
-    if (entry.spec.triggers?.length) {
-      warn(
-        entry,
-        [...here, "triggers"],
-        "triggers-not-synced",
-        "deploy.ts does not create automations from `triggers` yet; they are left as they are on the server.",
-      );
+  const once = (
+    key: "sla" | "triggers",
+    having: DeploymentEntry[],
+    code: string,
+    message: (count: number) => string,
+  ) => {
+    if (having.length) {
+      warn(having[0], ["deployments", having[0].index, key], code, message(having.length));
     }
+  };
+  // `sla: []` counts: to `prefect deploy` it removes the deployment's SLAs.
+  once(
+    "sla",
+    entries.filter((e) => Array.isArray(e.spec.sla)),
+    "sla-not-synced",
+    (n) =>
+      `${n} deployment(s) declare \`sla\`; ${
+        server.cloud
+          ? "deploy.ts does not sync SLAs to Prefect Cloud yet"
+          : "SLAs exist only on Prefect Cloud"
+      }, so they were not synced.`,
+  );
+  if (!server.automations) {
+    once(
+      "triggers",
+      entries.filter((e) => e.spec.triggers?.length),
+      "automations-unavailable",
+      (n) =>
+        `The server has no automations API (404), so the triggers of ${n} deployment(s) were not synced.`,
+    );
   }
   return found;
 }
@@ -4776,13 +5640,39 @@ async function preparePlan(
   client: PrefectClient,
   selected: DeploymentEntry[],
   owner: Owner,
-  options: Options & { seesWholeProject: boolean },
+  /**
+   * `warn`: say what apply will not sync (the first time only: apply plans twice);
+   * `stepOutputs`: what the build and push steps that ran gave each deployment.
+   */
+  options: Options & {
+    seesWholeProject: boolean;
+    warn: boolean;
+    stepOutputs: Map<DeploymentEntry, Json>;
+  },
   outcome: SyncOutcome,
 ): Promise<PreparedPlan> {
   const state = await readServerState(client, selected, owner);
+  if (options.warn) {
+    const warnings = notSynced(selected, {
+      cloud: client.isCloud,
+      automations: state.automations.supported,
+    });
+    outcome.diagnostics.push(...warnings);
+    showDiagnostics(warnings, options.format);
+  }
   const problems: Diagnostic[] = [];
-  const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d));
-  problems.push(...beyondServer(selected, state.version, client.capabilities, progress));
+  const desired = desiredDeployments(selected, owner, state.values, (d) => problems.push(d), {
+    outputs: options.stepOutputs,
+    server: state.deployments,
+  });
+  problems.push(
+    ...beyondServer(
+      selected,
+      state.version,
+      client.capabilities,
+      options.warn ? progress : () => {},
+    ),
+  );
   for (const want of desired) {
     const pool = want.fields.work_pool_name;
     if (typeof pool === "string" && !state.pools.has(pool)) {
@@ -4792,6 +5682,17 @@ async function preparePlan(
         "missing-work-pool",
         `Work pool "${pool}" does not exist on ${client.displayUrl}. Create it ` +
           `(prefect work-pool create "${pool}" --type process) or fix the name.`,
+      ));
+    }
+    if (client.isCloud) continue;
+    const triggersAt = ["deployments", want.entry.index, "triggers"];
+    for (const path of metricTriggerPaths(want.entry.spec.triggers ?? [], triggersAt)) {
+      problems.push(diagnosticAt(
+        want.entry.file,
+        path,
+        "cloud-only-trigger",
+        `Metric triggers exist only on Prefect Cloud; ${client.displayUrl} would reject this ` +
+          "automation.",
       ));
     }
   }
@@ -4843,6 +5744,13 @@ function operationOf(item: PlannedDeployment): unknown {
     id: item.id,
     patch: item.patch,
     schedules: item.schedules,
+    automations: item.automations.map(({ action, name, id, body, enabledOnly }) => ({
+      action,
+      name,
+      id,
+      body,
+      enabledOnly,
+    })),
     ...(item.action === "create"
       ? { fields: item.desired?.fields, paused: item.desired?.paused ?? false }
       : {}),
@@ -5017,13 +5925,16 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   outcome.client = client;
   redact = (text) => client.redact(text);
   if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  const stepOutputs = await runSteps(selected, options, client, outcome);
   progress(
     `Reading ${client.displayUrl} for ${selected.length} deployment(s) of ${describeOwner(owner)}`,
   );
-  const warnings = notSynced(selected);
-  outcome.diagnostics.push(...warnings);
-  showDiagnostics(warnings, options.format);
-  const planning = { ...options, seesWholeProject: singleFile === undefined };
+  const planning = {
+    ...options,
+    seesWholeProject: singleFile === undefined,
+    warn: true,
+    stepOutputs,
+  };
   const prepared = await preparePlan(client, selected, owner, planning, outcome);
   outcome.items = prepared.plan;
   outcome.undeclared = prepared.undeclared;
@@ -5040,6 +5951,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
     return options.detailedExitcode && pending ? EXIT_CHANGES : EXIT_OK;
   }
 
+  if (options.format === "text") keptLines(prepared.plan).forEach((line) => progress(line));
   if (prepared.plan.every((p) => p.action === "noop")) {
     // Nothing to write, so nothing to guard: a no-op apply takes no lock and writes nothing.
     outcome.items = prepared.plan.map((p) => ({ ...p, result: "unchanged" }));
@@ -5065,7 +5977,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   outcome.lock = { waited_ms: Math.round(performance.now() - waitStarted) };
   try {
     // Under the lock the server cannot move: plan again from what it holds now.
-    const fresh = await preparePlan(client, selected, owner, planning, outcome);
+    const fresh = await preparePlan(client, selected, owner, { ...planning, warn: false }, outcome);
     outcome.items = fresh.plan;
     outcome.undeclared = fresh.undeclared;
     if (saved) checkSavedPlan(saved.path, saved.plan, await savedNow(fresh));
@@ -5106,6 +6018,36 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
       )
     );
   }
+}
+
+/**
+ * `--build-image` and `--push-image`: the selected deployments' steps, run before anything is
+ * planned. A failed step stops everything, with its place and the last lines it printed.
+ */
+async function runSteps(
+  selected: DeploymentEntry[],
+  options: Options,
+  client: PrefectClient,
+  outcome: SyncOutcome,
+): Promise<Map<DeploymentEntry, Json>> {
+  const sections = [
+    ...(options.buildImage ? ["build" as const] : []),
+    ...(options.pushImage ? ["push" as const] : []),
+  ];
+  if (!sections.length) return new Map();
+  const ran = await runDeploymentSteps(selected, sections, client, progress);
+  if (!("diagnostics" in ran)) return ran.outputs;
+  outcome.diagnostics.push(...ran.diagnostics);
+  showDiagnostics(ran.diagnostics, options.format);
+  if (ran.tail.length) {
+    progress(["  Last lines of its output:", ...ran.tail.map((l) => `    ${l}`)].join("\n"));
+  }
+  throw new SyncFailure(
+    "preflight",
+    `Stopped before any change: ${ran.diagnostics.length} error${
+      ran.diagnostics.length === 1 ? "" : "s"
+    }.`,
+  );
 }
 
 /** Seconds a lock outlives an apply that was killed (DEPLOY_LOCK_TTL, default 60). */
@@ -5196,15 +6138,7 @@ function runInspect(entrypoint: string, format: Format): number {
   }
   const syntax = found.module.syntaxError;
   if (syntax) {
-    console.error(formatDiagnostic({
-      severity: "error",
-      file: found.file,
-      line: syntax.line,
-      column: syntax.column,
-      path: "",
-      code: "python-syntax",
-      message: pythonSyntaxMessage(syntax),
-    }));
+    console.error(formatDiagnostic(pythonSyntaxDiagnostic(found.file, syntax)));
     return EXIT_FAILURE;
   }
   const lookup = found.lookup;
@@ -5281,6 +6215,104 @@ function typeLabel(schema: Json): string {
   }
 }
 
+// ─── Init ────────────────────────────────────────────────────────────────────
+
+/** `deploy init`: lib/init.ts decides what to write; validate checks the result. */
+async function runInit(options: Options): Promise<number> {
+  const sources = new FlowSources();
+  await init({
+    manifestDir: options.paths[0],
+    project: options.project ?? directoryProjectName(),
+    workPool: options.workPool ?? "default",
+    split: Boolean(options.split),
+    yes: options.yes,
+    schemaText: JSON.stringify(schema, null, 2) + "\n",
+  }, {
+    flowName: (entrypoint, flowName) => sources.flowName(entrypoint, flowName),
+    check: async (paths) => summary(await validate({ ...options, command: "validate", paths })),
+    ask: Deno.stdin.isTerminal() ? (question) => confirm(question) : undefined,
+    refuse: (message) => {
+      throw new UserError(message);
+    },
+    out: (line) => console.log(line),
+    note: (line) => console.error(line),
+  });
+  return EXIT_OK;
+}
+
+// ─── Export ──────────────────────────────────────────────────────────────────
+
+/** `deploy export`: lib/export.ts turns the server's deployments into manifests. */
+async function runExport(options: Options): Promise<number> {
+  const dir = options.paths[0].replace(/\/+$/, "") || ".";
+  const existing = existsSync(dir)
+    ? await validate({ ...options, command: "validate", paths: [dir], codeChecks: false })
+    : undefined;
+  const project = options.project ?? existing?.project.name ?? directoryProjectName();
+  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+  const client = new PrefectClient({ ...settings, onRetry: progress });
+  redact = (text) => client.redact(text);
+  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  await client.checkServer();
+  const wanted = selection([], options.names);
+  const found = await readForExport(client, (d) => !options.names.length || wanted.matches(d));
+  if (wanted.unmatched().length) {
+    throw new UserError(
+      `No deployment on ${client.displayUrl} matches ${
+        wanted.unmatched().map((u) => `${u.flag} "${u.pattern}"`).join(" or ")
+      }.`,
+    );
+  }
+  const sources = new FlowSources();
+  const result = exportManifests(found.deployments, found.secrets, {
+    flowName: (entrypoint) => sources.flowName(entrypoint),
+    inferred: (entrypoint) => {
+      const source = sources.flowFunction(entrypoint);
+      if (!source) return undefined;
+      const docstring = source.fn.docstring;
+      return {
+        schema: parameterSchema(source.module, source.fn),
+        description: docstring ? cleandoc(docstring) : null,
+      };
+    },
+  }, {
+    project,
+    manifestDir: dir,
+    cwd: Deno.cwd(),
+    declared: new Set(existing?.deployments.map((d) => `${d.flow}/${d.name}`) ?? []),
+    exists: existsSync,
+    source: client.displayUrl,
+  });
+  result.notes.forEach((note) => progress(note));
+  if (result.refused.length) {
+    throw new UserError(
+      `Nothing exported: ${result.refused.join(" ")} Give the block a name, or move the value ` +
+        "out of the deployment.",
+    );
+  }
+  writeFiles(result.files.map((f) => ({ ...f, status: "create", what: "" })));
+  for (const file of result.files) {
+    console.log(`wrote ${file.path}  ${file.deployments.join(", ")}`);
+  }
+  const count = result.files.reduce((n, f) => n + f.deployments.length, 0);
+  progress(
+    count
+      ? `Exported ${count} deployment(s) as project "${project}". Next: deploy plan shows each ` +
+        "being taken over; deploy apply does it."
+      : "Nothing to export.",
+  );
+  return EXIT_OK;
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // ─── Entry point ─────────────────────────────────────────────────────────────
 
 /** One line for any failure, credentials hidden; a stack only with DEPLOY_DEBUG. */
@@ -5331,6 +6363,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runSync(options);
       case "inspect":
         return runInspect(options.paths[0], options.format);
+      case "init":
+        return await runInit(options);
+      case "export":
+        return await runExport(options);
     }
   } catch (error) {
     const { message } = describeFailure(error);

@@ -8,9 +8,11 @@
  * through the same recording proxy, which counts their reads and writes the same way. Each tool
  * gets its own flow names, so both start cold. Then the server's own cost of listing the N
  * deployments, and `deploy --version` (start-up), the two floors under a no-op apply. Prints
- * Markdown tables for BENCHMARKS.md.
+ * Markdown tables for BENCHMARKS.md. With `--triggers=K`, every deployment also has K event
+ * triggers (automations).
  *
- * Usage: deno task bench:sync [--database sqlite|postgres|both] [N...]   (default both; 10 100 500)
+ * Usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] [N...]
+ *        (default both databases, no triggers, N = 10 100 500)
  */
 import { parseArgs } from "node:util";
 import { type Database, startPrefectServer } from "../tests/prefect_server.ts";
@@ -19,18 +21,24 @@ import { startFaultProxy } from "../tests/fault_proxy.ts";
 const DEPLOY_TS = new URL("../deploy.ts", import.meta.url).pathname;
 const args = parseArgs({
   args: Deno.args,
-  options: { database: { type: "string", default: "both" } },
+  options: {
+    database: { type: "string", default: "both" },
+    triggers: { type: "string", default: "0" },
+  },
   allowPositionals: true,
 });
 const sizes = args.positionals.length ? args.positionals.map(Number) : [10, 100, 500];
+const TRIGGERS = Number(args.values.triggers);
 const databases: Database[] = args.values.database === "both"
   ? ["sqlite", "postgres"]
   : [args.values.database as Database];
 if (
-  sizes.some((n) => !Number.isInteger(n) || n < 1) ||
-  databases.some((d) => !/^(sqlite|postgres)$/.test(d))
+  sizes.some((n) => !Number.isInteger(n) || n < 1) || !Number.isInteger(TRIGGERS) ||
+  TRIGGERS < 0 || databases.some((d) => !/^(sqlite|postgres)$/.test(d))
 ) {
-  console.error("usage: deno task bench:sync [--database sqlite|postgres|both] [N...]");
+  console.error(
+    "usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] [N...]",
+  );
   Deno.exit(1);
 }
 const PER_FILE = 10;
@@ -61,8 +69,22 @@ function manifest(prefix: string, n: number, changed: boolean): string {
     work_pool: {name: bench-pool}
     schedules:
       - {slug: daily, cron: "${i % 60} 6 * * *", timezone: UTC, active: true}
-`).join("");
+${triggers(i)}`).join("");
   return `name: bench-${prefix}\ndeployments:\n${deployments}`;
+}
+
+function triggers(i: number): string {
+  if (!TRIGGERS) return "";
+  const each = Array.from(
+    { length: TRIGGERS },
+    (_, t) =>
+      `      - match: {prefect.resource.id: "bench.source.${i}"}
+        expect: [bench.event.${t}]
+        parameters: {limit: "{{ event.payload.limit }}"}
+`,
+  );
+  return `    triggers:
+${each.join("")}`;
 }
 
 async function makeProject(prefix: string, n: number): Promise<string> {

@@ -417,7 +417,7 @@ export class PrefectClient {
   }
 
   async request<T = unknown>(
-    method: "GET" | "POST" | "PATCH" | "DELETE",
+    method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
     path: string,
     body?: unknown,
     options: RequestOptions = {},

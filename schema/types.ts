@@ -176,7 +176,7 @@ block_document_name: string
 block_type_slug: string
 } | null)
 /**
- * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`.
+ * Builds a Docker image (prefect-docker); outputs `image_name`, `tag`, `image`, `image_id`, `additional_tags`. Other keys are docker-py build() keywords (`buildargs`, `target`, `nocache`, …).
  */
 export type BuildDockerImage = ({
 /**
@@ -188,29 +188,49 @@ id?: string
  */
 requires?: (string | string[])
 /**
- * Repository of the image, e.g. `ghcr.io/acme/flows`.
+ * Repository of the image, e.g. `ghcr.io/acme/flows`; a bare name gets `PREFECT_DEFAULT_DOCKER_BUILD_NAMESPACE` in front when that is set.
  */
 image_name: string
 /**
- * Image tag; a timestamp when omitted.
+ * Image tag; when omitted, the build's UTC time (`2026-01-02t03-04-05-123000-00-00`), as prefect-docker does.
  */
 tag?: string
 /**
- * `auto` or a path to a Dockerfile.
+ * A Dockerfile inside the build context (`Dockerfile` by default), or `auto`: the Dockerfile prefect-docker writes, `FROM prefecthq/prefect:<prefect-version>-python<Python>` with the project copied to `/opt/prefect/<directory>/` (Python from `DEPLOY_PYTHON_VERSION` or `.python-version`).
  */
 dockerfile?: string
 /**
- * More tags for the same image.
+ * More tags for the same image, e.g. `[latest]`; or a template such as `"{{ build-image.additional_tags }}"`.
  */
-additional_tags?: string[]
+additional_tags?: (string[] | Template)
 /**
- * Build without the layer cache.
+ * Run this build again even when an identical one already ran in this invocation (prefect-docker's step cache; not Docker's layer cache, which `nocache` turns off).
  */
 ignore_cache?: (boolean | Template)
 /**
  * Target platform, e.g. `linux/amd64`.
  */
 platform?: string
+/**
+ * With `dockerfile: auto`, also save the generated Dockerfile (to `dockerfile_output_path`).
+ */
+persist_dockerfile?: (boolean | Template)
+/**
+ * Where `persist_dockerfile` saves the generated Dockerfile; `Dockerfile.generated` by default.
+ */
+dockerfile_output_path?: string
+/**
+ * The build context directory; the working directory by default. A relative `dockerfile` is read inside it.
+ */
+path?: string
+/**
+ * Pull the base image before building (docker-py's default, true); `false` builds from local images only.
+ */
+pull?: (boolean | Template)
+/**
+ * `docker-py` (default; `docker build`). deploy.ts does not run `buildx`, which needs python-on-whales.
+ */
+build_backend?: ("docker-py" | "buildx")
 [k: string]: unknown | undefined
 } | null)
 /**
@@ -230,19 +250,27 @@ requires?: (string | string[])
  */
 image_name: string
 /**
- * Tag to push.
+ * Tag to push; when empty, every tag of the repository (as docker-py does).
  */
 tag?: string
 /**
- * A docker-registry-credentials block reference.
+ * A docker-registry-credentials block, `"{{ prefect.blocks.docker-registry-credentials.NAME }}"` (username, password, registry_url): logged in for this push only.
  */
 credentials?: (string | {
 [k: string]: unknown | undefined
 })
 /**
- * More tags to push.
+ * More tags to push, e.g. `"{{ build-image.additional_tags }}"`.
  */
-additional_tags?: string[]
+additional_tags?: (string[] | Template)
+/**
+ * Push again even when an identical push already ran in this invocation.
+ */
+ignore_cache?: (boolean | Template)
+/**
+ * `docker-py` (default; `docker push`). deploy.ts does not run `buildx`.
+ */
+build_backend?: ("docker-py" | "buildx")
 [k: string]: unknown | undefined
 } | null)
 /**
@@ -446,6 +474,34 @@ export type Steps4 = (Step[] | null)
  * Push steps of this deployment (replace the top-level `push`); deploy.ts does not run them.
  */
 export type Steps5 = (Step[] | null)
+/**
+ * Delay before the run starts: seconds, an ISO-8601 duration (`PT10M`) or `HH:MM:SS`. Default 0.
+ */
+export type Duration = (number | string)
+/**
+ * Window the events must fall in: seconds, an ISO-8601 duration (`PT10M`) or `HH:MM:SS`. Default 0 (at once); at least 10 s for Proactive triggers (0 means 10). For `compound` and `sequence`: the window for all of their triggers.
+ */
+export type Duration1 = (number | string)
+/**
+ * History the metric covers: at least 300 seconds (the default).
+ */
+export type Duration2 = (number | string)
+/**
+ * How long the condition must hold before the automation fires: at least 300 seconds (the default).
+ */
+export type Duration3 = (number | string)
+/**
+ * Window the events must fall in: seconds, an ISO-8601 duration (`PT10M`) or `HH:MM:SS`. Default 0 (at once); at least 10 s for Proactive triggers (0 means 10). For `compound` and `sequence`: the window for all of their triggers.
+ */
+export type Duration4 = (number | string)
+/**
+ * Frequency: the longest time without a completed run.
+ */
+export type Duration5 = (number | string)
+/**
+ * Lateness: how late a run may start.
+ */
+export type Duration6 = (number | string)
 
 /**
  * Prefect deployments managed by deploy.ts. The shape of Prefect's prefect.yaml, closed: unknown keys are errors.
@@ -643,9 +699,13 @@ pull?: Steps3
 build?: Steps4
 push?: Steps5
 /**
- * Automations that run this deployment on events.
+ * Automations that run this deployment: one per trigger, owned by the deployment. `apply` creates, updates (keeping IDs) and deletes them to match.
  */
 triggers?: Trigger[]
+/**
+ * Service level agreements (Prefect Cloud only): validated here, not synced by `apply`.
+ */
+sla?: SLA[]
 }
 /**
  * Where the deployment's runs execute: the pool, its queue, and job variables.
@@ -718,15 +778,15 @@ day_or?: (boolean | Template)
 max_scheduled_runs?: number
 }
 /**
- * An automation that runs this deployment when events arrive (`event`), a metric crosses a threshold (`metric`), or other triggers fire (`compound`, `sequence`).
+ * An automation that runs this deployment when events arrive (`event`), a metric crosses a threshold (`metric`, Prefect Cloud only), or other triggers fire (`compound`, `sequence`). `apply` keeps each as one automation, matched by `name`, and updates it in place.
  */
 export interface Trigger {
 /**
- * Kind of trigger; `event` when omitted.
+ * Kind of trigger. When omitted, Prefect infers it: `metric` with `posture: Metric`, `compound` with `triggers` and `require`, `sequence` with `triggers` alone, else `event`.
  */
 type?: ("event" | "metric" | "compound" | "sequence")
 /**
- * Name of the automation created for this trigger.
+ * Name of the automation; `<deployment>__automation_<n>` (its position, from 1) when omitted, as `prefect deploy` names it. Automations are matched by name.
  */
 name?: string
 /**
@@ -734,69 +794,78 @@ name?: string
  */
 description?: string
 /**
- * Whether the automation is evaluated.
+ * Whether the automation is evaluated. When omitted, `apply` leaves the server's value alone (new automations start enabled).
  */
 enabled?: (boolean | Template)
 /**
- * Parameters for the triggered run; may use `{{ event.* }}` templates.
+ * Parameters of the run the automation starts; Jinja such as `{{ event.payload.x }}` is rendered by the server when it fires.
  */
 parameters?: {
 [k: string]: unknown | undefined
 }
 /**
- * Job variables for the triggered run.
+ * Job variables of the run the automation starts.
  */
 job_variables?: {
 [k: string]: unknown | undefined
 }
+schedule_after?: Duration
+match?: ResourceSpecification
 /**
- * Delay before the triggered run, in seconds or ISO-8601.
+ * Labels a related resource must have: one mapping, or a list of mappings that must all match.
  */
-schedule_after?: (number | string)
+match_related?: (ResourceSpecification1 | ResourceSpecification1[])
 /**
- * Labels the event's resource must have, e.g. `prefect.resource.id: prefect.flow-run.*`.
- */
-match?: {
-[k: string]: unknown | undefined
-}
-/**
- * Labels a related resource must have (a mapping or a list of mappings).
- */
-match_related?: ({
-[k: string]: unknown | undefined
-} | {
-[k: string]: unknown | undefined
-}[])
-/**
- * Events that must be seen first.
+ * Events that must be seen first (event triggers).
  */
 after?: string[]
 /**
- * Events the trigger waits for; trailing wildcards allowed.
+ * Events the trigger waits for; trailing wildcards allowed, e.g. `prefect.flow-run.*` (event triggers).
  */
 expect?: string[]
 /**
- * Evaluate separately for each value of these labels.
+ * Evaluate separately for each value of these labels, e.g. `prefect.resource.id` (event triggers).
  */
 for_each?: string[]
 /**
- * `Reactive` fires on events, `Proactive` on their absence, `Metric` for metric triggers.
+ * `Reactive` (default) fires on the expected events, `Proactive` on their absence; `Metric` makes a metric trigger.
  */
 posture?: ("Reactive" | "Proactive" | "Metric")
 /**
- * Number of events needed (Reactive) or expected (Proactive).
+ * Events needed (Reactive) or expected (Proactive) within the window; default 1.
  */
 threshold?: number
+within?: Duration1
+metric?: MetricQuery
 /**
- * Window in seconds (or ISO-8601) the events must fall in; at least 10 for Proactive.
+ * The triggers a `compound` or `sequence` trigger combines.
+ * 
+ * @minItems 1
  */
-within?: (number | string)
+triggers?: [ChildTrigger, ...(ChildTrigger)[]]
 /**
- * Metric query of a `metric` trigger.
+ * How many of a `compound` trigger's triggers must fire: a number, `any` or `all`.
  */
-metric?: {
+require?: (number | ("any" | "all"))
+}
 /**
- * The metric.
+ * Labels the event's resource must have, e.g. `prefect.resource.id: prefect.flow-run.*` (a value or a list of values; trailing `*` wildcards).
+ */
+export interface ResourceSpecification {
+[k: string]: string | string[] | undefined
+}
+/**
+ * Resource labels to match: each value a string or a list of strings, with trailing `*` wildcards.
+ */
+export interface ResourceSpecification1 {
+[k: string]: string | string[] | undefined
+}
+/**
+ * The query of a `metric` trigger (Prefect Cloud only).
+ */
+export interface MetricQuery {
+/**
+ * The metric: `lateness`, `duration` or `successes`.
  */
 name: ("lateness" | "duration" | "successes")
 /**
@@ -807,21 +876,100 @@ threshold: number
  * Comparison of the metric with the threshold.
  */
 operator: ("<" | "<=" | ">" | ">=")
-/**
- * Seconds of history the metric covers (at least 300).
- */
-range?: (number | string)
-/**
- * Seconds the condition must hold (at least 300).
- */
-firing_for?: (number | string)
+range?: Duration2
+firing_for?: Duration3
 }
 /**
- * The child triggers of a `compound` or `sequence` trigger.
+ * One of the triggers a `compound` or `sequence` trigger combines: an event, metric, compound or sequence trigger without the automation's keys (`name`, `enabled`, `parameters`… belong on the outer trigger).
  */
-triggers?: Trigger[]
+export interface ChildTrigger {
 /**
- * How many child triggers of a `compound` trigger must fire: a number, `any` or `all`.
+ * Kind of trigger. When omitted, Prefect infers it: `metric` with `posture: Metric`, `compound` with `triggers` and `require`, `sequence` with `triggers` alone, else `event`.
+ */
+type?: ("event" | "metric" | "compound" | "sequence")
+match?: ResourceSpecification2
+/**
+ * Labels a related resource must have: one mapping, or a list of mappings that must all match.
+ */
+match_related?: (ResourceSpecification1 | ResourceSpecification1[])
+/**
+ * Events that must be seen first (event triggers).
+ */
+after?: string[]
+/**
+ * Events the trigger waits for; trailing wildcards allowed, e.g. `prefect.flow-run.*` (event triggers).
+ */
+expect?: string[]
+/**
+ * Evaluate separately for each value of these labels, e.g. `prefect.resource.id` (event triggers).
+ */
+for_each?: string[]
+/**
+ * `Reactive` (default) fires on the expected events, `Proactive` on their absence; `Metric` makes a metric trigger.
+ */
+posture?: ("Reactive" | "Proactive" | "Metric")
+/**
+ * Events needed (Reactive) or expected (Proactive) within the window; default 1.
+ */
+threshold?: number
+within?: Duration4
+metric?: MetricQuery1
+/**
+ * The triggers a `compound` or `sequence` trigger combines.
+ * 
+ * @minItems 1
+ */
+triggers?: [ChildTrigger, ...(ChildTrigger)[]]
+/**
+ * How many of a `compound` trigger's triggers must fire: a number, `any` or `all`.
  */
 require?: (number | ("any" | "all"))
+}
+/**
+ * Resource labels to match: each value a string or a list of strings, with trailing `*` wildcards.
+ */
+export interface ResourceSpecification2 {
+[k: string]: string | string[] | undefined
+}
+/**
+ * The query of a `metric` trigger (Prefect Cloud only).
+ */
+export interface MetricQuery1 {
+/**
+ * The metric: `lateness`, `duration` or `successes`.
+ */
+name: ("lateness" | "duration" | "successes")
+/**
+ * Value compared with the metric.
+ */
+threshold: number
+/**
+ * Comparison of the metric with the threshold.
+ */
+operator: ("<" | "<=" | ">" | ">=")
+range?: Duration2
+firing_for?: Duration3
+}
+/**
+ * A service level agreement on the deployment's runs (Prefect Cloud only). Exactly one of `duration`, `stale_after` or `within`. Validated, not synced: `apply` says so.
+ */
+export interface SLA {
+/**
+ * Name of the SLA, unique per deployment.
+ */
+name: string
+/**
+ * How serious a violation is; default `moderate`.
+ */
+severity?: ("minor" | "low" | "moderate" | "high" | "critical")
+/**
+ * Whether the SLA is evaluated; default true.
+ */
+enabled?: boolean
+/**
+ * Time to completion: the longest a run may take, in seconds.
+ */
+duration?: number
+stale_after?: Duration5
+within?: Duration6
 }

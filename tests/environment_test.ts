@@ -132,3 +132,35 @@ Deno.test("--env: a missing overlay is one line naming the file", async () => {
   assertEquals(bad.code, 1);
   assertStringIncludes(bad.stderr, '--env must be a name such as dev or prod, not "../x".');
 });
+
+Deno.test("--env: triggers switched off in the overlay, a stated `enabled` included", async () => {
+  const triggers = `    triggers:
+      - {expect: [a.b]}
+      - {name: loud, enabled: true, expect: [c.d]}
+`;
+  await using project = await tempProject({
+    "flows/etl.py": FLOW,
+    "prefect/etl.yaml": MANIFEST.replace(
+      "    work_pool: {name: pool}\n",
+      `    work_pool: {name: pool}\n${triggers}`,
+    ),
+    "prefect/environments/dev.yaml": "defaults:\n  triggers: {enabled: false}\n",
+    "prefect/environments/typo.yaml": "defaults:\n  triggers: {enable: false}\n",
+  });
+  const result: Resolved = JSON.parse(
+    (await runCli(["validate", "--env", "dev", "--format", "json"], { cwd: project.dir })).stdout,
+  );
+  assertEquals(result.diagnostics, []);
+  const hourly = result.deployments.find((d) => d.name === "hourly")!;
+  assertEquals((hourly.spec.triggers as { enabled: boolean }[]).map((t) => t.enabled), [
+    false,
+    false,
+  ]);
+  const typo = await runCli(["validate", "--env", "typo"], { cwd: project.dir });
+  assertEquals(typo.code, 1);
+  assertStringIncludes(
+    typo.stderr,
+    'prefect/environments/typo.yaml:2:14: error: Unknown key "enable"',
+  );
+  assertStringIncludes(typo.stderr, 'Did you mean "enabled"?');
+});

@@ -75,7 +75,17 @@ export async function ensurePostgres(): Promise<string> {
   await output(env[0], [...env.slice(1), "apt-get", "update", "-qq"], "apt-get update");
   await output(
     env[0],
-    [...env.slice(1), "apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+    [
+      ...env.slice(1),
+      "apt-get",
+      "install",
+      "-y",
+      "-qq",
+      "-o",
+      "DPkg::Lock::Timeout=300",
+      "--no-install-recommends",
+      "postgresql",
+    ],
     "apt-get install postgresql",
   );
   const installed = await findBinDir();

@@ -74,8 +74,8 @@ export function pinLines(text: string): string[] {
   return text.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean);
 }
 
-async function digestOf(lines: string[]): Promise<string> {
-  const bytes = new TextEncoder().encode(lines.join("\n"));
+async function digestOf(text: string): Promise<string> {
+  const bytes = new TextEncoder().encode(text);
   return Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
     .map((b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -118,8 +118,8 @@ export async function createVenv(dir: string): Promise<void> {
 
 /**
  * A virtual environment at `dir` with exactly the pinned `requirements`; its bin directory.
- * The marker, written last, holds the digest of the pins. With `exact`, a package the pins
- * leave out fails the install instead of being resolved silently.
+ * The marker, written last, holds the requirements file's digest. With `exact`, a package the
+ * pins leave out fails the install instead of being resolved silently.
  */
 export async function ensureVenv(
   dir: string,
@@ -129,8 +129,7 @@ export async function ensureVenv(
 ): Promise<string> {
   const bin = `${dir}/bin`;
   const marker = `${dir}/.installed`;
-  const pins = pinLines(await Deno.readTextFile(requirements));
-  const digest = await digestOf(pins);
+  const digest = await digestOf(await Deno.readTextFile(requirements));
   const installed = await Deno.readTextFile(marker).catch(() => undefined);
   if (installed?.trim() === digest) return bin;
   if (await Deno.stat(`${bin}/pip`).then(() => false, () => true)) {
@@ -159,7 +158,10 @@ export async function ensurePrefect(version: string = PREFECT_VERSION): Promise<
   const file = pinsFile(version);
   const pins = pinLines(await Deno.readTextFile(file));
   if (!pins.includes(`prefect==${version}`)) throw new Error(`${file} does not pin prefect`);
-  const dir = `${REPO_ROOT}.venv/prefect-${version}-${(await digestOf(pins)).slice(0, 8)}`;
+  // Named by the pins alone, so editing a reason in the file does not make a new environment.
+  const dir = `${REPO_ROOT}.venv/prefect-${version}-${
+    (await digestOf(pins.join("\n"))).slice(0, 8)
+  }`;
   return await ensureVenv(dir, file, `Prefect ${version}`, { exact: true });
 }
 

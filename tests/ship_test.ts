@@ -51,6 +51,12 @@ Deno.test("fly.toml's release command runs the image's binary with flags deploy 
   assertEquals(options.command, "apply");
   assertEquals(options.prune, false, "prune stays off by default");
   assert(options.wait > 0, "the release command waits for the API");
+  // Fly has built the image already; image deployments keep the references CI applied.
+  assertEquals(
+    [options.buildImage, options.pushImage],
+    [false, false],
+    "the release builds nothing",
+  );
 
   const [, app] = dockerStages(read(fly.build.dockerfile));
   const copies = app.lines.filter((l) => l.startsWith("COPY "));
@@ -96,7 +102,10 @@ Deno.test("the compile task uses the one list of binary permissions", () => {
   );
   assertEquals(COMPILE_ARGS.slice(0, 2), ["compile", "--frozen"]);
   for (const flag of BINARY_PERMISSIONS) assert(COMPILE_ARGS.includes(flag), flag);
-  assert(!BINARY_PERMISSIONS.some((f) => f === "--allow-env" || f === "--allow-all"), "narrow");
+  // Narrow: every permission names what it grants, and only the image steps run programs.
+  for (const flag of BINARY_PERMISSIONS) assertMatch(flag, /^--allow-(net|\w+=.+)$/, flag);
+  assert(BINARY_PERMISSIONS.includes("--allow-run=docker,sh"), "runs docker and sh only");
+  assert(BINARY_PERMISSIONS.includes("--allow-write=."), "writes only inside its directory");
   assertEquals(
     COMPILE_ARGS.slice(-3),
     ["dist/deploy", "deploy.ts"].length === 2 ? ["--output", "dist/deploy", "deploy.ts"] : [],

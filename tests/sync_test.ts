@@ -9,6 +9,7 @@ import { startPrefectServer } from "./prefect_server.ts";
 import { startFaultProxy } from "./fault_proxy.ts";
 import { BINARY_PERMISSIONS } from "../tools/compile.ts";
 import { capabilitiesOf } from "../lib/prefect_client.ts";
+import { fieldChanges } from "../deploy.ts";
 
 const FLOWS = `from prefect import flow
 
@@ -205,7 +206,9 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
       unchanged: 3,
       failed: 0,
     });
-    assert(applied.requests.read <= 6, `reads: ${applied.requests.read}`);
+    // Version check, flows, deployments by flow and by ownership mark, automations (a removed
+    // trigger is an automation to delete), the variable and the block the templates use.
+    assert(applied.requests.read <= 7, `reads: ${applied.requests.read}`);
     const plan = await deploy(["plan", "--detailed-exitcode", "--wait", "5"]);
     assertEquals(plan.code, 0, plan.stdout + plan.stderr);
     assertStringIncludes(plan.stdout, "No changes");
@@ -218,7 +221,7 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
     assertEquals(result.code, 0, result.stderr);
     assertEquals(proxy.writes().length, 0);
-    assert(proxy.requests.length <= 6, `${proxy.requests.length} requests`);
+    assert(proxy.requests.length <= 7, `${proxy.requests.length} requests`);
   });
 
   await t.step("changing a cron changes exactly that schedule and keeps its ID", async () => {
@@ -230,8 +233,12 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     const plan = json(await deploy(["plan", "--format", "json"]));
     const changed = plan.deployments.filter((d) => d.action !== "noop");
     assertEquals(changed.map((d) => `${d.flow}/${d.name}`), ["etl/nightly"]);
-    assertEquals(changed[0].changes.map((c) => c.field), ["schedules[nightly].schedule"]);
-    assertEquals((changed[0].changes[0].after as { cron: string }).cron, "30 3 * * *");
+    // Field by field: only the cron of that schedule changed.
+    assertEquals(changed[0].changes, [{
+      field: "schedules[nightly].schedule.cron",
+      before: "0 3 * * *",
+      after: "30 3 * * *",
+    }]);
     await using proxy = startFaultProxy(server.apiUrl);
     const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
     assertEquals(result.code, 0, result.stderr);
@@ -542,4 +549,26 @@ deployments:
       }
     },
   );
+});
+
+Deno.test("plan diffs nested values field by field, lists whole", () => {
+  assertEquals(
+    fieldChanges(
+      "parameters",
+      { batch_size: 500, keep: 1, env: { A: "1", B: "2" }, list: [1] },
+      { batch_size: 600, keep: 1, env: { A: "1", B: "3", "prefect.x": 1 }, list: [1, 2] },
+    ),
+    [
+      { field: "parameters.batch_size", before: 500, after: 600 },
+      { field: "parameters.env.B", before: "2", after: "3" },
+      { field: 'parameters.env["prefect.x"]', before: undefined, after: 1 },
+      { field: "parameters.list", before: [1], after: [1, 2] },
+    ],
+  );
+  assertEquals(fieldChanges("description", null, "x"), [
+    { field: "description", before: null, after: "x" },
+  ]);
+  assertEquals(fieldChanges("job_variables", {}, { env: { X: "1" } }), [
+    { field: "job_variables.env", before: undefined, after: { X: "1" } },
+  ]);
 });

@@ -233,6 +233,66 @@ deployments:
   );
 });
 
+Deno.test("validate: step outputs exist, by Prefect's rules for deployment-level steps", async () => {
+  const ds = await diagnose({
+    "m.yaml": `build:
+  - prefect_docker.deployments.steps.build_docker_image:
+      id: build-image
+      image_name: acme/flows
+push:
+  - prefect_docker.deployments.steps.push_docker_image:
+      id: push-image
+      image_name: "{{ build-image.image_name }}"
+      tag: "{{ build-image.tagg }}"
+deployments:
+  - name: a
+    entrypoint: flows/etl.py:etl
+    work_pool: {name: p, job_variables: {image: "{{ push-image.image }}", id: "{{ push-image.image_id }}"}}
+    pull:
+      - prefect.deployments.steps.set_working_directory:
+          directory: "/opt/{{ build-image.tag }}"
+  - name: b
+    entrypoint: flows/etl.py:etl
+    build: null
+    work_pool: {name: p, job_variables: {image: "{{ build-image.image }}"}}
+  - name: c
+    entrypoint: flows/etl.py:etl
+    build:
+      - prefect.deployments.steps.run_shell_script:
+          id: sha
+          script: git rev-parse HEAD
+    work_pool: {name: p, job_variables: {tag: "{{ sha.stdout }}", bad: "{{ sha.image }}"}}
+`,
+  });
+  assertEquals(brief(ds), [
+    "8:19 error template-reference",
+    "9:12 error template-reference",
+    "13:79 error template-reference",
+    "20:49 error template-reference",
+    "27:72 error template-reference",
+  ]);
+  // Prefect runs the top-level push for b too, after b's own (empty) build.
+  assertStringIncludes(
+    ds[0].message,
+    'For deployment "b", whose own `build` replaces the top-level one: "{{ ' +
+      'build-image.image_name }}" refers to no earlier step id (no step before it has an id); ' +
+      "Prefect would leave it empty.",
+  );
+  assertStringIncludes(
+    ds[1].message,
+    '"{{ build-image.tagg }}": step "build-image" (build_docker_image) has no output "tagg"; ' +
+      'did you mean "tag"? Its outputs are image_name, tag, image, image_id, additional_tags.',
+  );
+  // Checked after a's, b's and c's builds, each placeholder is reported once.
+  assertEquals(ds.filter((d) => d.line === 9).length, 1);
+  assertStringIncludes(
+    ds[2].message,
+    'step "push-image" (push_docker_image) has no output "image_id"',
+  );
+  assertStringIncludes(ds[3].message, '"{{ build-image.image }}" refers to no earlier step id');
+  assertStringIncludes(ds[4].message, 'step "sha" (run_shell_script) has no output "image"');
+});
+
 Deno.test("validate: steps have one key and Prefect's step names exist", async () => {
   const ds = await diagnose({
     "m.yaml": `pull:
@@ -605,7 +665,7 @@ deployments:
 Deno.test("validate reports offline what plan and apply would stop on or leave undone", async () => {
   const ds = await diagnose({
     "m.yaml": `build:
-  - prefect.deployments.steps.run_shell_script: {script: make image}
+  - prefect_aws.deployments.steps.push_to_s3: {bucket: b, folder: f}
 deployments:
   - name: nightly
     entrypoint: flows/etl.py:etl
@@ -620,23 +680,26 @@ deployments:
       - {cron: "0 7 * * *", timezone: UTC, active: true}
 `,
   });
+  // The build step is not one deploy.ts runs; the push step is (with --push-image).
   assertEquals(brief(ds), [
-    "1:1 warning steps-not-run",
+    "2:5 warning steps-not-run",
     "6:23 error template-type",
     "7:13 error template-type",
     "8:32 error template-type",
-    "9:5 warning steps-not-run",
     "13:9 error duplicate-slug",
     "13:16 error template-type",
     "13:57 error template-type",
   ]);
-  assertStringIncludes(ds[0].message, "deploy.ts does not run `build` steps");
+  assertStringIncludes(
+    ds[0].message,
+    'deploy.ts does not run "prefect_aws.deployments.steps.push_to_s3" (it runs build_docker_image',
+  );
   assertStringIncludes(
     ds[2].message,
     '"{{ flow_run.paused }}" is filled only when a flow runs, so `paused` would be the text',
   );
   assertStringIncludes(
-    ds[5].message,
+    ds[4].message,
     'This schedule has no slug, so apply gives it "schedule-2" by its position, which the schedule at line 12 already has',
   );
 });
@@ -700,6 +763,60 @@ Deno.test("validate: max_active_runs and catchup name the Prefect versions that 
   );
   assertStringIncludes(ds[1].message, "removed in 3.1; later versions ignore it. Delete it");
   for (const d of ds) assert(!d.message.includes("Prefect 2"), d.message);
+});
+
+Deno.test("validate: triggers are checked against the schema at their file:line:col", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    triggers:\n" +
+        "      - expec: [a.b]\n" +
+        "      - type: compound\n" +
+        "        require: all\n" +
+        "        triggers:\n" +
+        "          - {expect: [x], parameters: {since: 1}}\n" +
+        "      - {type: metric, metric: {name: latenes, threshold: 1, operator: '>'}}\n" +
+        "    sla:\n" +
+        "      - {name: s, duraton: 60}\n",
+    ),
+  });
+  assertEquals(brief(ds), [
+    "6:9 error unknown-key",
+    "10:27 error unknown-key",
+    "11:39 error invalid-value",
+    "13:19 error unknown-key",
+  ]);
+  assertStringIncludes(ds[0].message, 'Unknown key "expec" in a trigger. Did you mean "expect"?');
+  assertStringIncludes(ds[1].message, "It belongs on the outer trigger");
+  assertStringIncludes(ds[2].message, 'Did you mean "lateness"?');
+  assertStringIncludes(ds[3].message, 'Unknown key "duraton" in an SLA. Did you mean "duration"?');
+});
+
+Deno.test("validate: what Prefect drops or rejects in triggers, every problem at once", async () => {
+  const ds = await diagnose({
+    "m.yaml": manifest(
+      "    triggers:\n" +
+        "      - {expect: [a], require: 2, parameters: {sincee: x, since: '{{ evnt.id }}'}}\n" +
+        "      - {type: compound, require: 3, triggers: [{expect: [a]}, {posture: Proactive, within: 5}]}\n" +
+        "      - {name: nightly__automation_1, schedule_after: soon}\n" +
+        "      - {parameters: {broken: '{{ event.x '}}\n" +
+        "      - {parameters: {jinja: '{{ event.payload | tojson }}'}}\n" +
+        "    sla:\n" +
+        "      - {name: s, duration: 60, within: 60}\n",
+    ),
+  });
+  assertEquals(brief(ds), [
+    "6:23 error trigger-key",
+    "6:48 error unknown-parameter",
+    "6:66 error template-reference",
+    "7:35 error invalid-value",
+    "7:93 error invalid-duration",
+    "8:16 error duplicate-trigger-name",
+    "8:55 error invalid-duration",
+    "9:31 error template-syntax",
+    "12:9 error sla-kind",
+  ]);
+  assertStringIncludes(ds[1].message, 'Did you mean "since"?');
+  assertStringIncludes(ds[2].message, 'Did you mean "event"?');
 });
 
 Deno.test("validate: a parameter_openapi_schema Ajv cannot compile is an error, not a crash", async () => {

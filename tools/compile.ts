@@ -6,15 +6,19 @@
 
 /**
  * Network for the Prefect API; reading the project (manifests, flows) from the directory it runs
- * in, and writing there only what a command is asked to write (a saved plan, `plan --out`); the
- * environment only for Prefect's settings, deploy.ts's own DEPLOY_* variables (which
- * `{{ $DEPLOY_… }}` templates may use) and NO_COLOR.
+ * in, and writing there only what a command is asked to write (a saved plan, `plan --out`;
+ * `init` and `export`: manifests, the schema, editor settings; the Dockerfile `dockerfile: auto`
+ * writes, as prefect-docker does); the environment only for Prefect's settings, deploy.ts's own
+ * DEPLOY_* variables (which `{{ $DEPLOY_… }}` templates may use) and NO_COLOR. For
+ * `--build-image` / `--push-image`: running `docker` (the image steps) and `sh`
+ * (run_shell_script, and a registry login kept in a throwaway configuration).
  */
 export const BINARY_PERMISSIONS = [
   "--allow-net",
   "--allow-read=.",
   "--allow-write=.",
   "--allow-env=PREFECT_*,DEPLOY_*,NO_COLOR",
+  "--allow-run=docker,sh",
 ];
 
 export const COMPILE_ARGS = [

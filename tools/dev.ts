@@ -6,7 +6,8 @@
  * production servers run; DEPLOY_TEST_PREFECT_VERSION picks another Prefect release.
  */
 import { parseArgs } from "node:util";
-import { defaultOptions, validate } from "../deploy.ts";
+import { defaultOptions, effectiveSteps, validate } from "../deploy.ts";
+import type { DeployTsManifest } from "../schema/types.ts";
 import { DATABASE, freePort, startPrefectServer } from "../tests/prefect_server.ts";
 import { BINARY_PERMISSIONS } from "./compile.ts";
 
@@ -23,6 +24,17 @@ try {
 const database = flags.postgres ? "postgres" : DATABASE;
 
 const manifests = await validate({ ...defaultOptions(), command: "validate", strict: true });
+// Deployments that run from an image their build steps make need Docker and a registry
+// (`apply --build-image --push-image`) to be created. The dev server gets them registered with a
+// placeholder image first, so plan and apply work on every manifest without Docker (a field a
+// build fills keeps the server's value).
+const [fromImages] = manifests.deployments.reduce(
+  ([images, others], d) =>
+    effectiveSteps(d.file.data as DeployTsManifest, d.spec, d.index).build.steps.length
+      ? [[...images, d], others]
+      : [images, [...others, d]],
+  [[], []] as [typeof manifests.deployments, typeof manifests.deployments],
+);
 const pools = [
   ...new Set(
     manifests.deployments.map((d) => d.spec.work_pool?.name).filter((n): n is string => !!n),
@@ -49,6 +61,25 @@ const stop = async () => {
 Deno.addSignalListener("SIGINT", stop);
 Deno.addSignalListener("SIGTERM", stop);
 
+const api = async (path: string, body: unknown) => {
+  const response = await fetch(`${server.apiUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { ok: response.ok, status: response.status, data: await response.json() };
+};
+const PLACEHOLDER_IMAGE = "deploy-ts-dev/placeholder:not-built";
+for (const d of fromImages) {
+  const flow = await api("/flows/", { name: d.flow });
+  await api("/deployments/", {
+    name: d.name,
+    flow_id: flow.data.id,
+    tags: [`managed-by:deploy.ts/${manifests.project.name}`],
+    job_variables: { image: PLACEHOLDER_IMAGE },
+  });
+}
+
 for (const pool of pools) {
   const response = await fetch(`${server.apiUrl}/work_pools/`, {
     method: "POST",
@@ -63,7 +94,14 @@ for (const pool of pools) {
 
 const apply = await new Deno.Command(Deno.execPath(), {
   // The compiled binary's permissions, so dev behaves as the release command will.
-  args: ["run", "--frozen", ...BINARY_PERMISSIONS, "deploy.ts", "apply", "--strict"],
+  args: [
+    "run",
+    "--frozen",
+    ...BINARY_PERMISSIONS,
+    "deploy.ts",
+    "apply",
+    "--strict",
+  ],
   env: { PREFECT_API_URL: server.apiUrl },
   stdout: "inherit",
   stderr: "inherit",
@@ -81,6 +119,13 @@ In another terminal:
   ${server.bin}/prefect worker start --pool ${pools[0] ?? "<pool>"} --type process
 
 Press Ctrl-C to stop the server (its database is thrown away).`);
+for (const d of fromImages) {
+  console.log(
+    `${d.flow}/${d.name} runs from an image its build steps make: registered here with the ` +
+      `placeholder image ${PLACEHOLDER_IMAGE}; apply --build-image --push-image builds and ` +
+      "pushes the real one (Docker, a registry and DEPLOY_IMAGE_REPOSITORY).",
+  );
+}
 if (!apply.success) console.error("\nThe apply failed; the server keeps running so you can look.");
 
 await new Promise(() => {});

@@ -89,6 +89,9 @@ export function generateReference(): string {
       description: definitions.concurrency_limit.description,
     }));
   }
+  for (const name of ["trigger", "child_trigger", "metric_query", "sla"]) {
+    parts.push(section(definitions[name].title ?? name, definitions[name]));
+  }
   parts.push(
     `## Steps\n\n${definitions.steps.description ?? ""}\n\n${
       Object.keys(definitions.step.properties ?? {}).map((name) => `- \`${name}\``).join("\n")

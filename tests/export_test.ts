@@ -1,0 +1,408 @@
+/**
+ * `deploy export` against a real Prefect server, as a property: deployments made by real
+ * `prefect deploy --all` from corpus files and by Prefect's Python API are exported; `plan` on
+ * the exported files right after shows nothing but taking each one over; after one `apply`,
+ * `No changes`. Secrets from blocks stay references or stop the export.
+ */
+import { parse as parseYaml } from "yaml";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
+import { api, type CliResult, REPO_ROOT, runDeploy, tempProject } from "./helpers.ts";
+import { type PrefectServer, startPrefectServer } from "./prefect_server.ts";
+import { BINARY_PERMISSIONS } from "../tools/compile.ts";
+import { type ExportedDeployment, exportManifests, secretValues } from "../lib/export.ts";
+
+const CORPUS = `${REPO_ROOT}tests/fixtures/corpus/prefect-yaml`;
+/**
+ * Corpus files real `prefect deploy --all` accepts with stub flows: concurrency as a number and
+ * as an object, cron, intervals, git_clone and working-directory pull
+ * steps, module entrypoints, versions, tags, parameters, anchors, `{{ $ENV }}` job variables,
+ * inactive schedules, non-ASCII descriptions.
+ */
+const CORPUS_FILES = ["043.yaml", "061.yaml", "141.yaml", "185.yaml"];
+const CORPUS_ENV = { FLOWS_IMAGE: "registry.example/flows:1", DOCKER_NETWORK: "flows-net" };
+
+interface PlanJson {
+  deployments: {
+    flow: string;
+    name: string;
+    action: string;
+    changes: { field: string; before: unknown; after: unknown }[];
+  }[];
+}
+
+/** A flow file per entrypoint: each function takes the parameters its deployments pass. */
+function stubFlows(manifest: { deployments: Record<string, unknown>[] }): Record<string, string> {
+  const byFile = new Map<string, Map<string, Set<string>>>();
+  for (const d of manifest.deployments) {
+    const entrypoint = String(d.entrypoint);
+    const [file, fn] = entrypoint.includes(".py:") ? entrypoint.split(":") : [
+      `${entrypoint.slice(0, entrypoint.lastIndexOf(".")).replaceAll(".", "/")}.py`,
+      entrypoint.slice(entrypoint.lastIndexOf(".") + 1),
+    ];
+    const functions = byFile.get(file) ?? new Map<string, Set<string>>();
+    byFile.set(file, functions);
+    const parameters = functions.get(fn) ?? new Set<string>();
+    functions.set(fn, parameters);
+    Object.keys((d.parameters ?? {}) as object).forEach((p) => parameters.add(p));
+  }
+  return Object.fromEntries([...byFile].map(([file, functions]) => [
+    file,
+    "from prefect import flow\n" +
+    [...functions].map(([fn, parameters]) =>
+      `\n\n@flow\ndef ${fn}(${[...parameters].map((p) => `${p}=None`).join(", ")}):\n    pass\n`
+    ).join(""),
+  ]));
+}
+
+async function deploymentKeys(server: PrefectServer): Promise<Set<string>> {
+  const call = api(server.apiUrl);
+  const deployments = await call<{ name: string; flow_id: string }[]>(
+    "POST",
+    "/deployments/filter",
+    {},
+  );
+  const flows = await call<{ id: string; name: string }[]>("POST", "/flows/filter", {});
+  const names = new Map(flows.map((f) => [f.id, f.name]));
+  return new Set(deployments.map((d) => `${names.get(d.flow_id)}/${d.name}`));
+}
+
+const deploy = (server: PrefectServer, args: string[], cwd: string): Promise<CliResult> =>
+  runDeploy(args, {
+    cwd,
+    env: { PREFECT_API_URL: server.apiUrl },
+    permissions: BINARY_PERMISSIONS,
+  });
+
+/** The property: plan right after export takes each deployment over and changes nothing else. */
+async function assertOnlyAdoption(server: PrefectServer, dir: string, exported: Set<string>) {
+  const plan = await deploy(server, ["plan", "--format", "json"], dir);
+  assertEquals(plan.code, 0, plan.stderr);
+  const { deployments } = JSON.parse(plan.stdout) as PlanJson;
+  assertEquals(new Set(deployments.map((d) => `${d.flow}/${d.name}`)), exported);
+  for (const d of deployments) {
+    const label = `${d.flow}/${d.name}: ${JSON.stringify(d.changes)}`;
+    // "adopt" once ownership marks land (issue 9); before that, the same change as an update.
+    assert(d.action === "adopt" || d.action === "update", `${d.action} ${label}`);
+    for (const change of d.changes) {
+      if (change.field === "tags") {
+        const before = new Set(change.before as string[]);
+        const added = (change.after as string[]).filter((t) => !before.has(t));
+        assertEquals((change.after as string[]).length, before.size + added.length, label);
+        assert(
+          added.length > 0 && added.every((t) => /^(managed-by:|deploy\.ts\/)/.test(t)),
+          label,
+        );
+      } else {
+        // Schedules prefect deploy made have no slug; taking them over names them in place.
+        assertMatch(change.field, /^schedules\[[^\]]+\]\.slug$/, label);
+        assertEquals(change.before, null, label);
+      }
+    }
+  }
+  const apply = await deploy(server, ["apply"], dir);
+  assertEquals(apply.code, 0, apply.stderr + apply.stdout);
+  const again = await deploy(server, ["plan", "--detailed-exitcode"], dir);
+  assertEquals(again.code, 0, again.stdout + again.stderr);
+  assertStringIncludes(again.stdout, "No changes: the server matches the manifests.");
+}
+
+Deno.test("export against a real Prefect server", async (t) => {
+  await using server = await startPrefectServer();
+  await t.step(
+    "deployments made by prefect deploy from corpus files round-trip",
+    () => fromCorpus(server),
+  );
+  await t.step(
+    "deployments made with the Python API round-trip; secrets stay references",
+    () => fromPython(server),
+  );
+});
+
+async function fromCorpus(server: PrefectServer) {
+  const call = api(server.apiUrl);
+  for (const name of CORPUS_FILES) {
+    const text = Deno.readTextFileSync(`${CORPUS}/${name}`);
+    const manifest = parseYaml(text, { merge: true });
+    await using project = await tempProject({ "prefect.yaml": text, ...stubFlows(manifest) });
+    const pools = new Set<string>(
+      manifest.deployments.map((d: { work_pool?: { name?: string } }) => d.work_pool?.name)
+        .filter(Boolean),
+    );
+    for (const pool of pools) await call("POST", "/work_pools/", { name: pool, type: "process" });
+
+    const before = await deploymentKeys(server);
+    const made = await new Deno.Command(`${server.bin}/prefect`, {
+      args: ["--no-prompt", "deploy", "--all"],
+      cwd: project.dir,
+      env: { ...server.clientEnv, ...CORPUS_ENV },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert(made.success, `${name}: ${new TextDecoder().decode(made.stdout).slice(-2000)}`);
+    const created = new Set([...await deploymentKeys(server)].filter((k) => !before.has(k)));
+    assertEquals(created.size, manifest.deployments.length, name);
+
+    const exported = await deploy(server, ["export", ...created], project.dir);
+    assertEquals(exported.code, 0, `${name}: ${exported.stderr}`);
+    const written = exported.stdout.trim().split("\n");
+    assertEquals(
+      new Set(written.flatMap((line) => line.split("  ")[1].split(", "))),
+      created,
+      name,
+    );
+    const strict = await deploy(server, ["validate"], project.dir);
+    assertEquals(strict.code, 0, `${name}: ${strict.stderr}`);
+    await assertOnlyAdoption(server, project.dir, created);
+  }
+}
+
+const API_FLOW = `from prefect import flow
+
+
+@flow
+def api_flow(n: int = 1, label: str = "x"):
+    """Counts to n."""
+    return n
+`;
+const SECRET = "s3cr3t-token-value";
+const ANONYMOUS_SECRET = "anonymous-secret-4711";
+
+async function fromPython(server: PrefectServer) {
+  await using project = await tempProject({ "flows/api_flow.py": API_FLOW });
+  const call = api(server.apiUrl);
+  await call("POST", "/work_pools/", { name: "py-pool", type: "process" });
+  const script = `
+from prefect import flow
+from prefect.blocks.system import Secret
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import deploy
+from prefect.schedules import Cron, Interval
+
+Secret(value="${SECRET}").save("api-token")
+source = flow.from_source(source=".", entrypoint="flows/api_flow.py:api_flow")
+source.deploy(
+    name="from-python",
+    work_pool_name="py-pool",
+    parameters={"n": 3},
+    tags=["py"],
+    schedules=[Cron("0 5 * * *", timezone="Europe/Berlin"), Interval(3600, slug="hourly")],
+    job_variables={"env": {"API_TOKEN": Secret.load("api-token").get(), "MODE": "full"}},
+    concurrency_limit=ConcurrencyLimitConfig(
+        limit=3, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+    ),
+    description="Made in Python",
+    print_next_steps=False,
+)
+deploy(
+    source.to_deployment(name="paused-one", cron="0 6 * * *", paused=True),
+    work_pool_name="py-pool",
+    print_next_steps_message=False,
+)
+`;
+  const made = await new Deno.Command(`${server.bin}/python`, {
+    args: ["-c", script],
+    cwd: project.dir,
+    env: server.clientEnv,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(made.success, new TextDecoder().decode(made.stderr).slice(-3000));
+
+  const exported = await deploy(server, ["export", "api-flow/*"], project.dir);
+  assertEquals(exported.code, 0, exported.stderr);
+  assertEquals(
+    exported.stdout,
+    "wrote prefect/api-flow.yaml  api-flow/from-python, api-flow/paused-one\n",
+  );
+  const text = Deno.readTextFileSync(`${project.dir}/prefect/api-flow.yaml`);
+  assert(!(exported.stdout + exported.stderr + text).includes(SECRET), "the secret is written");
+  assertEquals(
+    text.split("\n")[0],
+    "# yaml-language-server: $schema=../schema/deployments.schema.json",
+  );
+  assertStringIncludes(text, "# Paused on the server.");
+  const manifest = parseYaml(text);
+  assertEquals(manifest.name, project.dir.split("/").pop());
+  const [fromPython, paused] = manifest.deployments;
+  assertEquals(fromPython, {
+    name: "from-python",
+    entrypoint: "flows/api_flow.py:api_flow",
+    description: "Made in Python",
+    version: fromPython.version,
+    tags: ["py"],
+    parameters: { n: 3 },
+    work_pool: {
+      name: "py-pool",
+      job_variables: { env: { API_TOKEN: "{{ prefect.blocks.secret.api-token }}", MODE: "full" } },
+    },
+    concurrency_limit: { limit: 3, collision_strategy: "CANCEL_NEW" },
+    schedules: fromPython.schedules,
+  });
+  assertMatch(fromPython.version, /^[0-9a-f]{32}$/, "the server's version: the file's hash");
+  assertEquals(
+    fromPython.schedules.map((s: Record<string, unknown>) => [s.slug, s.cron ?? s.interval]).sort(),
+    [["hourly", 3600], ["schedule-2", "0 5 * * *"]],
+  );
+  assertEquals(paused.paused, undefined, "paused is left to the UI");
+  assertEquals(paused.schedules, [{ slug: "schedule-1", cron: "0 6 * * *", active: true }]);
+
+  await assertOnlyAdoption(
+    server,
+    project.dir,
+    new Set(["api-flow/from-python", "api-flow/paused-one"]),
+  );
+  const onServer = await call<{ name: string; paused: boolean; job_variables: unknown }[]>(
+    "POST",
+    "/deployments/filter",
+    {},
+  );
+  assertEquals(onServer.find((d) => d.name === "paused-one")?.paused, true);
+  assertEquals(
+    onServer.find((d) => d.name === "from-python")?.job_variables,
+    { env: { API_TOKEN: SECRET, MODE: "full" } },
+  );
+
+  // Exporting again finds both declared; a pattern that matches nothing is an error.
+  const again = await deploy(server, ["export", "api-flow/*"], project.dir);
+  assertEquals(again.code, 0, again.stderr);
+  assertStringIncludes(again.stderr, "Skipped api-flow/from-python: the manifests in prefect/");
+  assertEquals(again.stdout, "");
+  const none = await deploy(server, ["export", "nope/*"], project.dir);
+  assertEquals(none.code, 1);
+  assertMatch(
+    none.stderr,
+    /^error: No deployment on http:\/\/127\.0\.0\.1:\d+\/api matches --name "nope\/\*"\.$/m,
+  );
+
+  // A value from an unnamed secret block cannot be referred to: nothing is written.
+  const anonymous = `
+import asyncio
+from prefect import flow
+from prefect.blocks.system import Secret
+asyncio.run(Secret(value="${ANONYMOUS_SECRET}")._save(is_anonymous=True))
+flow.from_source(source=".", entrypoint="flows/api_flow.py:api_flow").deploy(
+    name="leaky", work_pool_name="py-pool", parameters={"label": "${ANONYMOUS_SECRET}"},
+    print_next_steps=False,
+)
+`;
+  const leaky = await new Deno.Command(`${server.bin}/python`, {
+    args: ["-c", anonymous],
+    cwd: project.dir,
+    env: server.clientEnv,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(leaky.success, new TextDecoder().decode(leaky.stderr).slice(-3000));
+  await Deno.remove(`${project.dir}/prefect`, { recursive: true });
+  const refused = await deploy(server, ["export", "api-flow/*"], project.dir);
+  assertEquals(refused.code, 1);
+  assertStringIncludes(
+    refused.stderr,
+    "error: Nothing exported: api-flow/leaky: parameters.label holds the value of the secret " +
+      "block secret/(anonymous) (value); the block has no name to refer to",
+  );
+  assert(!(refused.stdout + refused.stderr).includes(ANONYMOUS_SECRET), refused.stderr);
+  assert(!(refused.stdout + refused.stderr).includes(SECRET), refused.stderr);
+  assertEquals(await Array.fromAsync(Deno.readDir(project.dir)).then((e) => e.map((x) => x.name)), [
+    "flows",
+  ]);
+}
+
+Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets by block", () => {
+  const deployment: ExportedDeployment = {
+    flow: "etl",
+    id: "d1",
+    name: "nightly",
+    description: "Loads the day.",
+    version: "7",
+    tags: ["team", "managed-by:deploy.ts/old", "deploy.ts/env:prod"],
+    parameters: { dsn: `postgres://etl:${SECRET}@db/etl`, limit: 10 },
+    parameter_openapi_schema: { type: "object", properties: { limit: { type: "integer" } } },
+    enforce_parameter_schema: true,
+    entrypoint: "flows/etl.py:etl",
+    pull_steps: [{ "prefect.deployments.steps.set_working_directory": { directory: "/srv" } }],
+    work_pool_name: "pool",
+    work_queue_name: "default",
+    job_variables: {},
+    paused: true,
+    global_concurrency_limit: { limit: 2 },
+    concurrency_options: { collision_strategy: "ENQUEUE", grace_period_seconds: null },
+    schedules: [{
+      slug: null,
+      schedule: { cron: "0 3 * * *", timezone: null, day_or: true },
+      active: false,
+      parameters: {},
+    }],
+  };
+  const result = exportManifests(
+    [deployment, { ...deployment, id: "d2", name: "declared" }],
+    [{ value: SECRET, block: "secret/db (value)", reference: "{{ prefect.blocks.secret.db }}" }],
+    {
+      flowName: () => "etl",
+      inferred: () => ({
+        schema: { type: "object", properties: { limit: { type: "integer" } } },
+        description: "Loads the day.",
+      }),
+    },
+    {
+      project: "analytics",
+      manifestDir: "prefect",
+      cwd: "/srv",
+      declared: new Set(["etl/declared"]),
+      exists: (path) => path === "prefect/etl.yaml",
+      source: "http://127.0.0.1:4200/api",
+    },
+  );
+  assertEquals(result.refused, []);
+  assertEquals(result.notes, [
+    'etl/nightly is managed by project "old": plan and apply take it over only with --adopt.',
+    "Skipped etl/declared: the manifests in prefect/ declare it already.",
+  ]);
+  assertEquals(result.files.map((f) => [f.path, f.deployments]), [
+    ["prefect/etl-2.yaml", ["etl/nightly"]],
+  ]);
+  const text = result.files[0].content;
+  assert(!text.includes(SECRET), text);
+  assertStringIncludes(text, 'dsn: "postgres://etl:{{ prefect.blocks.secret.db }}@db/etl"');
+  assertStringIncludes(text, "  # Paused on the server.");
+  assertEquals(parseYaml(text), {
+    name: "analytics",
+    deployments: [{
+      name: "nightly",
+      entrypoint: "flows/etl.py:etl",
+      version: "7",
+      tags: ["team"],
+      parameters: { dsn: "postgres://etl:{{ prefect.blocks.secret.db }}@db/etl", limit: 10 },
+      work_pool: { name: "pool" },
+      concurrency_limit: 2,
+      schedules: [{ slug: "schedule-1", cron: "0 3 * * *", active: false }],
+    }],
+  });
+});
+
+Deno.test("export: secret fields of any block type, nested and wildcard, are found", () => {
+  const secrets = secretValues([
+    {
+      name: "warehouse",
+      is_anonymous: false,
+      data: { username: "etl", password: "hunter22", extra: { token: "tok-123456" } },
+      block_type: { slug: "database-credentials" },
+      block_schema: { fields: { secret_fields: ["password", "extra.*"] } },
+    },
+    {
+      name: "api-token",
+      is_anonymous: false,
+      data: { value: "abc" },
+      block_type: { slug: "secret" },
+      block_schema: { fields: { secret_fields: ["value"] } },
+    },
+  ]);
+  assertEquals(secrets.map((s) => [s.value, s.reference]), [
+    ["tok-123456", "{{ prefect.blocks.database-credentials.warehouse.extra.token }}"],
+    ["hunter22", "{{ prefect.blocks.database-credentials.warehouse.password }}"],
+    ["abc", "{{ prefect.blocks.secret.api-token }}"],
+  ]);
+});
