@@ -335,8 +335,9 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
       );
       const plan = json(await deploy(["plan", "--format", "json"]));
       const changed = plan.deployments.filter((d) => d.action !== "noop");
+      // The plan names the new parameter; the PATCH (or re-send) carries the whole schema.
       assertEquals(changed.map((d) => d.changes.map((c) => c.field)), [[
-        "parameter_openapi_schema",
+        "parameter_openapi_schema.properties.lang",
       ]]);
       await using proxy = startFaultProxy(server.apiUrl);
       const result = await deploy(["apply"], { PREFECT_API_URL: proxy.apiUrl });
