@@ -9,7 +9,12 @@ import { assert, assertEquals, assertMatch, assertStringIncludes } from "./asser
 import { api, type CliResult, REPO_ROOT, runDeploy, tempProject } from "./helpers.ts";
 import { type PrefectServer, startPrefectServer } from "./prefect_server.ts";
 import { BINARY_PERMISSIONS } from "../tools/compile.ts";
-import { type ExportedDeployment, exportManifests, secretValues } from "../lib/export.ts";
+import {
+  type ExportedAutomation,
+  type ExportedDeployment,
+  exportManifests,
+  secretValues,
+} from "../lib/export.ts";
 
 const CORPUS = `${REPO_ROOT}tests/fixtures/corpus/prefect-yaml`;
 /**
@@ -311,6 +316,41 @@ flow.from_source(source=".", entrypoint="flows/api_flow.py:api_flow").deploy(
   ]);
 }
 
+/** An automation as the server holds one `prefect deploy` made for deployment d1. */
+function automation(name: string, created: string, more: Partial<ExportedAutomation> = {}) {
+  return {
+    id: `a-${name}-${created}`,
+    name,
+    created,
+    description: "",
+    enabled: true,
+    tags: [],
+    trigger: {
+      type: "event",
+      id: crypto.randomUUID(),
+      match: {},
+      match_related: {},
+      after: [],
+      expect: ["etl.requested"],
+      for_each: [],
+      posture: "Reactive",
+      threshold: 1,
+      within: 0,
+    },
+    actions: [{
+      type: "run-deployment",
+      source: "selected",
+      deployment_id: "d1",
+      parameters: null,
+      job_variables: null,
+      schedule_after: 0,
+    }],
+    actions_on_trigger: [],
+    actions_on_resolve: [],
+    ...more,
+  };
+}
+
 Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets by block", () => {
   const deployment: ExportedDeployment = {
     flow: "etl",
@@ -336,6 +376,31 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
       active: false,
       parameters: {},
     }],
+    // In the server's order (by name), not the order they were made in.
+    automations: [
+      automation("again", "2026-01-03"),
+      automation("again", "2026-01-04"),
+      automation("nightly__automation_1", "2026-01-01"),
+      automation("nightly__automation_3", "2026-01-02", {
+        enabled: false,
+        description: "Off for now",
+        actions: [{
+          type: "run-deployment",
+          source: "selected",
+          deployment_id: "d1",
+          parameters: { dsn: `postgres://etl:${SECRET}@db/etl` },
+          job_variables: {},
+          schedule_after: 60,
+        }],
+        tags: ["managed-by:deploy.ts/analytics"],
+      }),
+      automation("page-on-call", "2026-01-05", {
+        actions: [
+          automation("x", "").actions[0],
+          { type: "send-notification", block_document_id: "b1", subject: "s", body: "b" },
+        ],
+      }),
+    ],
   };
   const result = exportManifests(
     [deployment, { ...deployment, id: "d2", name: "declared" }],
@@ -359,6 +424,12 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
   assertEquals(result.refused, []);
   assertEquals(result.notes, [
     'etl/nightly is managed by project "old": plan and apply take it over only with --adopt.',
+    'Not exported: automation "again" of etl/nightly is not a trigger of the manifest ' +
+    "(2 automations acting on the deployment have this name).",
+    'Not exported: automation "again" of etl/nightly is not a trigger of the manifest ' +
+    "(2 automations acting on the deployment have this name).",
+    'Not exported: automation "page-on-call" of etl/nightly is not a trigger of the manifest ' +
+    "(it has 2 actions).",
     "Skipped etl/declared: the manifests in prefect/ declare it already.",
   ]);
   assertEquals(result.files.map((f) => [f.path, f.deployments]), [
@@ -368,6 +439,10 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
   assert(!text.includes(SECRET), text);
   assertStringIncludes(text, 'dsn: "postgres://etl:{{ prefect.blocks.secret.db }}@db/etl"');
   assertStringIncludes(text, "  # Paused on the server.");
+  assertStringIncludes(
+    text,
+    "      # Switched off on the server. Left out, enabled stays as the UI\n",
+  );
   assertEquals(parseYaml(text), {
     name: "analytics",
     deployments: [{
@@ -379,8 +454,38 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
       work_pool: { name: "pool" },
       concurrency_limit: 2,
       schedules: [{ slug: "schedule-1", cron: "0 3 * * *", active: false }],
+      triggers: [
+        { expect: ["etl.requested"] },
+        {
+          name: "nightly__automation_3",
+          description: "Off for now",
+          expect: ["etl.requested"],
+          parameters: { dsn: "postgres://etl:{{ prefect.blocks.secret.db }}@db/etl" },
+          schedule_after: 60,
+        },
+      ],
     }],
   });
+});
+
+Deno.test("export: a server without automations is said once; its deployments have no triggers", () => {
+  const bare: ExportedDeployment = { flow: "etl", id: "d1", name: "a", entrypoint: "f.py:etl" };
+  const result = exportManifests([bare, { ...bare, id: "d2", name: "b" }], [], {
+    flowName: () => "etl",
+    inferred: () => undefined,
+  }, {
+    project: "p",
+    manifestDir: "prefect",
+    cwd: "/srv",
+    declared: new Set(),
+    exists: () => false,
+    source: "http://127.0.0.1:4200/api",
+  });
+  assertEquals(result.notes, ["The server has no automations API (404): no triggers exported."]);
+  assertEquals(
+    parseYaml(result.files[0].content).deployments.map((d: Record<string, unknown>) => d.triggers),
+    [undefined, undefined],
+  );
 });
 
 Deno.test("export: secret fields of any block type, nested and wildcard, are found", () => {
