@@ -68,8 +68,8 @@ export interface SecretValue {
 
 /**
  * Deployments the matcher selects, with their flows' names and automations, and the server's
- * secret values. Automations are one listing of them all: the server filters them by name and
- * tags only, and the deployment they run is in their actions.
+ * secret values. Automations are one listing of them all: the server filters them by ID, name,
+ * creation time and tags, not by what they act on, which is in their actions.
  */
 export async function readForExport(
   client: PrefectClient,
