@@ -2444,15 +2444,7 @@ class ManifestChecker {
     const syntax = found.module.syntaxError;
     if (syntax) {
       // At the error itself, once per file however many deployments use it.
-      this.report({
-        severity: "error",
-        file: found.file,
-        line: syntax.line,
-        column: syntax.column,
-        path: "",
-        code: "python-syntax",
-        message: pythonSyntaxMessage(syntax),
-      });
+      this.report(pythonSyntaxDiagnostic(found.file, syntax));
       return;
     }
     const name = object.split(".")[0];
@@ -2863,6 +2855,19 @@ export function parseEntrypoint(
 function moduleFileCandidates(module: string): string[] {
   const modulePath = module.replaceAll(".", "/");
   return [`${modulePath}.py`, `${modulePath}/__init__.py`];
+}
+
+/** A Python syntax error, at the flow file's own line and column. */
+function pythonSyntaxDiagnostic(file: string, syntax: PythonSyntaxError): Diagnostic {
+  return {
+    severity: "error",
+    file,
+    line: syntax.line,
+    column: syntax.column,
+    path: "",
+    code: "python-syntax",
+    message: pythonSyntaxMessage(syntax),
+  };
 }
 
 function pythonSyntaxMessage(syntax: PythonSyntaxError): string {
@@ -5910,15 +5915,7 @@ function runInspect(entrypoint: string, format: Format): number {
   }
   const syntax = found.module.syntaxError;
   if (syntax) {
-    console.error(formatDiagnostic({
-      severity: "error",
-      file: found.file,
-      line: syntax.line,
-      column: syntax.column,
-      path: "",
-      code: "python-syntax",
-      message: pythonSyntaxMessage(syntax),
-    }));
+    console.error(formatDiagnostic(pythonSyntaxDiagnostic(found.file, syntax)));
     return EXIT_FAILURE;
   }
   const lookup = found.lookup;

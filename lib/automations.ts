@@ -12,6 +12,7 @@
  * Plans are plain data, so they can be saved and applied later.
  */
 import { ConnectionLost, PrefectApiError, type PrefectClient } from "./prefect_client.ts";
+import { canonicalJson } from "./json.ts";
 
 type Json = Record<string, unknown>;
 type PathSegment = string | number;
@@ -512,18 +513,7 @@ export interface AutomationOp {
   enabledOnly?: boolean;
 }
 
-/** JSON with object keys sorted, so equal values compare equal whatever their key order. */
-function canonical(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) =>
-      v && typeof v === "object" && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
-        : v,
-  );
-}
-
-const same = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+const same = (a: unknown, b: unknown) => canonicalJson(a) === canonicalJson(b);
 
 /** A server trigger in the shape of `triggerBody`: no IDs, sets sorted. */
 function normalTrigger(trigger: Json): Json {

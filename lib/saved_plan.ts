@@ -10,6 +10,8 @@
  * printed (`plan --format json`) rides along for the reviewer.
  */
 
+export { canonicalJson } from "./json.ts";
+
 export const PLAN_FORMAT = "deploy.ts plan";
 export const PLAN_FORMAT_VERSION = 1;
 
@@ -58,17 +60,6 @@ export interface SavedPlan {
 
 /** A plan file that cannot be used: unreadable, not a plan, or from another version. */
 export class PlanFileError extends Error {}
-
-/** JSON with object keys sorted, so equal values give equal text whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) =>
-      v && typeof v === "object" && !Array.isArray(v)
-        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]))
-        : v,
-  );
-}
 
 export async function digest(text: string): Promise<string> {
   const bytes = new Uint8Array(

@@ -32,6 +32,7 @@ const manifest = (project: string, ...names: string[]) =>
 
 const API_KEY = "pnu_sharingKEY0123456789abcdef";
 const HEADER_SECRET = "hdr-Secret-77";
+const BLOCK_SECRET = "tok-Secret-9f8e7d";
 
 interface SyncJson {
   deployments: {
@@ -256,9 +257,23 @@ Deno.test("a shared server: environments and projects own what they wrote, and o
   });
 
   await t.step("a saved plan applies exactly what it shows", async () => {
+    // A secret block fills the description: its value must reach neither the plan nor its file.
+    const secretType = await call<{ id: string }>("GET", "/block_types/slug/secret");
+    const [secretSchema] = await call<{ id: string }[]>("POST", "/block_schemas/filter", {
+      block_schemas: { block_type_id: { any_: [secretType.id] } },
+    });
+    await call("POST", "/block_documents/", {
+      name: "owner-token",
+      block_type_id: secretType.id,
+      block_schema_id: secretSchema.id,
+      data: { value: BLOCK_SECRET },
+    });
     await Deno.writeTextFile(
       `${alpha.dir}/prefect/a.yaml`,
-      manifest("alpha", "two").replace('"0 3 * * *"', '"0 4 * * *"'),
+      manifest("alpha", "two").replace('"0 3 * * *"', '"0 4 * * *"').replace(
+        "    entrypoint: flows/etl.py:etl\n",
+        '    entrypoint: flows/etl.py:etl\n    description: "Owner {{ prefect.blocks.secret.owner-token }}"\n',
+      ),
     );
     const secrets = {
       PREFECT_API_KEY: API_KEY,
@@ -273,32 +288,45 @@ Deno.test("a shared server: environments and projects own what they wrote, and o
     assertEquals(made.code, 0, made.stderr);
     assertStringIncludes(made.stderr, "Saved the plan to alpha.plan");
     const file = await Deno.readTextFile(`${alpha.dir}/alpha.plan`);
-    for (const secret of [API_KEY, HEADER_SECRET]) assert(!file.includes(secret), "no secret");
+    for (const secret of [API_KEY, HEADER_SECRET, BLOCK_SECRET]) {
+      assert(!file.includes(secret), "no secret in the plan file");
+      assert(!made.stdout.includes(secret) && !made.stderr.includes(secret), "nor in the output");
+    }
     const saved = JSON.parse(file);
+    const described = saved.plan.deployments.find((d: { name: string }) => d.name === "two")
+      .changes.find((c: { field: string }) => c.field === "description");
+    assertEquals(described.after, "Owner ***");
     assertEquals(
       saved.plan.deployments.filter((d: { action: string }) => d.action !== "noop")
         .map((d: { action: string; name: string }) => `${d.action} ${d.name}`),
       ["update two", "delete five"],
     );
+    const five = await byName("five");
     proxy.requests.length = 0;
     const applied = await inAlpha(["apply", "alpha.plan"], { ...secrets, ...viaProxy });
     assertEquals(applied.code, 0, applied.stderr);
     assertMatch(applied.stdout, /Apply: 0 created, 1 updated, 1 deleted, 1 unchanged\./);
     const two = await byName("two");
-    assertEquals(
-      // A write the server answered 503 (SQLite busy) was sent again: count the one that landed.
-      proxy.syncWrites().filter((w) => w.status !== 503)
-        .map((w) => `${w.method} ${w.path.replace(/[0-9a-f-]{36}/g, "<id>")}`),
-      // A pruned deployment's automations go first: the server leaves them behind.
-      [
-        "PATCH /deployments/<id>/schedules/<id>",
-        "DELETE /automations/owned-by/prefect.deployment.<id>",
-        "DELETE /deployments/<id>",
-      ],
-    );
-    assert(proxy.syncWrites().find((w) => w.method === "PATCH")!.path.startsWith(
-      `/deployments/${two.id}/`,
-    ));
+    const writes = proxy.syncWrites().filter((w) => w.status !== 503);
+    // A write the server answered 503 (SQLite busy) was sent again: the one that landed counts.
+    // The two deployments are written in parallel; each one's own writes keep their order.
+    const of = (id: string) =>
+      writes.filter((w) => w.path.includes(id)).map((w) =>
+        `${w.method} ${w.path.replace(/[0-9a-f-]{36}/g, "<id>")}`
+      );
+    assertEquals(of(two.id), [
+      "PATCH /deployments/<id>",
+      "PATCH /deployments/<id>/schedules/<id>",
+    ]);
+    assertEquals(writes.find((w) => w.method === "PATCH")!.body, {
+      description: `Owner ${BLOCK_SECRET}`,
+    });
+    // A pruned deployment's automations go first: the server leaves them behind.
+    assertEquals(of(five.id), [
+      "DELETE /automations/owned-by/prefect.deployment.<id>",
+      "DELETE /deployments/<id>",
+    ]);
+    assertEquals(writes.length, 4);
     // Applying it a second time: the server has moved (by the plan itself).
     const twice = await inAlpha(["apply", "alpha.plan"], viaProxy);
     assertEquals(twice.code, 1);

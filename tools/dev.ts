@@ -13,8 +13,10 @@ Deno.chdir(REPO_ROOT);
 
 const manifests = await validate({ ...defaultOptions(), command: "validate", strict: true });
 // Deployments that run from an image their build steps make need Docker and a registry
-// (`apply --build-image --push-image`); the dev server gets the others.
-const [fromImages, applied] = manifests.deployments.reduce(
+// (`apply --build-image --push-image`) to be created. The dev server gets them registered with a
+// placeholder image first, so plan and apply work on every manifest without Docker (a field a
+// build fills keeps the server's value).
+const [fromImages] = manifests.deployments.reduce(
   ([images, others], d) =>
     effectiveSteps(d.file.data as DeployTsManifest, d.spec, d.index).build.steps.length
       ? [[...images, d], others]
@@ -43,6 +45,25 @@ const stop = async () => {
 Deno.addSignalListener("SIGINT", stop);
 Deno.addSignalListener("SIGTERM", stop);
 
+const api = async (path: string, body: unknown) => {
+  const response = await fetch(`${server.apiUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { ok: response.ok, status: response.status, data: await response.json() };
+};
+const PLACEHOLDER_IMAGE = "deploy-ts-dev/placeholder:not-built";
+for (const d of fromImages) {
+  const flow = await api("/flows/", { name: d.flow });
+  await api("/deployments/", {
+    name: d.name,
+    flow_id: flow.data.id,
+    tags: [`managed-by:deploy.ts/${manifests.project.name}`],
+    job_variables: { image: PLACEHOLDER_IMAGE },
+  });
+}
+
 for (const pool of pools) {
   const response = await fetch(`${server.apiUrl}/work_pools/`, {
     method: "POST",
@@ -64,7 +85,6 @@ const apply = await new Deno.Command(Deno.execPath(), {
     "deploy.ts",
     "apply",
     "--strict",
-    ...applied.flatMap((d) => ["-n", `${d.flow}/${d.name}`]),
   ],
   env: { PREFECT_API_URL: server.apiUrl },
   stdout: "inherit",
@@ -84,8 +104,9 @@ In another terminal:
 Press Ctrl-C to stop the server (its database is thrown away).`);
 for (const d of fromImages) {
   console.log(
-    `Not applied: ${d.flow}/${d.name} runs from an image its build steps make; apply it with ` +
-      "--build-image --push-image (Docker, a registry and DEPLOY_IMAGE_REPOSITORY).",
+    `${d.flow}/${d.name} runs from an image its build steps make: registered here with the ` +
+      `placeholder image ${PLACEHOLDER_IMAGE}; apply --build-image --push-image builds and ` +
+      "pushes the real one (Docker, a registry and DEPLOY_IMAGE_REPOSITORY).",
   );
 }
 if (!apply.success) console.error("\nThe apply failed; the server keeps running so you can look.");
