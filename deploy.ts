@@ -351,15 +351,18 @@ USAGE
 
   PATTERN is FLOW/NAME or NAME, * as a wildcard (default: every deployment). Writes one file per
   flow into the manifest directory: entrypoint, parameters, schedules (with slugs), work pool,
-  job variables, concurrency, and every other value as the server holds it (which template
-  made a value cannot be known). Fields equal to what deploy.ts would send anyway (its
+  job variables, concurrency, triggers, and every other value as the server holds it (which
+  template made a value cannot be known). Fields equal to what deploy.ts would send anyway (its
   defaults, the flow's docstring and parameter schema read from source) are left out. A value
   from a secret block is written as a reference to the block, never as the value; one that
   cannot be (an unnamed block) stops export before anything is written. Deployments the
   manifests declare already are skipped, and no existing file is written over.
-  Then plan shows each exported deployment being taken over (its ownership tag, slugs for
-  schedules that had none) and nothing else; after one apply, "No changes".
-  Triggers (automations) are not exported.
+  Triggers are the automations whose one action runs the deployment (read in one listing);
+  automations that do anything else, or share a name with another acting on it, are named in
+  a note and left out. Paused deployments and switched-off triggers get a comment, not
+  paused/enabled, so the UI keeps those switches.
+  Then plan shows each exported deployment and automation being taken over (its ownership tag,
+  slugs for schedules that had none) and nothing else; after one apply, "No changes".
 
 OPTIONS
       --manifest-dir DIR   Where the files go (default: prefect/)

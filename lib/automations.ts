@@ -744,3 +744,121 @@ export async function deleteDeploymentAutomations(
     { accept: [404] },
   );
 }
+
+// ─── Back to a manifest (deploy export) ──────────────────────────────────────
+
+/** Why an automation is not a trigger a manifest could state. */
+class NotATrigger extends Error {}
+
+const isEmpty = (value: unknown) =>
+  value === undefined || value === null ||
+  (typeof value === "object" && Object.keys(value as object).length === 0);
+
+/**
+ * A server trigger as a manifest states it: the keys `triggerBody` would fill in with the same
+ * value left out; `type` for every kind but event, the one Prefect assumes.
+ */
+function manifestCondition(trigger: Json, topLevel: boolean): Json {
+  const out: Json = {};
+  const kind = trigger.type;
+  if (kind !== "event") out.type = kind;
+  const resources = () => {
+    if (!same(trigger.match ?? {}, {})) out.match = trigger.match;
+    if (!same(trigger.match_related ?? {}, {})) out.match_related = trigger.match_related;
+  };
+  switch (kind) {
+    case "event": {
+      resources();
+      for (const key of SET_KEYS) {
+        if ((trigger[key] as unknown[] | undefined)?.length) out[key] = trigger[key];
+      }
+      const posture = trigger.posture ?? "Reactive";
+      if (posture !== "Reactive") out.posture = posture;
+      if ((trigger.threshold ?? 1) !== 1) out.threshold = trigger.threshold;
+      const within = trigger.within ?? 0;
+      if (within !== (posture === "Proactive" ? 10 : 0)) out.within = within;
+      return out;
+    }
+    case "metric": {
+      resources();
+      const metric = (trigger.metric ?? {}) as Json;
+      out.metric = {
+        name: metric.name,
+        threshold: metric.threshold,
+        operator: metric.operator,
+        ...(!isEmpty(metric.range) && metric.range !== 300 ? { range: metric.range } : {}),
+        ...(!isEmpty(metric.firing_for) && metric.firing_for !== 300
+          ? { firing_for: metric.firing_for }
+          : {}),
+      };
+      return out;
+    }
+    case "compound":
+    case "sequence":
+      if (!Array.isArray(trigger.triggers)) {
+        throw new NotATrigger(`its ${kind} trigger has no list of triggers`);
+      }
+      if (kind === "compound") out.require = trigger.require;
+      if (trigger.within !== undefined && trigger.within !== null) out.within = trigger.within;
+      out.triggers = trigger.triggers.map((child) => manifestCondition(child as Json, false));
+      return out;
+    default:
+      throw new NotATrigger(
+        `its ${topLevel ? "" : "child "}trigger is of a kind deploy.ts does not know (${
+          JSON.stringify(kind)
+        })`,
+      );
+  }
+}
+
+export type ManifestTrigger =
+  | {
+    /** The `triggers:` entry, `enabled` left out (the server's value stays). */
+    trigger: Json;
+    enabled: boolean;
+  }
+  | { reason: string };
+
+/**
+ * The `triggers:` entry an automation comes from — the reverse of `desiredAutomations` at the
+ * trigger's position — or why it is none: a trigger's automation runs its deployment with one
+ * `run-deployment` action and nothing else, and carries no tags but deploy.ts's marks.
+ */
+export function manifestTrigger(
+  automation: ServerAutomation,
+  deploymentId: string,
+  deploymentName: string,
+  index: number,
+  isMark: (tag: string) => boolean,
+): ManifestTrigger {
+  const actions = automation.actions ?? [];
+  const [run] = actions;
+  if (actions.length !== 1) return { reason: `it has ${actions.length} actions` };
+  if (run.type !== "run-deployment") return { reason: `its action is "${run.type}"` };
+  if (run.source !== "selected" || run.deployment_id !== deploymentId) {
+    return { reason: "its action runs another deployment" };
+  }
+  const more = [...automation.actions_on_trigger ?? [], ...automation.actions_on_resolve ?? []];
+  if (more.length) return { reason: "it has actions on trigger or on resolve" };
+  const tags = (automation.tags ?? []).filter((t) => !isMark(t));
+  if (tags.length) {
+    return { reason: `its tags (${tags.join(", ")}) have no place in a trigger` };
+  }
+  let condition: Json;
+  try {
+    condition = manifestCondition(automation.trigger ?? {}, true);
+  } catch (error) {
+    if (error instanceof NotATrigger) return { reason: error.message };
+    throw error;
+  }
+  const trigger: Json = {};
+  if (automation.name !== automationName(deploymentName, index, {})) {
+    trigger.name = automation.name;
+  }
+  if (automation.description) trigger.description = automation.description;
+  Object.assign(trigger, condition);
+  if (!isEmpty(run.parameters)) trigger.parameters = run.parameters;
+  if (!isEmpty(run.job_variables)) trigger.job_variables = run.job_variables;
+  if (run.schedule_after) trigger.schedule_after = run.schedule_after;
+  return { trigger, enabled: automation.enabled };
+}

@@ -4,10 +4,12 @@
  * the server holds it — which template produced a value cannot be known — so that `plan` on
  * them right after shows nothing but taking each deployment over. Fields equal to what deploy.ts
  * would send anyway (its defaults, what it reads from the flow's source) are left out. A value
- * that came from a secret block is written as a reference to that block, or refused.
+ * that came from a secret block is written as a reference to that block, or refused. The
+ * automations that run a deployment become its `triggers:`.
  */
 import { Document, isScalar, visit, type YAMLMap } from "yaml";
-import type { PrefectClient } from "./prefect_client.ts";
+import { PrefectApiError, type PrefectClient } from "./prefect_client.ts";
+import { manifestTrigger, type ServerAutomation } from "./automations.ts";
 import { fileStem, modeline } from "./init.ts";
 
 type Json = Record<string, unknown>;
@@ -17,7 +19,13 @@ const OWNER_TAG = /^(managed-by:deploy\.ts\/|deploy\.ts\/env:)/;
 /** Secrets shorter than this are only recognised as a whole value, not inside a text. */
 const MIN_EMBEDDED_SECRET = 4;
 
-/** A deployment as `/deployments/filter` returns it, with its flow's name. */
+/** An automation as `/automations/filter` returns it. */
+export type ExportedAutomation = ServerAutomation & { created?: string };
+
+/**
+ * A deployment as `/deployments/filter` returns it, with its flow's name and the automations
+ * whose actions name it.
+ */
 export interface ExportedDeployment {
   flow: string;
   id: string;
@@ -45,6 +53,8 @@ export interface ExportedDeployment {
     parameters?: Json;
     max_scheduled_runs?: number | null;
   }[];
+  /** Absent: the server has no automations API. */
+  automations?: ExportedAutomation[];
 }
 
 /** A value held by a block's secret field, and how a manifest may refer to it. */
@@ -56,12 +66,22 @@ export interface SecretValue {
   reference?: string;
 }
 
-/** Deployments the matcher selects, with their flows' names, and the server's secret values. */
+/**
+ * Deployments the matcher selects, with their flows' names and automations, and the server's
+ * secret values. Automations are one listing of them all: the server filters them by ID, name,
+ * creation time and tags, not by what they act on, which is in their actions.
+ */
 export async function readForExport(
   client: PrefectClient,
   selected: (d: { flow: string; name: string }) => boolean,
 ): Promise<{ deployments: ExportedDeployment[]; secrets: SecretValue[] }> {
-  const [deployments, blocks] = await Promise.all([
+  const automations = client.filterAll<ExportedAutomation>("/automations/filter", {}).catch(
+    (error) => {
+      if (error instanceof PrefectApiError && error.status === 404) return undefined;
+      throw error;
+    },
+  );
+  const [deployments, blocks, allAutomations] = await Promise.all([
     client.filterAll<Omit<ExportedDeployment, "flow"> & { flow_id: string }>(
       "/deployments/filter",
       {},
@@ -71,7 +91,17 @@ export async function readForExport(
       include_secrets: true,
       block_documents: { is_anonymous: null },
     }),
+    automations,
   ]);
+  const actingOn = new Map<string, ExportedAutomation[]>();
+  for (const automation of allAutomations ?? []) {
+    const named = [
+      ...automation.actions ?? [],
+      ...automation.actions_on_trigger ?? [],
+      ...automation.actions_on_resolve ?? [],
+    ].map((action) => action.deployment_id).filter((id): id is string => typeof id === "string");
+    for (const id of new Set(named)) actingOn.set(id, [...actingOn.get(id) ?? [], automation]);
+  }
   const flowIds = [...new Set(deployments.map((d) => d.flow_id))];
   const flows = flowIds.length
     ? await client.filterAll<{ id: string; name: string }>("/flows/filter", {
@@ -81,7 +111,11 @@ export async function readForExport(
   const flowName = new Map(flows.map((f) => [f.id, f.name]));
   return {
     deployments: deployments
-      .map(({ flow_id, ...d }) => ({ ...d, flow: flowName.get(flow_id) ?? flow_id }))
+      .map(({ flow_id, ...d }) => ({
+        ...d,
+        flow: flowName.get(flow_id) ?? flow_id,
+        ...(allAutomations ? { automations: actingOn.get(d.id) ?? [] } : {}),
+      }))
       .filter(selected)
       .sort((a, b) => a.flow.localeCompare(b.flow) || a.name.localeCompare(b.name)),
     secrets: secretValues(blocks),
@@ -172,6 +206,9 @@ export function exportManifests(
   const notes: string[] = [];
   const byFlow = new Map<string, Json[]>();
   const paused: Set<Json> = new Set();
+  /** Positions of the triggers whose automations are switched off, by entry. */
+  const disabled = new Map<Json, number[]>();
+  let automationsUnsupported = false;
   for (const d of deployments) {
     const key = `${d.flow}/${d.name}`;
     if (options.declared.has(key)) {
@@ -191,9 +228,18 @@ export function exportManifests(
         }": plan and apply take it over only with --adopt.`,
       );
     }
-    const entry = hideSecrets(manifestEntry(d, local, options), secrets, key, refused);
+    const stated = manifestEntry(d, local, options);
+    if (!d.automations) automationsUnsupported = true;
+    const triggers = d.automations ? manifestTriggers(d, key, notes) : [];
+    if (triggers.length) stated.triggers = triggers.map((t) => t.trigger);
+    const entry = hideSecrets(stated, secrets, key, refused);
     if (d.paused) paused.add(entry);
+    const off = triggers.flatMap((t, i) => t.enabled ? [] : [i]);
+    if (off.length) disabled.set(entry, off);
     byFlow.set(d.flow, [...byFlow.get(d.flow) ?? [], entry]);
+  }
+  if (automationsUnsupported) {
+    notes.push("The server has no automations API (404): no triggers exported.");
   }
   const files: ExportResult["files"] = [];
   const taken = new Set<string>();
@@ -207,10 +253,16 @@ export function exportManifests(
     doc.commentBefore = `${modeline(options.manifestDir).slice(1)}\n Flow "${flow}", exported ` +
       `from ${options.source} by deploy export: every value as the server holds it.`;
     entries.forEach((entry, index) => {
-      if (!paused.has(entry)) return;
-      const node = doc.getIn(["deployments", index], true) as YAMLMap;
-      node.commentBefore = " Paused on the server. Left out, paused stays as the UI sets it;\n" +
-        " add `paused: true` to keep it paused.";
+      if (paused.has(entry)) {
+        const node = doc.getIn(["deployments", index], true) as YAMLMap;
+        node.commentBefore = " Paused on the server. Left out, paused stays as the UI sets it;\n" +
+          " add `paused: true` to keep it paused.";
+      }
+      for (const position of disabled.get(entry) ?? []) {
+        const node = doc.getIn(["deployments", index, "triggers", position], true) as YAMLMap;
+        node.commentBefore = " Switched off on the server. Left out, enabled stays as the UI\n" +
+          " sets it; add `enabled: false` to keep it off.";
+      }
     });
     // validate refuses unquoted templates, which YAML may read as mappings.
     visit(doc, {
@@ -291,6 +343,49 @@ function manifestEntry(d: ExportedDeployment, local: LocalFlows, options: Export
     });
   }
   return entry;
+}
+
+/**
+ * The deployment's triggers, from the automations that run it, in the order they were made (so
+ * positional names fall where `prefect deploy` put them). Automations that do something else,
+ * and those whose name another one acting on the deployment has too (plan matches automations
+ * by name), are noted and left out.
+ */
+function manifestTriggers(
+  d: ExportedDeployment,
+  key: string,
+  notes: string[],
+): { trigger: Json; enabled: boolean }[] {
+  const made = [...d.automations ?? []].sort((a, b) =>
+    (a.created ?? "").localeCompare(b.created ?? "") || a.name.localeCompare(b.name)
+  );
+  const triggers: { trigger: Json; enabled: boolean }[] = [];
+  const uses = new Map<string, number>();
+  for (const a of made) uses.set(a.name, (uses.get(a.name) ?? 0) + 1);
+  for (const automation of made) {
+    const leftOut = (reason: string) =>
+      notes.push(
+        `Not exported: automation "${automation.name}" of ${key} is not a trigger of the ` +
+          `manifest (${reason}).`,
+      );
+    if (uses.get(automation.name)! > 1) {
+      leftOut(`${uses.get(automation.name)} automations acting on the deployment have this name`);
+      continue;
+    }
+    const found = manifestTrigger(
+      automation,
+      d.id,
+      d.name,
+      triggers.length,
+      (tag) => OWNER_TAG.test(tag),
+    );
+    if ("reason" in found) {
+      leftOut(found.reason);
+      continue;
+    }
+    triggers.push(found);
+  }
+  return triggers;
 }
 
 /**

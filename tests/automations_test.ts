@@ -2,7 +2,8 @@
  * lib/automations.ts offline: the automation each trigger becomes, differentially against
  * Prefect's own client code (the harness' Prefect, tests/prefect_automations.py); the checks
  * beside what Prefect rejects or silently drops; the plan against automations shaped as the
- * server returns them (IDs added, sets in any order, durations as floats).
+ * server returns them (IDs added, sets in any order, durations as floats); automations read back
+ * into the triggers they come from (deploy export).
  */
 import { assert, assertEquals } from "./assert.ts";
 import { ensurePrefect } from "./prefect_server.ts";
@@ -10,6 +11,7 @@ import {
   type Automations,
   checkTriggers,
   desiredAutomations,
+  manifestTrigger,
   metricTriggerPaths,
   planAutomations,
   pruneAutomations,
@@ -342,4 +344,106 @@ Deno.test("plan: a server before Prefect 3.5 (no automation tags, no schedule_af
     changes: [],
     effects: [],
   }]);
+});
+
+const isMark = (tag: string) => tag.startsWith("managed-by:deploy.ts/");
+
+Deno.test("export: each automation Prefect's client makes reads back as a trigger that plans as a no-op", async () => {
+  const reference = await prefectAutomations(ACCEPTED);
+  ACCEPTED.forEach((spec, i) => {
+    const made = reference[i] as Json[];
+    const server = asServerReturns({ ...made[0], tags: [] }, `id-${i}`);
+    const found = manifestTrigger(server, DEPLOYMENT_ID, "nightly", 0, isMark);
+    assert("trigger" in found, `trigger ${i}: ${JSON.stringify(found)}`);
+    assertEquals(found.enabled, spec.enabled ?? true, `trigger ${i}`);
+    assert(!("enabled" in found.trigger), `trigger ${i}: enabled stays the server's`);
+    // Read back, the trigger plans as taking the automation over, and nothing else.
+    const desired = desiredAutomations("nightly", [found.trigger], intervalSeconds);
+    const [op] = planAutomations(desired, state([server]), DEPLOYMENT_ID);
+    assertEquals([op.action, op.id, op.changes], [
+      "update",
+      `id-${i}`,
+      [{ field: "tags", before: [], after: MARKS }],
+    ], `trigger ${i}: ${JSON.stringify(found.trigger)}`);
+    assertEquals(ourProblems(found.trigger), [], `trigger ${i} read back is valid`);
+  });
+  // Defaults are left out: what is left is what the manifest said beyond them.
+  const read = (i: number) =>
+    (manifestTrigger(
+      asServerReturns((reference[i] as Json[])[0], "x"),
+      DEPLOYMENT_ID,
+      "nightly",
+      0,
+      isMark,
+    ) as { trigger: Json }).trigger;
+  assertEquals(read(ACCEPTED.length - 1), {});
+  assertEquals(read(0), { match: { "prefect.resource.id": "x.*" }, expect: ["a.b"] });
+  assertEquals(read(2), { posture: "Proactive", expect: ["a"] });
+  assertEquals(read(4), { type: "metric", metric: { ...METRIC, firing_for: 600 } });
+  assertEquals(read(7), {
+    type: "compound",
+    require: 2,
+    triggers: [{ expect: ["a"] }, { expect: ["b"] }],
+    schedule_after: 30,
+  });
+  assertEquals(Object.keys(read(1)), [
+    "name",
+    "description",
+    "match",
+    "match_related",
+    "after",
+    "expect",
+    "for_each",
+    "threshold",
+    "within",
+    "parameters",
+    "job_variables",
+    "schedule_after",
+  ]);
+});
+
+Deno.test("export: a positional name is left out only at its own position", () => {
+  const [body] = planAutomations(
+    desiredAutomations("nightly", [{ expect: ["a"] }, { expect: ["b"] }], intervalSeconds),
+    state([]),
+    null,
+  ).map((o) => o.body!).slice(1);
+  const second = asServerReturns(body, "id-1");
+  assertEquals(second.name, "nightly__automation_2");
+  const at = (index: number) =>
+    (manifestTrigger(second, DEPLOYMENT_ID, "nightly", index, isMark) as { trigger: Json }).trigger;
+  assertEquals(at(1), { expect: ["b"] });
+  assertEquals(at(0), { name: "nightly__automation_2", expect: ["b"] });
+});
+
+Deno.test("export: automations that do more than run their deployment are no triggers", () => {
+  const [want] = desiredAutomations("nightly", [{ expect: ["a"] }], intervalSeconds);
+  const base = asServerReturns(planAutomations([want], state([]), null)[0].body!, "id-0");
+  const reason = (automation: ServerAutomation) => {
+    const found = manifestTrigger(automation, DEPLOYMENT_ID, "nightly", 0, isMark);
+    return "reason" in found ? found.reason : "a trigger";
+  };
+  const pause = { type: "pause-deployment", source: "selected", deployment_id: DEPLOYMENT_ID };
+  assertEquals(reason(base), "a trigger");
+  assertEquals(
+    reason({ ...base, actions: [...base.actions, { type: "do-nothing" }] }),
+    "it has 2 actions",
+  );
+  assertEquals(reason({ ...base, actions: [pause] }), 'its action is "pause-deployment"');
+  assertEquals(
+    reason({ ...base, actions: [{ ...base.actions[0], deployment_id: "another" }] }),
+    "its action runs another deployment",
+  );
+  assertEquals(
+    reason({ ...base, actions_on_resolve: [pause] }),
+    "it has actions on trigger or on resolve",
+  );
+  assertEquals(
+    reason({ ...base, tags: [...MARKS, "team", "ops"] }),
+    "its tags (team, ops) have no place in a trigger",
+  );
+  assertEquals(
+    reason({ ...base, trigger: { type: "compound", require: 1, triggers: [{ type: "novel" }] } }),
+    'its child trigger is of a kind deploy.ts does not know ("novel")',
+  );
 });

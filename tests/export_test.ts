@@ -1,15 +1,22 @@
 /**
  * `deploy export` against a real Prefect server, as a property: deployments made by real
- * `prefect deploy --all` from corpus files and by Prefect's Python API are exported; `plan` on
- * the exported files right after shows nothing but taking each one over; after one `apply`,
- * `No changes`. Secrets from blocks stay references or stop the export.
+ * `prefect deploy --all` from corpus files and a fixture with every kind of trigger, and by
+ * Prefect's Python API, are exported with their triggers; `plan` on the exported files right
+ * after shows nothing but taking each deployment and automation over; after one `apply`, `No
+ * changes` and no write. Secrets from blocks stay references or stop the export.
  */
 import { parse as parseYaml } from "yaml";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./assert.ts";
 import { api, type CliResult, REPO_ROOT, runDeploy, tempProject } from "./helpers.ts";
 import { type PrefectServer, startPrefectServer } from "./prefect_server.ts";
+import { startFaultProxy } from "./fault_proxy.ts";
 import { BINARY_PERMISSIONS } from "../tools/compile.ts";
-import { type ExportedDeployment, exportManifests, secretValues } from "../lib/export.ts";
+import {
+  type ExportedAutomation,
+  type ExportedDeployment,
+  exportManifests,
+  secretValues,
+} from "../lib/export.ts";
 
 const CORPUS = `${REPO_ROOT}tests/fixtures/corpus/prefect-yaml`;
 /**
@@ -18,8 +25,56 @@ const CORPUS = `${REPO_ROOT}tests/fixtures/corpus/prefect-yaml`;
  * steps, module entrypoints, versions, tags, parameters, anchors, `{{ $ENV }}` job variables,
  * inactive schedules, non-ASCII descriptions.
  */
-const CORPUS_FILES = ["043.yaml", "061.yaml", "141.yaml", "185.yaml"];
+const CORPUS_FILES = ["043.yaml", "061.yaml", "141.yaml", "159.yaml", "185.yaml"];
 const CORPUS_ENV = { FLOWS_IMAGE: "registry.example/flows:1", DOCKER_NETWORK: "flows-net" };
+
+/**
+ * Every kind of trigger Prefect's server takes and every field of one, as `prefect deploy`
+ * reads them; `plain` states Prefect's defaults, which export leaves out.
+ */
+const TRIGGERS_FIXTURE = `name: triggered
+deployments:
+  - name: on-events
+    entrypoint: flows/triggered.py:triggered
+    parameters: {limit: 1}
+    work_pool: {name: trigger-pool}
+    triggers:
+      - match: {prefect.resource.id: "warehouse.*"}
+        expect: [warehouse.loaded]
+        parameters: {limit: "{{ event.payload.limit }}", mode: "{{ event.resource.id }}"}
+      - name: heartbeat-missed
+        description: No heartbeat for ten minutes
+        enabled: false
+        posture: Proactive
+        expect: [warehouse.heartbeat]
+        for_each: [prefect.resource.id]
+        within: 600
+        job_variables: {env: {MODE: alert}}
+        schedule_after: 30
+      - type: compound
+        require: all
+        within: 3600
+        triggers:
+          - expect: [warehouse.loaded]
+          - expect: [lake.loaded]
+            match_related: {prefect.resource.role: flow}
+      - name: in-order
+        type: sequence
+        triggers:
+          - expect: [a.started]
+          - expect: [a.finished]
+            after: [a.started]
+            threshold: 2
+            within: 60
+  - name: plain
+    entrypoint: flows/triggered.py:triggered
+    work_pool: {name: trigger-pool}
+    triggers:
+      - expect: [plain.go]
+        posture: Reactive
+        threshold: 1
+        within: 0
+`;
 
 interface PlanJson {
   deployments: {
@@ -27,7 +82,22 @@ interface PlanJson {
     name: string;
     action: string;
     changes: { field: string; before: unknown; after: unknown }[];
+    automations: {
+      name: string;
+      id: string | null;
+      action: string;
+      changes: { field: string; before: unknown; after: unknown }[];
+    }[];
   }[];
+  requests: { read: number; write: number };
+}
+
+interface Automation {
+  id: string;
+  name: string;
+  enabled: boolean;
+  tags: string[];
+  actions: { deployment_id?: string }[];
 }
 
 /** A flow file per entrypoint: each function takes the parameters its deployments pass. */
@@ -44,6 +114,9 @@ function stubFlows(manifest: { deployments: Record<string, unknown>[] }): Record
     const parameters = functions.get(fn) ?? new Set<string>();
     functions.set(fn, parameters);
     Object.keys((d.parameters ?? {}) as object).forEach((p) => parameters.add(p));
+    for (const trigger of (d.triggers ?? []) as { parameters?: object }[]) {
+      Object.keys(trigger.parameters ?? {}).forEach((p) => parameters.add(p));
+    }
   }
   return Object.fromEntries([...byFile].map(([file, functions]) => [
     file,
@@ -66,50 +139,109 @@ async function deploymentKeys(server: PrefectServer): Promise<Set<string>> {
   return new Set(deployments.map((d) => `${names.get(d.flow_id)}/${d.name}`));
 }
 
-const deploy = (server: PrefectServer, args: string[], cwd: string): Promise<CliResult> =>
+const deploy = (
+  server: PrefectServer,
+  args: string[],
+  cwd: string,
+  apiUrl = server.apiUrl,
+): Promise<CliResult> =>
   runDeploy(args, {
     cwd,
-    env: { PREFECT_API_URL: server.apiUrl },
+    env: { PREFECT_API_URL: apiUrl },
     permissions: BINARY_PERMISSIONS,
   });
 
-/** The property: plan right after export takes each deployment over and changes nothing else. */
-async function assertOnlyAdoption(server: PrefectServer, dir: string, exported: Set<string>) {
+/** Every automation whose actions name a deployment, by the deployment's `flow/name`. */
+async function automationsByDeployment(server: PrefectServer): Promise<Map<string, Automation[]>> {
+  const call = api(server.apiUrl);
+  const [deployments, flows, automations] = await Promise.all([
+    call<{ id: string; name: string; flow_id: string }[]>("POST", "/deployments/filter", {}),
+    call<{ id: string; name: string }[]>("POST", "/flows/filter", {}),
+    call<Automation[]>("POST", "/automations/filter", {}),
+  ]);
+  const flowNames = new Map(flows.map((f) => [f.id, f.name]));
+  return new Map(deployments.map((d) => [
+    `${flowNames.get(d.flow_id)}/${d.name}`,
+    automations.filter((a) => a.actions.some((x) => x.deployment_id === d.id)),
+  ]));
+}
+
+/** A change that only adds ownership marks to a list of tags. */
+function assertAddsMarks(change: { before: unknown; after: unknown }, label: string) {
+  const before = new Set(change.before as string[]);
+  const added = (change.after as string[]).filter((t) => !before.has(t));
+  assertEquals((change.after as string[]).length, before.size + added.length, label);
+  assert(added.length > 0 && added.every((t) => /^(managed-by:|deploy\.ts\/)/.test(t)), label);
+}
+
+/**
+ * The property: plan right after export takes each deployment and each automation that runs it
+ * over (all but those named in `leftOut`) and changes nothing else; one apply keeps every
+ * automation's ID and switch; then plan says `No changes` and an apply through the recording
+ * proxy writes nothing.
+ */
+async function assertOnlyAdoption(
+  server: PrefectServer,
+  dir: string,
+  exported: Set<string>,
+  leftOut = new Set<string>(),
+) {
+  const before = await automationsByDeployment(server);
   const plan = await deploy(server, ["plan", "--format", "json"], dir);
   assertEquals(plan.code, 0, plan.stderr);
   const { deployments } = JSON.parse(plan.stdout) as PlanJson;
   assertEquals(new Set(deployments.map((d) => `${d.flow}/${d.name}`)), exported);
   for (const d of deployments) {
-    const label = `${d.flow}/${d.name}: ${JSON.stringify(d.changes)}`;
+    const key = `${d.flow}/${d.name}`;
+    const label = `${key}: ${JSON.stringify(d.changes)}`;
     // "adopt" once ownership marks land (issue 9); before that, the same change as an update.
     assert(d.action === "adopt" || d.action === "update", `${d.action} ${label}`);
     for (const change of d.changes) {
-      if (change.field === "tags") {
-        const before = new Set(change.before as string[]);
-        const added = (change.after as string[]).filter((t) => !before.has(t));
-        assertEquals((change.after as string[]).length, before.size + added.length, label);
-        assert(
-          added.length > 0 && added.every((t) => /^(managed-by:|deploy\.ts\/)/.test(t)),
-          label,
-        );
-      } else {
+      if (change.field === "tags") assertAddsMarks(change, label);
+      else {
         // Schedules prefect deploy made have no slug; taking them over names them in place.
         assertMatch(change.field, /^schedules\[[^\]]+\]\.slug$/, label);
         assertEquals(change.before, null, label);
       }
     }
+    const triggers = (before.get(key) ?? []).filter((a) => !leftOut.has(a.name));
+    assertEquals(
+      d.automations.map((a) => [a.name, a.id]).sort(),
+      triggers.map((a) => [a.name, a.id]).sort(),
+      key,
+    );
+    for (const a of d.automations) {
+      const what = `${key} automation ${a.name}: ${a.action} ${JSON.stringify(a.changes)}`;
+      // An automation prefect deploy made has no tags: adopting it adds the mark in place.
+      assert(a.action === "update" || a.action === "noop", what);
+      assertEquals(a.changes.map((c) => c.field), a.action === "noop" ? [] : ["tags"], what);
+      a.changes.forEach((change) => assertAddsMarks(change, what));
+    }
   }
   const apply = await deploy(server, ["apply"], dir);
   assertEquals(apply.code, 0, apply.stderr + apply.stdout);
+  const after = await automationsByDeployment(server);
+  for (const key of exported) {
+    const shape = (list: Automation[]) => list.map((a) => [a.id, a.name, a.enabled]).sort();
+    assertEquals(shape(after.get(key) ?? []), shape(before.get(key) ?? []), key);
+    for (const a of after.get(key) ?? []) {
+      assertEquals(a.tags.some((t) => t.startsWith("managed-by:")), !leftOut.has(a.name), a.name);
+    }
+  }
   const again = await deploy(server, ["plan", "--detailed-exitcode"], dir);
   assertEquals(again.code, 0, again.stdout + again.stderr);
   assertStringIncludes(again.stdout, "No changes: the server matches the manifests.");
+  await using proxy = startFaultProxy(server.apiUrl);
+  const noop = await deploy(server, ["apply", "--format", "json"], dir, proxy.apiUrl);
+  assertEquals(noop.code, 0, noop.stderr);
+  assertEquals(proxy.syncWrites().map((w) => `${w.method} ${w.path}`), []);
+  assertEquals((JSON.parse(noop.stdout) as PlanJson).requests.write, 0);
 }
 
 Deno.test("export against a real Prefect server", async (t) => {
   await using server = await startPrefectServer();
   await t.step(
-    "deployments made by prefect deploy from corpus files round-trip",
+    "deployments made by prefect deploy from corpus files and triggers round-trip",
     () => fromCorpus(server),
   );
   await t.step(
@@ -120,8 +252,11 @@ Deno.test("export against a real Prefect server", async (t) => {
 
 async function fromCorpus(server: PrefectServer) {
   const call = api(server.apiUrl);
-  for (const name of CORPUS_FILES) {
-    const text = Deno.readTextFileSync(`${CORPUS}/${name}`);
+  const cases = [
+    ...CORPUS_FILES.map((name) => ({ name, text: Deno.readTextFileSync(`${CORPUS}/${name}`) })),
+    { name: "the triggers fixture", text: TRIGGERS_FIXTURE },
+  ];
+  for (const { name, text } of cases) {
     const manifest = parseYaml(text, { merge: true });
     await using project = await tempProject({ "prefect.yaml": text, ...stubFlows(manifest) });
     const pools = new Set<string>(
@@ -153,8 +288,53 @@ async function fromCorpus(server: PrefectServer) {
     );
     const strict = await deploy(server, ["validate"], project.dir);
     assertEquals(strict.code, 0, `${name}: ${strict.stderr}`);
+    // Every automation prefect deploy made is a trigger, written where its deployment is.
+    const declared = new Map<string, unknown[]>(
+      manifest.deployments.map((d: { name: string; triggers?: unknown[] }) => [
+        d.name,
+        d.triggers ?? [],
+      ]),
+    );
+    const files = written.map((line) =>
+      parseYaml(Deno.readTextFileSync(
+        `${project.dir}/${line.split("  ")[0].slice("wrote ".length)}`,
+      ))
+    );
+    const triggers = new Map<string, Record<string, unknown>[]>(
+      files.flatMap((f) => f.deployments).map((d: { name: string; triggers?: [] }) => [
+        d.name,
+        d.triggers ?? [],
+      ]),
+    );
+    for (const [deployment, stated] of declared) {
+      assertEquals(triggers.get(deployment)?.length ?? 0, stated.length, deployment);
+    }
+    assert(!exported.stderr.includes("Not exported"), exported.stderr);
+    if (text === TRIGGERS_FIXTURE) assertFixtureTriggers(triggers, exported.stdout, project.dir);
     await assertOnlyAdoption(server, project.dir, created);
   }
+}
+
+/** The fixture's triggers come back as written, but for Prefect's defaults and `enabled`. */
+function assertFixtureTriggers(
+  triggers: Map<string, Record<string, unknown>[]>,
+  stdout: string,
+  dir: string,
+) {
+  const { deployments } = parseYaml(TRIGGERS_FIXTURE);
+  const [{ enabled: _, ...switchedOff }] = deployments[0].triggers.slice(1);
+  assertEquals(triggers.get("on-events"), [
+    deployments[0].triggers[0],
+    switchedOff,
+    ...deployments[0].triggers.slice(2),
+  ]);
+  assertEquals(triggers.get("plain"), [{ expect: ["plain.go"] }]);
+  const file = stdout.split("  ")[0].slice("wrote ".length);
+  assertStringIncludes(
+    Deno.readTextFileSync(`${dir}/${file}`),
+    "      # Switched off on the server. Left out, enabled stays as the UI\n" +
+      "      # sets it; add `enabled: false` to keep it off.\n      - name: heartbeat-missed\n",
+  );
 }
 
 const API_FLOW = `from prefect import flow
@@ -177,6 +357,7 @@ from prefect import flow
 from prefect.blocks.system import Secret
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import deploy
+from prefect.events import DeploymentCompoundTrigger, DeploymentEventTrigger, EventTrigger
 from prefect.schedules import Cron, Interval
 
 Secret(value="${SECRET}").save("api-token")
@@ -192,6 +373,19 @@ source.deploy(
         limit=3, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
     ),
     description="Made in Python",
+    triggers=[
+        DeploymentEventTrigger(
+            name="on-request",
+            match={"prefect.resource.id": "api.*"},
+            expect={"api.requested"},
+            parameters={"n": "{{ event.payload.n }}", "label": Secret.load("api-token").get()},
+        ),
+        DeploymentCompoundTrigger(
+            require="any",
+            triggers=[EventTrigger(expect={"a.done"}), EventTrigger(expect={"b.done"})],
+            job_variables={"env": {"MODE": "event"}},
+        ),
+    ],
     print_next_steps=False,
 )
 deploy(
@@ -209,12 +403,46 @@ deploy(
     stderr: "piped",
   }).output();
   assert(made.success, new TextDecoder().decode(made.stderr).slice(-3000));
+  // Automations made by hand that act on the deployment but are not one of its triggers.
+  const { id } = await call<{ id: string }>("GET", "/deployments/name/api-flow/from-python");
+  const run = {
+    type: "run-deployment",
+    source: "selected",
+    deployment_id: id,
+    parameters: null,
+    job_variables: null,
+  };
+  const byHand = {
+    trigger: { type: "event", expect: ["api.failed"], posture: "Reactive", threshold: 1 },
+    actions_on_trigger: [],
+    actions_on_resolve: [],
+  };
+  await call("POST", "/automations/", {
+    ...byHand,
+    name: "retry-and-log",
+    actions: [run, { type: "do-nothing" }],
+  });
+  await call("POST", "/automations/", {
+    ...byHand,
+    name: "pause-on-failure",
+    actions: [{ type: "pause-deployment", source: "selected", deployment_id: id }],
+  });
 
   const exported = await deploy(server, ["export", "api-flow/*"], project.dir);
   assertEquals(exported.code, 0, exported.stderr);
   assertEquals(
     exported.stdout,
     "wrote prefect/api-flow.yaml  api-flow/from-python, api-flow/paused-one\n",
+  );
+  assertStringIncludes(
+    exported.stderr,
+    'Not exported: automation "retry-and-log" of api-flow/from-python is not a trigger of the ' +
+      "manifest (it has 2 actions).\n",
+  );
+  assertStringIncludes(
+    exported.stderr,
+    'Not exported: automation "pause-on-failure" of api-flow/from-python is not a trigger of ' +
+      'the manifest (its action is "pause-deployment").\n',
   );
   const text = Deno.readTextFileSync(`${project.dir}/prefect/api-flow.yaml`);
   assert(!(exported.stdout + exported.stderr + text).includes(SECRET), "the secret is written");
@@ -239,6 +467,21 @@ deploy(
     },
     concurrency_limit: { limit: 3, collision_strategy: "CANCEL_NEW" },
     schedules: fromPython.schedules,
+    triggers: [
+      {
+        name: "on-request",
+        match: { "prefect.resource.id": "api.*" },
+        expect: ["api.requested"],
+        parameters: { n: "{{ event.payload.n }}", label: "{{ prefect.blocks.secret.api-token }}" },
+      },
+      {
+        // Named by position (from-python__automation_2) by Prefect's Python API as by deploy.ts.
+        type: "compound",
+        require: "any",
+        triggers: [{ expect: ["a.done"] }, { expect: ["b.done"] }],
+        job_variables: { env: { MODE: "event" } },
+      },
+    ],
   });
   assertMatch(fromPython.version, /^[0-9a-f]{32}$/, "the server's version: the file's hash");
   assertEquals(
@@ -252,6 +495,7 @@ deploy(
     server,
     project.dir,
     new Set(["api-flow/from-python", "api-flow/paused-one"]),
+    new Set(["retry-and-log", "pause-on-failure"]),
   );
   const onServer = await call<{ name: string; paused: boolean; job_variables: unknown }[]>(
     "POST",
@@ -311,6 +555,41 @@ flow.from_source(source=".", entrypoint="flows/api_flow.py:api_flow").deploy(
   ]);
 }
 
+/** An automation as the server holds one `prefect deploy` made for deployment d1. */
+function automation(name: string, created: string, more: Partial<ExportedAutomation> = {}) {
+  return {
+    id: `a-${name}-${created}`,
+    name,
+    created,
+    description: "",
+    enabled: true,
+    tags: [],
+    trigger: {
+      type: "event",
+      id: crypto.randomUUID(),
+      match: {},
+      match_related: {},
+      after: [],
+      expect: ["etl.requested"],
+      for_each: [],
+      posture: "Reactive",
+      threshold: 1,
+      within: 0,
+    },
+    actions: [{
+      type: "run-deployment",
+      source: "selected",
+      deployment_id: "d1",
+      parameters: null,
+      job_variables: null,
+      schedule_after: 0,
+    }],
+    actions_on_trigger: [],
+    actions_on_resolve: [],
+    ...more,
+  };
+}
+
 Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets by block", () => {
   const deployment: ExportedDeployment = {
     flow: "etl",
@@ -336,6 +615,31 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
       active: false,
       parameters: {},
     }],
+    // In the server's order (by name), not the order they were made in.
+    automations: [
+      automation("again", "2026-01-03"),
+      automation("again", "2026-01-04"),
+      automation("nightly__automation_1", "2026-01-01"),
+      automation("nightly__automation_3", "2026-01-02", {
+        enabled: false,
+        description: "Off for now",
+        actions: [{
+          type: "run-deployment",
+          source: "selected",
+          deployment_id: "d1",
+          parameters: { dsn: `postgres://etl:${SECRET}@db/etl` },
+          job_variables: {},
+          schedule_after: 60,
+        }],
+        tags: ["managed-by:deploy.ts/analytics"],
+      }),
+      automation("page-on-call", "2026-01-05", {
+        actions: [
+          automation("x", "").actions[0],
+          { type: "send-notification", block_document_id: "b1", subject: "s", body: "b" },
+        ],
+      }),
+    ],
   };
   const result = exportManifests(
     [deployment, { ...deployment, id: "d2", name: "declared" }],
@@ -359,6 +663,12 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
   assertEquals(result.refused, []);
   assertEquals(result.notes, [
     'etl/nightly is managed by project "old": plan and apply take it over only with --adopt.',
+    'Not exported: automation "again" of etl/nightly is not a trigger of the manifest ' +
+    "(2 automations acting on the deployment have this name).",
+    'Not exported: automation "again" of etl/nightly is not a trigger of the manifest ' +
+    "(2 automations acting on the deployment have this name).",
+    'Not exported: automation "page-on-call" of etl/nightly is not a trigger of the manifest ' +
+    "(it has 2 actions).",
     "Skipped etl/declared: the manifests in prefect/ declare it already.",
   ]);
   assertEquals(result.files.map((f) => [f.path, f.deployments]), [
@@ -368,6 +678,10 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
   assert(!text.includes(SECRET), text);
   assertStringIncludes(text, 'dsn: "postgres://etl:{{ prefect.blocks.secret.db }}@db/etl"');
   assertStringIncludes(text, "  # Paused on the server.");
+  assertStringIncludes(
+    text,
+    "      # Switched off on the server. Left out, enabled stays as the UI\n",
+  );
   assertEquals(parseYaml(text), {
     name: "analytics",
     deployments: [{
@@ -379,8 +693,38 @@ Deno.test("export: manifests leave out deploy.ts's defaults and refer to secrets
       work_pool: { name: "pool" },
       concurrency_limit: 2,
       schedules: [{ slug: "schedule-1", cron: "0 3 * * *", active: false }],
+      triggers: [
+        { expect: ["etl.requested"] },
+        {
+          name: "nightly__automation_3",
+          description: "Off for now",
+          expect: ["etl.requested"],
+          parameters: { dsn: "postgres://etl:{{ prefect.blocks.secret.db }}@db/etl" },
+          schedule_after: 60,
+        },
+      ],
     }],
   });
+});
+
+Deno.test("export: a server without automations is said once; its deployments have no triggers", () => {
+  const bare: ExportedDeployment = { flow: "etl", id: "d1", name: "a", entrypoint: "f.py:etl" };
+  const result = exportManifests([bare, { ...bare, id: "d2", name: "b" }], [], {
+    flowName: () => "etl",
+    inferred: () => undefined,
+  }, {
+    project: "p",
+    manifestDir: "prefect",
+    cwd: "/srv",
+    declared: new Set(),
+    exists: () => false,
+    source: "http://127.0.0.1:4200/api",
+  });
+  assertEquals(result.notes, ["The server has no automations API (404): no triggers exported."]);
+  assertEquals(
+    parseYaml(result.files[0].content).deployments.map((d: Record<string, unknown>) => d.triggers),
+    [undefined, undefined],
+  );
 });
 
 Deno.test("export: secret fields of any block type, nested and wildcard, are found", () => {

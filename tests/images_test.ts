@@ -244,7 +244,7 @@ Deno.test("build and push steps against a real Docker engine, registry and Prefe
       assertEquals(built.code, 2, built.stdout + built.stderr);
       assertStringIncludes(
         built.stdout,
-        `      job_variables: {"image":"${image}:v1"} → {"image":"${image}:v2"}`,
+        `      job_variables.image: "${image}:v1" → "${image}:v2"`,
       );
       assertStringIncludes(
         built.stdout,
