@@ -38,6 +38,19 @@ ${
 const API_KEY = "pnu_secretKEY0123456789abcdef";
 const AUTH_STRING = "admin:hunter2-very-secret";
 
+/** A proxy to `apiUrl` whose /admin/version answers `version` once. */
+function proxyAnsweringVersion(apiUrl: string, version: string) {
+  const proxy = startFaultProxy(apiUrl);
+  proxy.rules.push({
+    method: "GET",
+    path: /^\/admin\/version$/,
+    times: 1,
+    respond: 200,
+    responseBody: JSON.stringify(version),
+  });
+  return proxy;
+}
+
 function assertNoSecrets(result: CliResult) {
   for (const secret of [API_KEY, AUTH_STRING, "hunter2", btoa(AUTH_STRING)]) {
     assert(
@@ -255,14 +268,7 @@ Deno.test("faults between deploy.ts and a real Prefect server", async (t) => {
   });
 
   await t.step("a Prefect 2 server is refused before anything else", async () => {
-    await using proxy = startFaultProxy(server.apiUrl);
-    proxy.rules.push({
-      method: "GET",
-      path: /^\/admin\/version$/,
-      times: 1,
-      respond: 200,
-      responseBody: '"2.20.1"',
-    });
+    await using proxy = proxyAnsweringVersion(server.apiUrl, "2.20.1");
     const result = await deployThrough(proxy.apiUrl, ["apply"]);
     assertEquals(result.code, 1);
     assertStringIncludes(result.stderr, "runs Prefect 2.20.1; deploy.ts needs Prefect 3.");
@@ -270,14 +276,7 @@ Deno.test("faults between deploy.ts and a real Prefect server", async (t) => {
   });
 
   await t.step("a Prefect 3 release older than 3.0.3 is refused in one line", async () => {
-    await using proxy = startFaultProxy(server.apiUrl);
-    proxy.rules.push({
-      method: "GET",
-      path: /^\/admin\/version$/,
-      times: 1,
-      respond: 200,
-      responseBody: '"3.0.2"',
-    });
+    await using proxy = proxyAnsweringVersion(server.apiUrl, "3.0.2");
     const result = await deployThrough(proxy.apiUrl, ["apply"]);
     assertEquals(result.code, 1);
     assertEquals(result.stderr.trim().split("\n").filter((l) => l.startsWith("error:")), [
