@@ -130,8 +130,15 @@ export async function ensureVenv(
   const bin = `${dir}/bin`;
   const marker = `${dir}/.installed`;
   const digest = await digestOf(await Deno.readTextFile(requirements));
-  const installed = await Deno.readTextFile(marker).catch(() => undefined);
-  if (installed?.trim() === digest) return bin;
+  const isInstalled = async () =>
+    (await Deno.readTextFile(marker).catch(() => undefined))?.trim() === digest;
+  if (await isInstalled()) return bin;
+  // CI installs releases while test files that need them run: one installer per environment,
+  // the others wait for it and then find its marker.
+  await Deno.mkdir(dir.slice(0, dir.lastIndexOf("/")), { recursive: true });
+  using installLock = await Deno.open(`${dir}.lock`, { create: true, write: true });
+  await installLock.lock(true);
+  if (await isInstalled()) return bin;
   if (await Deno.stat(`${bin}/pip`).then(() => false, () => true)) {
     log(`installing ${what} into ${dir} (once; about a minute)`);
     await createVenv(dir);
