@@ -4421,12 +4421,8 @@ export async function readServerState(
         FLOW_SHAPE,
       )
       : nothing as Promise<Flow[]>,
-    flowNames.length
-      ? client.filterAll<ServerDeployment>("/deployments/filter", {
-        flows: { name: { any_: flowNames } },
-      }, DEPLOYMENT_SHAPE)
-      : nothing as Promise<ServerDeployment[]>,
-    // Always read, so plan can say what the project owns and no longer declares.
+    // Always read, so plan can say what the project owns and no longer declares. It also holds
+    // every declared deployment already written by this project, which a no-op is made of.
     client.filterAll<ServerDeployment>("/deployments/filter", {
       deployments: { tags: { all_: ownerTags(owner) } },
     }, DEPLOYMENT_SHAPE),
@@ -4449,9 +4445,26 @@ export async function readServerState(
   ]);
   reads.catch(() => {});
   const version = await versionCheck;
-  const [flows, deployments, marked, variables, automations] = await reads;
+  const [flows, marked, variables, automations] = await reads;
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
+  const flowIds = new Map(flows.map((f) => [f.name, f.id]));
+  const flowNameById = new Map(flows.map((f) => [f.id, f.name]));
+  // A flow and deployment name pair is unique on the server, so only the declared deployments
+  // the marked ones do not include are read; none can exist for a flow the server lacks. Listing
+  // deployments is the server's slowest answer: a no-op lists them once, not twice.
+  const declared = new Set(entries.map((e) => `${e.flow}/${e.name}`));
+  const keyOf = (d: ServerDeployment) => `${flowNameById.get(d.flow_id)}/${d.name}`;
+  const deployments = marked.filter((d) => declared.has(keyOf(d)));
+  const found = new Set(deployments.map(keyOf));
+  const missing = entries.filter((e) => !found.has(`${e.flow}/${e.name}`) && flowIds.has(e.flow));
+  if (missing.length) {
+    const others = await client.filterAll<ServerDeployment>("/deployments/filter", {
+      flows: { id: { any_: [...new Set(missing.map((e) => flowIds.get(e.flow)))] } },
+      deployments: { name: { any_: [...new Set(missing.map((e) => e.name))] } },
+    }, DEPLOYMENT_SHAPE);
+    deployments.push(...others.filter((d) => declared.has(keyOf(d)) && !found.has(keyOf(d))));
+  }
   const { blocks, versions: blockVersions } = await readBlocks(client, refs.blocks);
   const values: TemplateValues = {
     env,
@@ -4471,8 +4484,6 @@ export async function readServerState(
     found.forEach((p) => pools.add(p.name));
   }
 
-  const flowIds = new Map(flows.map((f) => [f.name, f.id]));
-  const flowNameById = new Map(flows.map((f) => [f.id, f.name]));
   const unknownFlowIds = [...new Set(owned.map((d) => d.flow_id))]
     .filter((id) => !flowNameById.has(id));
   if (unknownFlowIds.length) {
