@@ -586,16 +586,15 @@ export function planAutomations(
   if (!state.supported) return [];
   const tags = state.marks.length ? { tags: state.marks } : {};
   const bodyOf = (d: DesiredAutomation, enabled: boolean) => ({ ...d.body, ...tags, enabled });
-  if (deploymentId === null) {
-    return desired.map((d) => ({
-      action: "create",
-      name: d.name,
-      id: null,
-      changes: [],
-      effects: [],
-      body: bodyOf(d, d.enabled ?? true),
-    }));
-  }
+  const create = (d: DesiredAutomation): AutomationOp => ({
+    action: "create",
+    name: d.name,
+    id: null,
+    changes: [],
+    effects: [],
+    body: bodyOf(d, d.enabled ?? true),
+  });
+  if (deploymentId === null) return desired.map(create);
   const theirs = state.list.filter((a) => deploymentOf(a) === deploymentId);
   const claimed = new Set<ServerAutomation>();
   const claim = (match: (a: ServerAutomation) => boolean) => {
@@ -606,16 +605,7 @@ export function planAutomations(
   const ops: AutomationOp[] = desired.map((d) => {
     const have = claim((a) => a.name === d.name && isMarked(a, state.marks)) ??
       claim((a) => a.name === d.name);
-    if (!have) {
-      return {
-        action: "create",
-        name: d.name,
-        id: null,
-        changes: [],
-        effects: [],
-        body: bodyOf(d, d.enabled ?? true),
-      };
-    }
+    if (!have) return create(d);
     const body = bodyOf(d, d.enabled ?? have.enabled);
     const changes = compare(body, have, deploymentId);
     const effects: string[] = [];

@@ -64,32 +64,6 @@ export function readProjectFileSync(path: string, maxBytes: number): FileRead {
   }
 }
 
-/** The same, without blocking. */
-export async function readProjectFile(path: string, maxBytes: number): Promise<FileRead> {
-  const target = openable(path, maxBytes);
-  if (!("real" in target)) return target;
-  let file: Deno.FsFile | undefined;
-  try {
-    file = await Deno.open(target.real, { read: true });
-    let buffer = new Uint8Array(initialCapacity(target.size, maxBytes));
-    let length = 0;
-    while (true) {
-      if (length === buffer.length) {
-        if (buffer.length > maxBytes) break;
-        buffer = grown(buffer, maxBytes);
-      }
-      const n = await file.read(buffer.subarray(length));
-      if (n === null) break;
-      length += n;
-    }
-    return bounded(buffer, length, maxBytes);
-  } catch (error) {
-    return failure(error, path, target.real);
-  } finally {
-    file?.close();
-  }
-}
-
 /**
  * Room for the file as its size says, plus one byte to notice that it has grown: allocating the
  * full bound for every file (5 MB for each flow source) cost more than reading 100 of them.

@@ -9,7 +9,7 @@
  * are built FROM scratch with a static busybox copied in, or from a base image made here with
  * `docker import`. `stop()` (or `await using`) stops both and removes the directory.
  */
-import { freePort } from "./prefect_server.ts";
+import { freePort, stopProcess } from "./prefect_server.ts";
 
 const PACKAGES: Record<string, string> = {
   dockerd: "docker.io",
@@ -177,22 +177,7 @@ ${auth}`,
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    for (const child of [...registries, daemon]) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already exited
-      }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // exited in time
-        }
-      }, 15_000);
-      await child.status;
-      clearTimeout(killer);
-    }
+    for (const child of [...registries, daemon]) await stopProcess(child, 15_000);
     await daemonStderr.catch(() => {});
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };

@@ -97,6 +97,24 @@ async function run(command: string, args: string[], what: string): Promise<strin
   return decode(output.stdout);
 }
 
+/** SIGTERM, then SIGKILL if `child` has not exited within `graceMs`; resolves once it has. */
+export async function stopProcess(child: Deno.ChildProcess, graceMs: number): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // already exited
+  }
+  const killer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // exited in time
+    }
+  }, graceMs);
+  await child.status;
+  clearTimeout(killer);
+}
+
 /** A new, empty virtual environment at `dir`. */
 export async function createVenv(dir: string): Promise<void> {
   const python = Deno.env.get("PYTHON") ?? "python3";
@@ -280,20 +298,7 @@ export async function startPrefectServer(options: ServerOptions = {}): Promise<P
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    const killer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // exited in time
-      }
-    }, 10_000);
-    await child.status;
-    clearTimeout(killer);
+    await stopProcess(child, 10_000);
     await logging.catch(() => {});
     await postgres?.stop();
     if (!Deno.env.get("DEPLOY_KEEP_PREFECT_HOME")) {
