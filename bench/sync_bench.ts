@@ -21,29 +21,40 @@ import { type Database, startPrefectServer } from "../tests/prefect_server.ts";
 import { startFaultProxy } from "../tests/fault_proxy.ts";
 
 const DEPLOY_TS = new URL("../deploy.ts", import.meta.url).pathname;
-const args = parseArgs({
-  args: Deno.args,
-  options: {
-    database: { type: "string", default: "both" },
-    triggers: { type: "string", default: "0" },
-    "floors-only": { type: "boolean", default: false },
-  },
-  allowPositionals: true,
-});
+const USAGE = "usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] " +
+  "[--floors-only] [N...]";
+function usageError(problem: string): never {
+  console.error(`${problem}\n${USAGE}`);
+  Deno.exit(1);
+}
+let args;
+try {
+  args = parseArgs({
+    args: Deno.args,
+    options: {
+      database: { type: "string", default: "both" },
+      triggers: { type: "string", default: "0" },
+      "floors-only": { type: "boolean", default: false },
+    },
+    allowPositionals: true,
+  });
+} catch (error) {
+  usageError((error as Error).message.split(". ")[0] + ".");
+}
 const sizes = args.positionals.length ? args.positionals.map(Number) : [10, 100, 500];
 const TRIGGERS = Number(args.values.triggers);
 const databases: Database[] = args.values.database === "both"
   ? ["sqlite", "postgres"]
   : [args.values.database as Database];
-if (
-  sizes.some((n) => !Number.isInteger(n) || n < 1) || !Number.isInteger(TRIGGERS) ||
-  TRIGGERS < 0 || databases.some((d) => !/^(sqlite|postgres)$/.test(d))
-) {
-  console.error(
-    "usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] " +
-      "[--floors-only] [N...]",
-  );
-  Deno.exit(1);
+const badSize = sizes.findIndex((n) => !Number.isInteger(n) || n < 1);
+if (badSize >= 0) {
+  usageError(`N must be a whole number of at least 1, not "${args.positionals[badSize]}".`);
+}
+if (!Number.isInteger(TRIGGERS) || TRIGGERS < 0) {
+  usageError(`--triggers must be a whole number, not "${args.values.triggers}".`);
+}
+if (databases.some((d) => !/^(sqlite|postgres)$/.test(d))) {
+  usageError(`--database must be sqlite, postgres or both, not "${args.values.database}".`);
 }
 const FLOORS_ONLY = args.values["floors-only"];
 const PER_FILE = 10;
