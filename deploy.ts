@@ -21,6 +21,7 @@ import schema from "./schema/deployments.schema.json" with { type: "json" };
 import denoConfig from "./deno.json" with { type: "json" };
 import {
   capabilitiesOf,
+  type ClientSettings,
   ConnectionLost,
   objectShape,
   PrefectApiError,
@@ -2067,9 +2068,12 @@ class ManifestChecker {
   /** Problems already reported: top-level steps are checked once per deployment running them. */
   #reported = new Set<string>();
 
-  /** One entry per deployment the file declares, whatever else is wrong with it. */
-  check(data: unknown): DeploymentEntry[] {
-    if (!isMapping(data)) return [];
+  /**
+   * One entry per deployment the file declares, whatever else is wrong with it; each as soon as
+   * it is checked, so the caller may let other work run in between.
+   */
+  *check(data: unknown): Generator<DeploymentEntry> {
+    if (!isMapping(data)) return;
     const manifest = data as unknown as DeployTsManifest;
     const deployments = Array.isArray(manifest.deployments) ? manifest.deployments : [];
     // Top-level steps are checked with each deployment that runs them (after its own build, and
@@ -2090,9 +2094,9 @@ class ManifestChecker {
     if (deployments.length) {
       for (const key of ["build", "push"] as const) this.checkStepsRun(manifest[key], [key]);
     }
-    return deployments.flatMap((deployment, index) =>
-      isMapping(deployment) ? [this.checkDeployment(deployment, index, manifest)] : []
-    );
+    for (const [index, deployment] of deployments.entries()) {
+      if (isMapping(deployment)) yield this.checkDeployment(deployment, index, manifest);
+    }
   }
 
   private checkDeployment(
@@ -3273,7 +3277,16 @@ export interface Project {
   implicit: boolean;
 }
 
-export async function validate(options: Options): Promise<ValidationResult> {
+/**
+ * `onProject` hears the project's name as soon as the manifests are parsed, before they are
+ * checked: plan and apply start listing what it owns on the server then. When it answers that
+ * it began such reads, checking lets the event loop turn every few milliseconds, or the reads
+ * would not leave before it ends.
+ */
+export async function validate(
+  options: Options,
+  onProject?: (project: Project) => boolean,
+): Promise<ValidationResult> {
   const diagnostics: Diagnostic[] = [];
   const report = (d: Diagnostic) => diagnostics.push(d);
   const paths = discoverManifests(options.paths, report);
@@ -3283,11 +3296,16 @@ export async function validate(options: Options): Promise<ValidationResult> {
   const environment = options.env ? await loadEnvironment(options, report) : undefined;
   for (const path of paths) {
     const file = await loadManifest(path, report);
-    if (file.data === undefined) continue;
+    if (file.data !== undefined) loaded.push(file);
+  }
+  const project = checkProjectName(loaded, report);
+  // Not when something is wrong already: unparsable YAML, say, may hide the name it gives.
+  const reading = !diagnostics.some((d) => d.severity === "error") && !!onProject?.(project);
+  const turn = reading ? eventLoopTurns(4) : () => undefined;
+  for (const file of loaded) {
     if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);
     for (const p of problems) report(diagnosticAt(file, p.path, p.code, p.message, "error", p.at));
-    loaded.push(file);
     const checker = new ManifestChecker(
       file,
       options,
@@ -3295,10 +3313,12 @@ export async function validate(options: Options): Promise<ValidationResult> {
       sources,
       new SchemaVerdict(problems),
     );
-    deployments.push(...checker.check(file.data));
+    for (const entry of checker.check(file.data)) {
+      deployments.push(entry);
+      await turn();
+    }
   }
   reportDuplicateDeployments(loaded, report, sources);
-  const project = checkProjectName(loaded, report);
   if (environment) reportUnusedEnvironmentKeys(environment, deployments, report);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
   // A flow file's syntax error is reported by every deployment that uses the file: once is enough.
@@ -3316,6 +3336,20 @@ export async function validate(options: Options): Promise<ValidationResult> {
     deployments,
     diagnostics: distinct,
     valid: !distinct.some((d) => d.severity === "error"),
+  };
+}
+
+/**
+ * Lets pending I/O (a request being sent, a response arriving) proceed once `everyMs` of
+ * uninterrupted work has passed: a timer, since awaiting a promise runs no I/O.
+ */
+function eventLoopTurns(everyMs: number): () => Promise<void> | undefined {
+  let last = -Infinity;
+  return () => {
+    if (performance.now() - last < everyMs) return undefined;
+    return new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
+      last = performance.now();
+    });
   };
 }
 
@@ -4385,15 +4419,45 @@ export function blockSecrets(document: Json, typeSlug: string): unknown[] {
   });
 }
 
-/** Reads everything the plan needs in a handful of filter requests. */
+/** The reads that need only the owner, so they can begin while the manifests are checked. */
+export interface OwnerReads {
+  /** `--wait`: the server answered `/health`. */
+  ready: Promise<void>;
+  version: Promise<string | undefined>;
+  /** Every deployment marked with the owner's project (other environments' too). */
+  marked: Promise<ServerDeployment[]>;
+}
+
+export function startOwnerReads(
+  client: PrefectClient,
+  owner: Owner,
+  waitSeconds = 0,
+  onWait?: (message: string) => void,
+): OwnerReads {
+  const ready = waitSeconds > 0 ? client.waitForHealth(waitSeconds, onWait) : Promise.resolve();
+  const version = ready.then(() => client.checkServer());
+  // Always read, so plan can say what the project owns and no longer declares. It also holds
+  // every declared deployment already written by this project, which a no-op is made of.
+  const marked = ready.then(() =>
+    client.filterAll<ServerDeployment>("/deployments/filter", {
+      deployments: { tags: { all_: ownerTags(owner) } },
+    }, DEPLOYMENT_SHAPE)
+  );
+  // Awaited later, or never when validation fails: no rejection is left unhandled meanwhile.
+  [ready, version, marked].forEach((read) => read.catch(() => {}));
+  return { ready, version, marked };
+}
+
+/**
+ * Reads everything the plan needs in a handful of filter requests. `started`: the owner's reads,
+ * if they are under way already (each is used once).
+ */
 export async function readServerState(
   client: PrefectClient,
   entries: DeploymentEntry[],
   owner: Owner,
+  started: OwnerReads = startOwnerReads(client, owner),
 ): Promise<ServerState> {
-  // The version check runs alongside the reads; its clearer message wins when both fail.
-  const versionCheck = client.checkServer();
-  versionCheck.catch(() => {});
   const flowNames = [...new Set(entries.map((e) => e.flow))];
   const env = (name: string) => Deno.env.get(name);
   // Pool names may be templates: those resolve from the environment, or from a Prefect
@@ -4421,11 +4485,7 @@ export async function readServerState(
         FLOW_SHAPE,
       )
       : nothing as Promise<Flow[]>,
-    // Always read, so plan can say what the project owns and no longer declares. It also holds
-    // every declared deployment already written by this project, which a no-op is made of.
-    client.filterAll<ServerDeployment>("/deployments/filter", {
-      deployments: { tags: { all_: ownerTags(owner) } },
-    }, DEPLOYMENT_SHAPE),
+    started.marked,
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
@@ -4444,7 +4504,8 @@ export async function readServerState(
       : Promise.resolve<Automations>({ supported: true, marks: [], list: [] }),
   ]);
   reads.catch(() => {});
-  const version = await versionCheck;
+  // Its clearer message wins when it and the reads both fail.
+  const version = await started.version;
   const [flows, marked, variables, automations] = await reads;
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
@@ -5613,10 +5674,18 @@ function beyondServer(
   return found;
 }
 
-/** The PATH given as a single file, if any: then the invocation sees only part of the project. */
-async function singleFilePath(options: Options): Promise<string | undefined> {
-  for (const path of options.paths) if ((await Deno.stat(path)).isFile) return path;
-  return undefined;
+/**
+ * The PATH given as a single file, if any: then the invocation sees only part of the project.
+ * A PATH that does not exist is validation's to report.
+ */
+function singleFilePath(options: Options): string | undefined {
+  return options.paths.find((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /**
@@ -5664,8 +5733,9 @@ async function preparePlan(
     stepOutputs: Map<DeploymentEntry, Json>;
   },
   outcome: SyncOutcome,
+  started?: OwnerReads,
 ): Promise<PreparedPlan> {
-  const state = await readServerState(client, selected, owner);
+  const state = await readServerState(client, selected, owner, started);
   if (options.warn) {
     const warnings = notSynced(selected, {
       cloud: client.isCloud,
@@ -5917,6 +5987,8 @@ async function runSync(options: Options): Promise<number> {
     outcome.failure = describeFailure(error);
     code = EXIT_FAILURE;
   }
+  // Reads begun alongside a validation that then failed are still under way: they end here.
+  outcome.client?.close();
   reportSync(options, outcome, started);
   return code;
 }
@@ -5924,21 +5996,51 @@ async function runSync(options: Options): Promise<number> {
 async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   const saved = await readSavedPlan(options);
   if (saved) options = invocationOptions(options, saved.plan);
-  const validation = await validate(options);
+  const singleFile = singleFilePath(options);
+
+  // Until validation passes, what the server's client says (retries, waiting) is held back: a
+  // failed validation is the whole story then.
+  let held: string[] | undefined = [];
+  const say = (message: string) => held ? held.push(message) : progress(message);
+  let connection: { settings: ClientSettings; client: PrefectClient } | undefined;
+  const connect = () => {
+    const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
+    const client = outcome.client = new PrefectClient({ ...settings, onRetry: say });
+    redact = (text) => client.redact(text);
+    return connection = { settings, client };
+  };
+  // Listing what the project owns is the server's slowest answer, and needs only the project's
+  // name: it starts as soon as the manifests are parsed, alongside checking them. Reads only;
+  // nothing is written unless validation passes. Not when steps run first (they outlast
+  // validation, and the plan reads the server as it is after them), nor when --prune is to be
+  // refused for a single-file PATH whatever the manifests say.
+  let early: OwnerReads | undefined;
+  const readsEarly = !options.buildImage && !options.pushImage && !(options.prune && singleFile);
+  const validation = await validate(options, (project) => {
+    if (!readsEarly) return false;
+    let client: PrefectClient;
+    try {
+      ({ client } = connect());
+    } catch {
+      return false; // a bad setting: connect() says so again after validation, in its turn
+    }
+    const owner = { project: project.name, environment: options.env ?? null };
+    early = startOwnerReads(client, owner, options.wait, say);
+    return true;
+  });
   outcome.diagnostics.push(...validation.diagnostics);
   showDiagnostics(validation.diagnostics, options.format);
   if (!validation.valid) throw new SyncFailure("validation", summary(validation));
+  held.forEach(progress);
+  held = undefined;
   const selected = selectDeployments(validation.deployments, options.flows, options.names);
   const owner: Owner = { project: validation.project.name, environment: options.env ?? null };
   outcome.owner = owner;
-  const singleFile = await singleFilePath(options);
   if (options.prune) checkPruneScope(selected, owner, singleFile);
 
-  const settings = settingsFromEnvironment((name) => Deno.env.get(name), options.apiUrl);
-  const client = new PrefectClient({ ...settings, onRetry: progress });
-  outcome.client = client;
-  redact = (text) => client.redact(text);
-  if (options.wait > 0) await client.waitForHealth(options.wait, progress);
+  const { settings, client } = connection ?? connect();
+  if (early) await early.ready;
+  else if (options.wait > 0) await client.waitForHealth(options.wait, progress);
   const stepOutputs = await runSteps(selected, options, client, outcome);
   progress(
     `Reading ${client.displayUrl} for ${selected.length} deployment(s) of ${describeOwner(owner)}`,
@@ -5949,7 +6051,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
     warn: true,
     stepOutputs,
   };
-  const prepared = await preparePlan(client, selected, owner, planning, outcome);
+  const prepared = await preparePlan(client, selected, owner, planning, outcome, early);
   outcome.items = prepared.plan;
   outcome.undeclared = prepared.undeclared;
   const savedNow = (p: PreparedPlan) =>

@@ -249,6 +249,7 @@ export class PrefectClient {
   #connected = false;
   #csrf: { token: string; client: string; expires: number } | undefined;
   #csrfFetch: Promise<void> | undefined;
+  readonly #closed = new AbortController();
 
   constructor(settings: ClientSettings) {
     this.#settings = settings;
@@ -284,16 +285,30 @@ export class PrefectClient {
     return this.redactor.redact(text);
   }
 
+  /**
+   * Ends whatever this client still has under way (requests, retry waits): each then rejects
+   * with an AbortError and prints nothing. For reads begun early that turned out not to be needed.
+   */
+  close(): void {
+    this.#closed.abort();
+  }
+
+  /** A request's signal: its own timeout, or the client closing. */
+  #signal(timeoutMs: number): AbortSignal {
+    return AbortSignal.any([AbortSignal.timeout(timeoutMs), this.#closed.signal]);
+  }
+
   /** Polls `/health` until it answers or `seconds` pass (release commands start with the app). */
   async waitForHealth(seconds: number, onWait?: (message: string) => void): Promise<void> {
     const deadline = Date.now() + seconds * 1000;
     let told = false;
     while (true) {
+      this.#closed.signal.throwIfAborted();
       try {
         const response = await fetch(`${this.apiUrl}/health`, {
           headers: this.#headers(false),
           redirect: "manual",
-          signal: AbortSignal.timeout(Math.min(5000, this.#settings.timeoutMs ?? 60_000)),
+          signal: this.#signal(Math.min(5000, this.#settings.timeoutMs ?? 60_000)),
         });
         await response.body?.cancel();
         this.reads++;
@@ -314,7 +329,7 @@ export class PrefectClient {
         onWait?.(`waiting up to ${seconds} s for ${this.displayUrl}/health`);
         told = true;
       }
-      await sleep(Math.min(1000, Math.max(0, deadline - Date.now())));
+      await sleep(Math.min(1000, Math.max(0, deadline - Date.now())), this.#closed.signal);
     }
   }
 
@@ -431,6 +446,7 @@ export class PrefectClient {
     let url = this.apiUrl + path;
     let redirects = 0;
     for (let attempt = 0;; attempt++) {
+      this.#closed.signal.throwIfAborted();
       const headers = this.#headers(body !== undefined);
       // The CSRF middleware (off by default) guards every method but GET, filter reads included.
       if (method !== "GET") Object.assign(headers, await this.#csrfHeaders());
@@ -447,12 +463,13 @@ export class PrefectClient {
           body: body === undefined ? undefined : JSON.stringify(body),
           // Followed by hand below: fetch would carry credentials to any origin and re-send writes.
           redirect: "manual",
-          signal: AbortSignal.timeout(this.#settings.timeoutMs ?? 60_000),
+          signal: this.#signal(this.#settings.timeoutMs ?? 60_000),
         });
         text = await response.text();
         this.#connected = true;
       } catch (error) {
         if (isWrite) this.#releaseWriteSlot();
+        this.#closed.signal.throwIfAborted();
         const reason = networkReason(error, (text) => this.redact(text));
         // A refused first connection means a wrong URL or a server that is not up: fail fast.
         const retryable = this.#connected && (!isWrite || options.resendAfterDrop !== false);
@@ -462,7 +479,7 @@ export class PrefectClient {
             `${where}: ${reason}; retrying in ${formatSeconds(delay)} ` +
               `(attempt ${attempt + 2} of ${maxRetries + 1})`,
           );
-          await sleep(delay);
+          await sleep(delay, this.#closed.signal);
           continue;
         }
         const message = this.#connected
@@ -497,7 +514,7 @@ export class PrefectClient {
             `${where}: ${status} ${response.statusText}; retrying in ` +
               `${formatSeconds(delay)} (attempt ${attempt + 2} of ${maxRetries + 1})`,
           );
-          await sleep(delay);
+          await sleep(delay, this.#closed.signal);
           continue;
         }
         // A gateway that cannot reach the server through a whole budget: the server is gone.
@@ -741,6 +758,15 @@ function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `signal` aborts (the caller then checks it). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

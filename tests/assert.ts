@@ -30,3 +30,13 @@ export function assertStringIncludes(actual: string, expected: string, message?:
     );
   }
 }
+
+/** What `run` rejects with; fails when it resolves. */
+export async function assertRejects(run: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await run();
+  } catch (error) {
+    return error;
+  }
+  throw new AssertionError("expected a rejection, but it resolved");
+}

@@ -51,7 +51,10 @@ Deno.test("plan and apply print one JSON document on every outcome", async (t) =
   for (const command of ["plan", "apply"]) {
     await t.step(`${command}: invalid manifests`, async () => {
       await write(manifest(["a"]).replace("work_pool:", "work_pol:"));
-      const result = await deploy([command, "--format", "json"]);
+      // A server that answers 503 to everything: its retries must not show.
+      await using proxy = startFaultProxy(server.apiUrl);
+      proxy.rules.push({ times: 1000, respond: 503 });
+      const result = await deploy([command, "--format", "json"], proxy.apiUrl);
       assertEquals(result.code, 1);
       const doc = document(result);
       assertEquals(doc.error?.kind, "validation");
@@ -59,7 +62,29 @@ Deno.test("plan and apply print one JSON document on every outcome", async (t) =
       const [unknown] = doc.diagnostics.filter((d) => d.code === "unknown-key");
       assertEquals([unknown.file, unknown.line], ["prefect/etl.yaml", 5]);
       assertEquals(doc.deployments, []);
+      // The project's name was known once the manifest parsed: the version check and the
+      // listing of what it owns began alongside the checks, and ended when they failed.
+      assertEquals(doc.requests, { read: 2, write: 0 });
+      assertEquals(proxy.writes(), []);
+      for (const request of proxy.requests) {
+        assertMatch(
+          `${request.method} ${request.path}`,
+          /^(GET \/admin\/version|POST \/deployments\/filter)$/,
+        );
+      }
+      assert(!/retrying|503/.test(result.stderr), result.stderr);
+      assertEquals(result.stderr.trim().split("\n").at(-1), `error: ${doc.error!.message}`);
+    });
+
+    await t.step(`${command}: a manifest that does not parse reads nothing`, async () => {
+      await write(manifest(["a"]) + "  - name: [unclosed\n");
+      await using proxy = startFaultProxy(server.apiUrl);
+      const result = await deploy([command, "--format", "json"], proxy.apiUrl);
+      assertEquals(result.code, 1);
+      const doc = document(result);
+      assertEquals(doc.error?.kind, "validation");
       assertEquals(doc.requests, { read: 0, write: 0 });
+      assertEquals(proxy.requests.length, 0, "the project's name is not known: no request");
     });
 
     await t.step(`${command}: a pre-flight error`, async () => {
