@@ -7,9 +7,9 @@
  * and a one-change apply (one parameter of one deployment). Both tools talk to the server
  * through the same recording proxy, which counts their reads and writes the same way. Each tool
  * gets its own flow names, so both start cold. Then the floors under a no-op apply: the server's
- * own cost of listing the N deployments and `deploy --version` (start-up), each the median of
- * three, beside the median of three no-op applies timed the same way (straight to the server, not
- * through the recording proxy). Prints Markdown tables for BENCHMARKS.md. With `--triggers=K`,
+ * own cost of listing the N deployments and `deploy --version` (start-up), beside a no-op apply
+ * timed the same way (straight to the server, not through the recording proxy), the three back
+ * to back in each of several rounds. Prints Markdown tables for BENCHMARKS.md. With `--triggers=K`,
  * every deployment also has K event triggers (automations); `--floors-only` leaves out
  * `prefect deploy` and the first table.
  *
@@ -58,6 +58,8 @@ if (databases.some((d) => !/^(sqlite|postgres)$/.test(d))) {
 }
 const FLOORS_ONLY = args.values["floors-only"];
 const PER_FILE = 10;
+/** Rounds of the floors: enough that one slow answer of the server moves no median. */
+const ROUNDS = 7;
 const RUN_DEPLOY_TS = [
   "run",
   "--frozen",
@@ -192,13 +194,11 @@ for (const database of databases) {
       );
     }
     // The floors under a no-op apply, and the no-op beside them timed the same way: straight to
-    // the server (the proxy's copying is not the server's cost), the median of three each.
-    const median = async (measure: () => Promise<number>) => {
-      const times = [await measure(), await measure(), await measure()];
-      return times.sort((x, y) => x - y)[1];
-    };
+    // the server (the proxy's copying is not the server's cost). The server's listing time
+    // drifts by a fifth and more between minutes, so each round times the three back to back;
+    // the ratio is the median of the rounds' ratios, the times the medians of theirs.
     const direct = { ...baseEnv, PREFECT_API_URL: server.apiUrl };
-    const listing = await median(async () => {
+    const listOnce = async () => {
       const start = performance.now();
       for (let offset = 0; offset < n; offset += 200) {
         await fetch(`${server.apiUrl}/deployments/filter`, {
@@ -208,32 +208,38 @@ for (const database of databases) {
         }).then((r) => r.arrayBuffer());
       }
       return performance.now() - start;
-    });
-    const startup = await median(async () =>
-      (await timed(
+    };
+    const run = async (args: string[]) => {
+      const result = await timed(
         Deno.execPath(),
-        [...RUN_DEPLOY_TS, DEPLOY_TS, "--version"],
-        ours,
-        direct,
-        proxy,
-      ))
-        .ms
-    );
-    const noop = await median(async () => {
-      const run = await timed(
-        Deno.execPath(),
-        [...RUN_DEPLOY_TS, DEPLOY_TS, "apply"],
+        [...RUN_DEPLOY_TS, DEPLOY_TS, ...args],
         ours,
         direct,
         proxy,
       );
-      if (!run.ok) throw new Error("the no-op apply failed");
-      return run.ms;
-    });
+      if (!result.ok) throw new Error(`deploy ${args.join(" ")} failed`);
+      return result.ms;
+    };
+    const rounds: { listing: number; startup: number; noop: number }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      console.error(`${backend} N=${n} floors, round ${round + 1} of ${ROUNDS}…`);
+      rounds.push({
+        listing: await listOnce(),
+        startup: await run(["--version"]),
+        noop: await run(["apply"]),
+      });
+    }
+    const median = (values: number[]) =>
+      values.sort((x, y) => x - y)[Math.floor(values.length / 2)];
+    const ratios = rounds.map((r) => r.noop / (r.listing + r.startup));
+    const listing = median(rounds.map((r) => r.listing));
+    const startup = median(rounds.map((r) => r.startup));
+    const noop = median(rounds.map((r) => r.noop));
+    const ratio = (x: number) => `${x.toFixed(2)}×`;
     floors.push(
       `| ${backend} | ${n} | ${seconds(listing)} | ${seconds(startup)} | ${seconds(noop)} | ${
-        (noop / (listing + startup)).toFixed(2)
-      }× |`,
+        ratio(median(ratios))
+      } (${ratio(Math.min(...ratios))}–${ratio(Math.max(...ratios))}) |`,
     );
     for (const [phase, [a, b]] of Object.entries(results)) {
       const flag = (m: Measure) => m.ok ? "" : " (failed)";
@@ -256,9 +262,10 @@ ${rows.join("\n")}
 console.log(
   `Prefect ${version}, ${new Date().toISOString().slice(0, 10)}:
 ${FLOORS_ONLY ? "" : comparison}
-Floors under a no-op apply, same run, each the median of three straight to the server: the server
-listing the N deployments with \`POST /deployments/filter\` and nothing else, \`deploy --version\`
-(start-up), and the no-op apply:
+Floors under a no-op apply, same run, straight to the server, in ${ROUNDS} rounds of three back to
+back: the server listing the N deployments with \`POST /deployments/filter\` and nothing else,
+\`deploy --version\` (start-up), and the no-op apply. Times are medians of the rounds; the ratio is
+the median of the rounds' ratios (their range in brackets):
 
 | backend | N | listing | deploy --version | no-op apply | no-op ÷ (listing + start-up) |
 |---|--:|--:|--:|--:|--:|
