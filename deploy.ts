@@ -3298,10 +3298,13 @@ export async function validate(
     const file = await loadManifest(path, report);
     if (file.data !== undefined) loaded.push(file);
   }
-  const project = checkProjectName(loaded, report);
+  // Reported after the checks' own, so diagnostics at one place keep their order.
+  const projectDiagnostics: Diagnostic[] = [];
+  const project = checkProjectName(loaded, (d) => projectDiagnostics.push(d));
   // Not when something is wrong already: unparsable YAML, say, may hide the name it gives.
-  const reading = !diagnostics.some((d) => d.severity === "error") && !!onProject?.(project);
-  const turn = reading ? eventLoopTurns(4) : () => undefined;
+  const reading = ![...diagnostics, ...projectDiagnostics].some((d) => d.severity === "error") &&
+    !!onProject?.(project);
+  const turn = reading ? eventLoopTurns(4) : undefined;
   for (const file of loaded) {
     if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);
@@ -3315,10 +3318,12 @@ export async function validate(
     );
     for (const entry of checker.check(file.data)) {
       deployments.push(entry);
-      await turn();
+      const pause = turn?.();
+      if (pause) await pause;
     }
   }
   reportDuplicateDeployments(loaded, report, sources);
+  projectDiagnostics.forEach(report);
   if (environment) reportUnusedEnvironmentKeys(environment, deployments, report);
   if (options.strict) diagnostics.forEach((d) => d.severity = "error");
   // A flow file's syntax error is reported by every deployment that uses the file: once is enough.
@@ -4475,22 +4480,26 @@ export async function readServerState(
   const refs = templateReferences(
     entries.map(({ spec: { pull: _pull, build: _build, push: _push, ...fields } }) => fields),
   );
-  const nothing = Promise.resolve([]);
+  // Its clearer message wins when it and the listing both fail.
+  await Promise.allSettled([started.version, started.marked]);
+  const version = await started.version;
+  const marked = await started.marked;
+  // Only then the rest: Prefect's server answers reads one after another sooner than interleaved
+  // with its slowest, the listing (bench:sync, no-op of 100: about 0.1 s sooner on both backends).
   type Flow = { id: string; name: string };
-  const reads = Promise.all([
+  const [flows, variables, automations] = await Promise.all([
     flowNames.length
       ? client.filterAll<Flow>(
         "/flows/filter",
         { flows: { name: { any_: flowNames } } },
         FLOW_SHAPE,
       )
-      : nothing as Promise<Flow[]>,
-    started.marked,
+      : [],
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
       }, VARIABLE_SHAPE)
-      : nothing as Promise<{ name: string; value: unknown }[]>,
+      : [],
     // Always read: a trigger removed from the manifests is an automation to delete.
     flowNames.length
       ? readAutomations(
@@ -4501,12 +4510,8 @@ export async function readServerState(
             .filter((name) => !hasPlaceholder(name))
         ),
       )
-      : Promise.resolve<Automations>({ supported: true, marks: [], list: [] }),
+      : { supported: true, marks: [], list: [] } satisfies Automations,
   ]);
-  reads.catch(() => {});
-  // Its clearer message wins when it and the reads both fail.
-  const version = await started.version;
-  const [flows, marked, variables, automations] = await reads;
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));

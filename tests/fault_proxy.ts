@@ -14,6 +14,8 @@ export interface RecordedRequest {
   status: number;
   /** performance.now() when the request arrived. */
   at: number;
+  /** performance.now() when the upstream's whole answer was in (forwarded requests only). */
+  answered?: number;
 }
 
 export interface FaultRule {
@@ -146,6 +148,7 @@ export function startFaultProxy(upstreamApiUrl: string): FaultProxy {
       redirect: "manual",
     });
     const payload = new Uint8Array(await response.arrayBuffer());
+    record.answered = performance.now();
     record.status = rule?.status ?? response.status;
     rule?.then?.();
     if (rule?.respond === "drop") {

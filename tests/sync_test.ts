@@ -223,8 +223,15 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     assertEquals(result.code, 0, result.stderr);
     assertEquals(proxy.writes().length, 0);
     assert(proxy.requests.length <= 6, `${proxy.requests.length} requests`);
-    // Listing deployments is the server's slowest answer: once.
-    assertEquals(proxy.requests.filter((r) => r.path === "/deployments/filter").length, 1);
+    // Listing deployments is the server's slowest answer: once, and alone — the other reads
+    // wait for its answer (the server answers them one after another sooner).
+    const listings = proxy.requests.filter((r) => r.path === "/deployments/filter");
+    assertEquals(listings.length, 1);
+    const later = proxy.requests.filter((r) => /^\/(flows|automations)\/filter$/.test(r.path));
+    assertEquals(later.length, 2, proxy.requests.map((r) => r.path).join(" "));
+    for (const r of later) {
+      assert(r.at >= listings[0].answered!, `${r.path} began during the listing`);
+    }
   });
 
   await t.step("changing a cron changes exactly that schedule and keeps its ID", async () => {
