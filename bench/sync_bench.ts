@@ -9,9 +9,10 @@
  * gets its own flow names, so both start cold. Then the floors under a no-op apply: the server's
  * own cost of listing the N deployments and `deploy --version` (start-up), beside a no-op apply
  * timed the same way (straight to the server, not through the recording proxy), the three back
- * to back in each of several rounds. Prints Markdown tables for BENCHMARKS.md. With `--triggers=K`,
- * every deployment also has K event triggers (automations); `--floors-only` leaves out
- * `prefect deploy` and the first table.
+ * to back in each of several rounds; and the floor under a cold apply: the server alone making the
+ * same creates (the deployment bodies deploy.ts sent, replayed under other flow names). Prints
+ * Markdown tables for BENCHMARKS.md. With `--triggers=K`, every deployment also has K event
+ * triggers (automations); `--floors-only` leaves out `prefect deploy` and the first table.
  *
  * Usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] [--floors-only]
  *        [N...]  (default both databases, no triggers, N = 10 100 500)
@@ -58,8 +59,11 @@ if (databases.some((d) => !/^(sqlite|postgres)$/.test(d))) {
 }
 const FLOORS_ONLY = args.values["floors-only"];
 const PER_FILE = 10;
-/** Rounds of the floors: enough that one slow answer of the server moves no median. */
-const ROUNDS = 7;
+/**
+ * Rounds of the floors: a round's ratio ranges over ±20% with the server's answers, so enough
+ * rounds that a few slow ones move no median.
+ */
+const ROUNDS = 11;
 const RUN_DEPLOY_TS = [
   "run",
   "--frozen",
@@ -150,8 +154,33 @@ async function timed(
   return { ms, reads: proxy.requests.length - writes, writes, ok: output.success };
 }
 
+type Json = Record<string, unknown>;
+
+/**
+ * POSTs a flow and then its deployment for each recorded deployment body, under flow names with
+ * `prefix`, one request at a time (so no SQLite 503 is in the figure); the milliseconds it took.
+ */
+async function replayCreates(apiUrl: string, bodies: Json[], prefix: string): Promise<number> {
+  const post = async (path: string, body: unknown): Promise<{ id: string }> => {
+    const response = await fetch(`${apiUrl}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(`POST ${path}: ${response.status} ${await response.text()}`);
+    return await response.json();
+  };
+  const start = performance.now();
+  for (const [i, body] of bodies.entries()) {
+    const flow = await post("/flows/", { name: `${prefix}-flow-${i}` });
+    await post("/deployments/", { ...body, flow_id: flow.id });
+  }
+  return performance.now() - start;
+}
+
 const rows: string[] = [];
 const floors: string[] = [];
+const coldFloors: string[] = [];
 let version = "";
 for (const database of databases) {
   await using server = await startPrefectServer({ database });
@@ -174,12 +203,20 @@ for (const database of databases) {
       timed(`${server.bin}/prefect`, ["--no-prompt", "deploy", "--all"], dir, baseEnv, proxy);
 
     const results: Record<string, [Measure, Measure]> = {};
+    let creates: Json[] = [];
     for (const phase of ["cold", "no-op", "one change"]) {
       const changed = phase === "one change";
       await Deno.writeTextFile(`${ours}/prefect/bench.yaml`, manifest(`t${n}`, n, changed));
       await Deno.writeTextFile(`${theirs}/prefect.yaml`, manifest(`p${n}`, n, changed));
       console.error(`${backend} N=${n} ${phase}: deploy.ts…`);
       const a = await deploy(ours);
+      if (phase === "cold") {
+        creates = proxy.requests
+          .filter((r) =>
+            r.method === "POST" && r.path === "/deployments/" && r.status >= 200 && r.status < 300
+          )
+          .map((r) => r.body as Json);
+      }
       if (FLOORS_ONLY) {
         results[phase] = [a, a];
         continue;
@@ -241,6 +278,19 @@ for (const database of databases) {
         ratio(median(ratios))
       } (${ratio(Math.min(...ratios))}–${ratio(Math.max(...ratios))}) |`,
     );
+    // The floor under a cold apply: the server's own cost of the same creates — each flow, then
+    // its deployment with the very body deploy.ts sent — through the same proxy, one at a time.
+    // Last: the copies carry this project's mark, which the no-op above would have listed.
+    console.error(`${backend} N=${n} the server alone, the same creates…`);
+    const serverCreates = await replayCreates(proxy.apiUrl, creates, `s${n}`);
+    coldFloors.push(
+      `| ${backend} | ${n} | ${seconds(results.cold[0].ms)} | ${seconds(serverCreates)} | ${
+        (results.cold[0].ms / n).toFixed(0)
+      } ms | ${(serverCreates / n).toFixed(0)} ms | ${
+        (results.cold[0].ms / serverCreates).toFixed(2)
+      }× |`,
+    );
+
     for (const [phase, [a, b]] of Object.entries(results)) {
       const flag = (m: Measure) => m.ok ? "" : " (failed)";
       rows.push(
@@ -262,6 +312,14 @@ ${rows.join("\n")}
 console.log(
   `Prefect ${version}, ${new Date().toISOString().slice(0, 10)}:
 ${FLOORS_ONLY ? "" : comparison}
+The floor under a cold apply, same run: the server creating the same N flows and deployments (the
+bodies deploy.ts sent, under other flow names) through the same proxy, one request at a time;
+deploy.ts writes 8 at a time:
+
+| backend | N | cold apply | the server alone | per deployment | server per create | cold ÷ server |
+|---|--:|--:|--:|--:|--:|--:|
+${coldFloors.join("\n")}
+
 Floors under a no-op apply, same run, straight to the server, in ${ROUNDS} rounds of three back to
 back: the server listing the N deployments with \`POST /deployments/filter\` and nothing else,
 \`deploy --version\` (start-up), and the no-op apply. Times are medians of the rounds; the ratio is
