@@ -12,10 +12,11 @@
  * to back in each of several rounds; and the floor under a cold apply: the server alone making the
  * same creates (the deployment bodies deploy.ts sent, replayed under other flow names). Prints
  * Markdown tables for BENCHMARKS.md. With `--triggers=K`, every deployment also has K event
- * triggers (automations); `--floors-only` leaves out `prefect deploy` and the first table.
+ * triggers (automations); `--floors-only` leaves out `prefect deploy` and the first table;
+ * `--pin` runs the servers on CPU 0 and every client on CPU 1.
  *
  * Usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] [--floors-only]
- *        [N...]  (default both databases, no triggers, N = 10 100 500)
+ *        [--pin] [N...]  (default both databases, no triggers, N = 10 100 500)
  */
 import { parseArgs } from "node:util";
 import { type Database, startPrefectServer } from "../tests/prefect_server.ts";
@@ -23,7 +24,7 @@ import { startFaultProxy } from "../tests/fault_proxy.ts";
 
 const DEPLOY_TS = new URL("../deploy.ts", import.meta.url).pathname;
 const USAGE = "usage: deno task bench:sync [--database sqlite|postgres|both] [--triggers=K] " +
-  "[--floors-only] [N...]";
+  "[--floors-only] [--pin] [N...]";
 function usageError(problem: string): never {
   console.error(`${problem}\n${USAGE}`);
   Deno.exit(1);
@@ -36,6 +37,7 @@ try {
       database: { type: "string", default: "both" },
       triggers: { type: "string", default: "0" },
       "floors-only": { type: "boolean", default: false },
+      pin: { type: "boolean", default: false },
     },
     allowPositionals: true,
   });
@@ -58,6 +60,25 @@ if (databases.some((d) => !/^(sqlite|postgres)$/.test(d))) {
   usageError(`--database must be sqlite, postgres or both, not "${args.values.database}".`);
 }
 const FLOORS_ONLY = args.values["floors-only"];
+const PIN = args.values.pin;
+if (PIN && navigator.hardwareConcurrency < 2) usageError("--pin needs at least two CPUs.");
+
+/**
+ * `--pin`: this process and what it starts from now on run on `cpu` alone (`taskset`). The
+ * servers are started on CPU 0, the clients then run on CPU 1, as a release machine and a Prefect
+ * server are two machines: neither's work slows the other's.
+ */
+async function pinTo(cpu: number) {
+  const output = await new Deno.Command("taskset", {
+    args: ["-a", "-p", "-c", String(cpu), String(Deno.pid)],
+    stdout: "null",
+    stderr: "piped",
+  }).output().catch((error) => {
+    if (error instanceof Deno.errors.NotFound) usageError("--pin needs taskset (util-linux).");
+    throw error;
+  });
+  if (!output.success) throw new Error(`taskset: ${new TextDecoder().decode(output.stderr)}`);
+}
 const PER_FILE = 10;
 /**
  * Rounds of the floors: a round's ratio ranges over ±20% with the server's answers, so enough
@@ -183,7 +204,9 @@ const floors: string[] = [];
 const coldFloors: string[] = [];
 let version = "";
 for (const database of databases) {
+  if (PIN) await pinTo(0);
   await using server = await startPrefectServer({ database });
+  if (PIN) await pinTo(1);
   version = server.version;
   await fetch(`${server.apiUrl}/work_pools/`, {
     method: "POST",
@@ -310,7 +333,9 @@ const comparison = `
 ${rows.join("\n")}
 `;
 console.log(
-  `Prefect ${version}, ${new Date().toISOString().slice(0, 10)}:
+  `Prefect ${version}, ${new Date().toISOString().slice(0, 10)}${
+    PIN ? ", servers on CPU 0 and clients on CPU 1 (--pin)" : ""
+  }:
 ${FLOORS_ONLY ? "" : comparison}
 The floor under a cold apply, same run: the server creating the same N flows and deployments (the
 bodies deploy.ts sent, under other flow names) through the same proxy, one request at a time;
