@@ -3305,6 +3305,8 @@ export async function validate(
   const reading = ![...diagnostics, ...projectDiagnostics].some((d) => d.severity === "error") &&
     !!onProject?.(project);
   const turn = reading ? eventLoopTurns(4) : undefined;
+  // Before the first check, which may be long (the Python parser's first use): the reads leave now.
+  await turn?.();
   for (const file of loaded) {
     if (environment) applyEnvironment(file.data, environment, sources);
     const problems = schemaProblems(file.data);
@@ -3346,13 +3348,15 @@ export async function validate(
 
 /**
  * Lets pending I/O (a request being sent, a response arriving) proceed once `everyMs` of
- * uninterrupted work has passed: a timer, since awaiting a promise runs no I/O.
+ * uninterrupted work has passed: timers, since awaiting a promise runs no I/O, and two, since a
+ * new connection takes one turn to connect and another to send.
  */
 function eventLoopTurns(everyMs: number): () => Promise<void> | undefined {
   let last = -Infinity;
+  const timer = () => new Promise((resolve) => setTimeout(resolve, 0));
   return () => {
     if (performance.now() - last < everyMs) return undefined;
-    return new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
+    return timer().then(timer).then(() => {
       last = performance.now();
     });
   };
