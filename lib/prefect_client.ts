@@ -761,6 +761,7 @@ function formatSeconds(ms: number): string {
 /** Resolves after `ms`, or at once when `signal` aborts (the caller then checks it). */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
     const done = () => {
       clearTimeout(timer);
       signal.removeEventListener("abort", done);

@@ -64,3 +64,22 @@ Deno.test("close ends a wait for /health", async () => {
   client.close();
   assertEquals(((await assertRejects(() => waiting)) as Error).name, "AbortError");
 });
+
+Deno.test("a client closed before a retry's backoff begins does not wait it out", async () => {
+  await using server = misbehavingServer();
+  // Closed the moment the 503 is heard, before the 30 s backoff starts.
+  const client: PrefectClient = new PrefectClient({
+    apiUrl: server.apiUrl,
+    onRetry: () => client.close(),
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waitedOut = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve("still waiting after 5 s"), 5000);
+  });
+  const outcome = await Promise.race([
+    client.request("POST", "/deployments/filter", {}).then(() => "answered", (e) => e.name),
+    waitedOut,
+  ]);
+  clearTimeout(timer);
+  assertEquals(outcome, "AbortError");
+});
