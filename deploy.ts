@@ -73,7 +73,8 @@ import {
   metricTriggerPaths,
   planAutomations,
   pruneAutomations,
-  readAutomations,
+  readMarkedAutomations,
+  withNamedAutomations,
 } from "./lib/automations.ts";
 import {
   NATIVE_STEPS,
@@ -3278,14 +3279,14 @@ export interface Project {
 }
 
 /**
- * `onProject` hears the project's name as soon as the manifests are parsed, before they are
- * checked: plan and apply start listing what it owns on the server then. When it answers that
- * it began such reads, checking lets the event loop turn every few milliseconds, or the reads
- * would not leave before it ends.
+ * `onProject` hears the project's name, and the flow names the entrypoints suggest, as soon as
+ * the manifests are parsed, before they are checked: plan and apply start reading the server
+ * then. When it answers that it began such reads, checking lets the event loop turn every few
+ * milliseconds, or the reads would not leave before it ends.
  */
 export async function validate(
   options: Options,
-  onProject?: (project: Project) => boolean,
+  onProject?: (project: Project, flowNames: Set<string>) => boolean,
 ): Promise<ValidationResult> {
   const diagnostics: Diagnostic[] = [];
   const report = (d: Diagnostic) => diagnostics.push(d);
@@ -3303,7 +3304,7 @@ export async function validate(
   const project = checkProjectName(loaded, (d) => projectDiagnostics.push(d));
   // Not when something is wrong already: unparsable YAML, say, may hide the name it gives.
   const reading = ![...diagnostics, ...projectDiagnostics].some((d) => d.severity === "error") &&
-    !!onProject?.(project);
+    !!onProject?.(project, likelyFlowNames(loaded));
   const turn = reading ? eventLoopTurns(4) : undefined;
   // Before the first check, which may be long (the Python parser's first use): the reads leave now.
   await turn?.();
@@ -3453,6 +3454,26 @@ function directoryProjectName(): string {
     }
   }
   return dir.split("/").filter(Boolean).pop() ?? "default";
+}
+
+/**
+ * The flow names the manifests' entrypoints suggest before any flow file is read: `flow_name`,
+ * else the function's. A decorator's `name=` may differ; the checks settle each name.
+ */
+function likelyFlowNames(files: ManifestFile[]): Set<string> {
+  const names = new Set<string>();
+  for (const file of files) {
+    const list = (file.data as { deployments?: unknown } | null)?.deployments;
+    if (!Array.isArray(list)) continue;
+    for (const item of list) {
+      const d = item as Record<string, unknown> | null;
+      if (typeof d?.flow_name === "string" && d.flow_name) names.add(d.flow_name);
+      else if (typeof d?.entrypoint === "string" && !hasPlaceholder(d.entrypoint)) {
+        names.add(flowNameFromFunction(parseEntrypoint(d.entrypoint).object));
+      }
+    }
+  }
+  return names;
 }
 
 /** Prefect's default flow name: the function's name with `_` as `-`. */
@@ -4428,23 +4449,54 @@ export function blockSecrets(document: Json, typeSlug: string): unknown[] {
   });
 }
 
-/** The reads that need only the owner, so they can begin while the manifests are checked. */
-export interface OwnerReads {
+/**
+ * The reads that need only what parsing the manifests tells — the owner and the flow names the
+ * entrypoints suggest — so they can begin while the manifests are checked.
+ */
+export interface EarlyReads {
   /** `--wait`: the server answered `/health`. */
   ready: Promise<void>;
   version: Promise<string | undefined>;
+  /** The flows named `flowNames`, those the server has. */
+  flows: Promise<ServerFlow[]>;
+  flowNames: Set<string>;
   /** Every deployment marked with the owner's project (other environments' too). */
   marked: Promise<ServerDeployment[]>;
+  /** The automations marked as the owner's; not read for a project without deployments. */
+  automations: Promise<Automations>;
 }
 
-export function startOwnerReads(
+type ServerFlow = { id: string; name: string };
+
+/**
+ * Sends the small reads before the listing, in one turn: Prefect's server has answered them by
+ * the time it answers the listing, so a no-op asks nothing after its slowest answer (bench:sync,
+ * no-op of 100 deployments: about 40 ms sooner). Sent in the middle of the listing, they would
+ * delay it by more than they cost.
+ */
+export function startEarlyReads(
   client: PrefectClient,
   owner: Owner,
+  flowNames: Iterable<string>,
   waitSeconds = 0,
   onWait?: (message: string) => void,
-): OwnerReads {
+): EarlyReads {
+  const names = new Set(flowNames);
   const ready = waitSeconds > 0 ? client.waitForHealth(waitSeconds, onWait) : Promise.resolve();
   const version = ready.then(() => client.checkServer());
+  const flows = ready.then(() =>
+    names.size
+      ? client.filterAll<ServerFlow>("/flows/filter", {
+        flows: { name: { any_: [...names] } },
+      }, FLOW_SHAPE)
+      : []
+  );
+  // Always read: a trigger removed from the manifests is an automation to delete.
+  const automations = ready.then(() =>
+    names.size
+      ? readMarkedAutomations(client, automationMarks(owner))
+      : { supported: true, marks: [], list: [] }
+  );
   // Always read, so plan can say what the project owns and no longer declares. It also holds
   // every declared deployment already written by this project, which a no-op is made of.
   const marked = ready.then(() =>
@@ -4453,19 +4505,19 @@ export function startOwnerReads(
     }, DEPLOYMENT_SHAPE)
   );
   // Awaited later, or never when validation fails: no rejection is left unhandled meanwhile.
-  [ready, version, marked].forEach((read) => read.catch(() => {}));
-  return { ready, version, marked };
+  [ready, version, flows, automations, marked].forEach((read) => read.catch(() => {}));
+  return { ready, version, flows, flowNames: names, marked, automations };
 }
 
 /**
- * Reads everything the plan needs in a handful of filter requests. `started`: the owner's reads,
+ * Reads everything the plan needs in a handful of filter requests. `started`: the early reads,
  * if they are under way already (each is used once).
  */
 export async function readServerState(
   client: PrefectClient,
   entries: DeploymentEntry[],
   owner: Owner,
-  started: OwnerReads = startOwnerReads(client, owner),
+  started: EarlyReads = startEarlyReads(client, owner, entries.map((e) => e.flow)),
 ): Promise<ServerState> {
   const flowNames = [...new Set(entries.map((e) => e.flow))];
   const env = (name: string) => Deno.env.get(name);
@@ -4484,38 +4536,27 @@ export async function readServerState(
   const refs = templateReferences(
     entries.map(({ spec: { pull: _pull, build: _build, push: _push, ...fields } }) => fields),
   );
+  const early = [started.version, started.marked, started.flows, started.automations];
   // Its clearer message wins when it and the listing both fail.
-  await Promise.allSettled([started.version, started.marked]);
+  await Promise.allSettled(early);
   const version = await started.version;
   const marked = await started.marked;
-  // Only then the rest: Prefect's server answers reads one after another sooner than interleaved
-  // with its slowest, the listing (bench:sync, no-op of 100: about 0.1 s sooner on both backends).
-  type Flow = { id: string; name: string };
-  const [flows, variables, automations] = await Promise.all([
-    flowNames.length
-      ? client.filterAll<Flow>(
-        "/flows/filter",
-        { flows: { name: { any_: flowNames } } },
-        FLOW_SHAPE,
-      )
-      : [],
+  const flows = await started.flows;
+  // A flow its decorator names otherwise than its function was not among the early names.
+  const unguessed = flowNames.filter((name) => !started.flowNames.has(name));
+  const [variables, more] = await Promise.all([
     refs.variables.length
       ? client.filterAll<{ name: string; value: unknown }>("/variables/filter", {
         variables: { name: { any_: refs.variables } },
       }, VARIABLE_SHAPE)
       : [],
-    // Always read: a trigger removed from the manifests is an automation to delete.
-    flowNames.length
-      ? readAutomations(
-        client,
-        automationMarks(owner),
-        entries.flatMap((e) =>
-          (e.spec.triggers ?? []).map((t, i) => automationName(e.name, i, t as Json))
-            .filter((name) => !hasPlaceholder(name))
-        ),
-      )
-      : { supported: true, marks: [], list: [] } satisfies Automations,
+    unguessed.length
+      ? client.filterAll<ServerFlow>("/flows/filter", {
+        flows: { name: { any_: unguessed } },
+      }, FLOW_SHAPE)
+      : [],
   ]);
+  flows.push(...more);
   // The default environment's filter also matches other environments' deployments.
   const owned = marked.filter((d) => sameOwner(ownerOf(d.tags ?? []), owner));
   const flowIds = new Map(flows.map((f) => [f.name, f.id]));
@@ -4535,6 +4576,22 @@ export async function readServerState(
     }, DEPLOYMENT_SHAPE);
     deployments.push(...others.filter((d) => declared.has(keyOf(d)) && !found.has(keyOf(d))));
   }
+  const idOf = new Map(deployments.map((d) => [keyOf(d), d.id]));
+  const automations = await withNamedAutomations(
+    client,
+    !flowNames.length
+      ? { supported: true, marks: [], list: [] }
+      : started.flowNames.size
+      ? await started.automations
+      : await readMarkedAutomations(client, automationMarks(owner)),
+    entries.flatMap((e) => {
+      const deploymentId = idOf.get(`${e.flow}/${e.name}`);
+      if (deploymentId === undefined) return [];
+      return (e.spec.triggers ?? []).map((t, i) => automationName(e.name, i, t as Json))
+        .filter((name) => !hasPlaceholder(name))
+        .map((name) => ({ deploymentId, name }));
+    }),
+  );
   const { blocks, versions: blockVersions } = await readBlocks(client, refs.blocks);
   const values: TemplateValues = {
     env,
@@ -4557,7 +4614,7 @@ export async function readServerState(
   const unknownFlowIds = [...new Set(owned.map((d) => d.flow_id))]
     .filter((id) => !flowNameById.has(id));
   if (unknownFlowIds.length) {
-    const more = await client.filterAll<Flow>("/flows/filter", {
+    const more = await client.filterAll<ServerFlow>("/flows/filter", {
       flows: { id: { any_: unknownFlowIds } },
     }, FLOW_SHAPE);
     more.forEach((f) => flowNameById.set(f.id, f.name));
@@ -5742,7 +5799,7 @@ async function preparePlan(
     stepOutputs: Map<DeploymentEntry, Json>;
   },
   outcome: SyncOutcome,
-  started?: OwnerReads,
+  started?: EarlyReads,
 ): Promise<PreparedPlan> {
   const state = await readServerState(client, selected, owner, started);
   if (options.warn) {
@@ -6023,9 +6080,9 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
   // nothing is written unless validation passes. Not when steps run first (they outlast
   // validation, and the plan reads the server as it is after them), nor when --prune is to be
   // refused for a single-file PATH whatever the manifests say.
-  let early: OwnerReads | undefined;
+  let early: EarlyReads | undefined;
   const readsEarly = !options.buildImage && !options.pushImage && !(options.prune && singleFile);
-  const validation = await validate(options, (project) => {
+  const validation = await validate(options, (project, flowNames) => {
     if (!readsEarly) return false;
     let client: PrefectClient;
     try {
@@ -6034,7 +6091,7 @@ async function sync(options: Options, outcome: SyncOutcome): Promise<number> {
       return false; // a bad setting: connect() says so again after validation, in its turn
     }
     const owner = { project: project.name, environment: options.env ?? null };
-    early = startOwnerReads(client, owner, options.wait, say);
+    early = startEarlyReads(client, owner, flowNames, options.wait, say);
     return true;
   });
   outcome.diagnostics.push(...validation.diagnostics);

@@ -456,29 +456,59 @@ export interface Automations {
 }
 
 /**
- * One filter read (200 a page) for every automation the plan may touch: those carrying the
- * project's marks, and those named as a declared trigger (made by `prefect deploy`, to adopt).
+ * The automations carrying the project's marks: all a plan needs unless a trigger is to adopt
+ * one (`withNamedAutomations`). It needs nothing from the checks, so it begins with the listing.
  * The server does not return an automation's owner, so the marks are the proof of ownership.
  * A server that refuses the tags filter (422: Prefect before 3.5) is read by names alone.
  */
-export async function readAutomations(
+export async function readMarkedAutomations(
   client: PrefectClient,
   marks: string[],
-  names: string[],
 ): Promise<Automations> {
-  const byName = { name: { any_: [...new Set(names)] } };
-  const read = (automations: Json) =>
-    client.filterAll<ServerAutomation>("/automations/filter", { automations });
   try {
-    const marked = { tags: { all_: marks } };
-    const list = await read(names.length ? { operator: "or_", ...marked, ...byName } : marked);
+    const list = await client.filterAll<ServerAutomation>("/automations/filter", {
+      automations: { tags: { all_: marks } },
+    });
     return { supported: true, marks, list };
   } catch (error) {
     if (!(error instanceof PrefectApiError)) throw error;
     if (error.status === 404) return { supported: false, marks: [], list: [] };
     if (error.status !== 422) throw error;
   }
-  return { supported: true, marks: [], list: names.length ? await read(byName) : [] };
+  return { supported: true, marks: [], list: [] };
+}
+
+/**
+ * Adds the unmarked automations a trigger of an existing deployment may adopt (made by `prefect
+ * deploy`, or by hand): read by name, and only for the triggers that no marked automation of
+ * their deployment answers — `planAutomations` claims a marked one first, so a no-op reads none.
+ */
+export async function withNamedAutomations(
+  client: PrefectClient,
+  state: Automations,
+  triggers: { deploymentId: string; name: string }[],
+): Promise<Automations> {
+  if (!state.supported) return state;
+  const key = (deploymentId: string | undefined, name: string) => `${deploymentId}\n${name}`;
+  const marked = new Map<string, number>();
+  for (const a of state.list) {
+    if (!isMarked(a, state.marks)) continue;
+    const k = key(deploymentOf(a), a.name);
+    marked.set(k, (marked.get(k) ?? 0) + 1);
+  }
+  const names = new Set<string>();
+  for (const { deploymentId, name } of triggers) {
+    const k = key(deploymentId, name);
+    const left = marked.get(k) ?? 0;
+    if (left) marked.set(k, left - 1);
+    else names.add(name);
+  }
+  if (!names.size) return state;
+  const known = new Set(state.list.map((a) => a.id));
+  const named = await client.filterAll<ServerAutomation>("/automations/filter", {
+    automations: { name: { any_: [...names] } },
+  });
+  return { ...state, list: [...state.list, ...named.filter((a) => !known.has(a.id))] };
 }
 
 /** The deployment an automation runs: its `run-deployment` action's selected deployment. */

@@ -17,7 +17,9 @@ import {
   pruneAutomations,
   type ServerAutomation,
   triggerKind,
+  withNamedAutomations,
 } from "../lib/automations.ts";
+import { PrefectClient } from "../lib/prefect_client.ts";
 import { intervalSeconds, schemaProblems } from "../deploy.ts";
 
 const REFERENCE_SCRIPT = new URL("./prefect_automations.py", import.meta.url).pathname;
@@ -344,6 +346,53 @@ Deno.test("plan: a server before Prefect 3.5 (no automation tags, no schedule_af
     changes: [],
     effects: [],
   }]);
+});
+
+Deno.test("read: automations by name only for triggers no marked one of their deployment answers", async () => {
+  const asked: unknown[] = [];
+  let answer: ServerAutomation[] = [];
+  await using server = Deno.serve({ port: 0, onListen() {} }, async (request) => {
+    asked.push(await request.json());
+    return Response.json(answer);
+  });
+  const client = new PrefectClient({ apiUrl: `http://127.0.0.1:${server.addr.port}/api` });
+  const desired = desiredAutomations("nightly", [{ expect: ["a"] }], intervalSeconds);
+  const body = planAutomations(desired, state([]), null)[0].body!;
+  const ours = asServerReturns(body, "ours");
+  const elsewhere = asServerReturns(body, "elsewhere", "0bd4a0b6-0000-4000-8000-000000000000");
+  const trigger = { deploymentId: DEPLOYMENT_ID, name: "nightly__automation_1" };
+
+  // A no-op: the marked automation of that deployment answers the trigger.
+  assertEquals(await withNamedAutomations(client, state([ours]), [trigger]), state([ours]));
+  assertEquals(asked, []);
+
+  // Its namesake runs another deployment: an unmarked one of this deployment may be adopted.
+  const byPrefect = { ...asServerReturns(body, "by-prefect"), tags: [] };
+  answer = [elsewhere, byPrefect];
+  const read = await withNamedAutomations(client, state([elsewhere]), [trigger]);
+  assertEquals(asked, [{
+    automations: { name: { any_: ["nightly__automation_1"] } },
+    limit: 200,
+    offset: 0,
+  }]);
+  assertEquals(read.list.map((a) => a.id), ["elsewhere", "by-prefect"], "each once");
+  assertEquals(planAutomations(desired, read, DEPLOYMENT_ID).map((o) => [o.action, o.id]), [
+    ["update", "by-prefect"],
+  ]);
+
+  // No tags on the server's automations (before 3.5): every trigger is read by name.
+  asked.length = 0;
+  answer = [ours];
+  const old = { supported: true, marks: [], list: [] };
+  assertEquals((await withNamedAutomations(client, old, [trigger])).list, [ours]);
+  assertEquals(asked.length, 1);
+
+  // No automations API: nothing to read.
+  asked.length = 0;
+  const none = { supported: false, marks: [], list: [] };
+  assertEquals(await withNamedAutomations(client, none, [trigger]), none);
+  assertEquals(asked, []);
+  client.close();
 });
 
 const isMark = (tag: string) => tag.startsWith("managed-by:deploy.ts/");

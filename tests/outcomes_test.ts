@@ -62,14 +62,15 @@ Deno.test("plan and apply print one JSON document on every outcome", async (t) =
       const [unknown] = doc.diagnostics.filter((d) => d.code === "unknown-key");
       assertEquals([unknown.file, unknown.line], ["prefect/etl.yaml", 5]);
       assertEquals(doc.deployments, []);
-      // The project's name was known once the manifest parsed: the version check and the
-      // listing of what it owns began alongside the checks, and ended when they failed.
-      assertEquals(doc.requests, { read: 2, write: 0 });
+      // The project's name and flow names were known once the manifest parsed: the version
+      // check, the flows, the marked automations and the listing of what the project owns began
+      // alongside the checks, and ended when they failed.
+      assertEquals(doc.requests, { read: 4, write: 0 });
       assertEquals(proxy.writes(), []);
       for (const request of proxy.requests) {
         assertMatch(
           `${request.method} ${request.path}`,
-          /^(GET \/admin\/version|POST \/deployments\/filter)$/,
+          /^(GET \/admin\/version|POST \/(flows|automations|deployments)\/filter)$/,
         );
       }
       assert(!/retrying|503/.test(result.stderr), result.stderr);

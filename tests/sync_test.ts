@@ -223,15 +223,19 @@ Deno.test("plan and apply against a real Prefect server", async (t) => {
     assertEquals(result.code, 0, result.stderr);
     assertEquals(proxy.writes().length, 0);
     assert(proxy.requests.length <= 6, `${proxy.requests.length} requests`);
-    // Listing deployments is the server's slowest answer: once, and alone — the other reads
-    // wait for its answer (the server answers them one after another sooner).
+    // Listing deployments is the server's slowest answer: once, with the small reads sent just
+    // before it, and nothing asked after it but what the templates use (known once checked).
+    const paths = proxy.requests.map((r) => r.path).join(" ");
     const listings = proxy.requests.filter((r) => r.path === "/deployments/filter");
-    assertEquals(listings.length, 1);
-    const later = proxy.requests.filter((r) => /^\/(flows|automations)\/filter$/.test(r.path));
-    assertEquals(later.length, 2, proxy.requests.map((r) => r.path).join(" "));
-    for (const r of later) {
-      assert(r.at >= listings[0].answered!, `${r.path} began during the listing`);
-    }
+    assertEquals(listings.length, 1, paths);
+    const small = proxy.requests.filter((r) => /^\/(flows|automations)\/filter$/.test(r.path));
+    assertEquals(small.length, 2, paths);
+    for (const r of small) assert(r.at <= listings[0].at, `${r.path} was sent after the listing`);
+    const after = proxy.requests.filter((r) => r.at >= listings[0].answered!).map((r) => r.path);
+    assertEquals(after.sort(), [
+      "/block_types/slug/secret/block_documents/name/report-owner?include_secrets=true",
+      "/variables/filter",
+    ]);
   });
 
   await t.step("changing a cron changes exactly that schedule and keeps its ID", async () => {
@@ -558,6 +562,38 @@ deployments:
         assertEquals(capable.schedules.map((s) => s.parameters), [{ limit: 7 }]);
         assertEquals(capable.concurrency_options.grace_period_seconds, 120);
       }
+    },
+  );
+
+  await t.step(
+    "a flow its decorator names otherwise than its function is read by that name",
+    async () => {
+      // The reads that start before the checks guess "make-report" from the entrypoint; the
+      // checks read the decorator's "renamed-report", which is then read on its own.
+      await using delta = await tempProject({
+        "flows/etl.py": FLOWS.replace('@flow(name="report")', '@flow(name="renamed-report")'),
+        "prefect/delta.yaml": `name: delta
+deployments:
+  - name: daily
+    entrypoint: flows/etl.py:make_report
+    work_pool: {name: pool-a}
+`,
+      });
+      const first = await runDeploy(["apply"], { cwd: delta.dir, env });
+      assertEquals(first.code, 0, first.stderr);
+      await byName("renamed-report", "daily");
+      await using proxy = startFaultProxy(server.apiUrl);
+      const again = json(
+        await runDeploy(["apply", "--format", "json"], {
+          cwd: delta.dir,
+          env: { PREFECT_API_URL: proxy.apiUrl },
+        }),
+      );
+      assertEquals(again.summary.unchanged, 1);
+      assertEquals(again.requests.write, 0);
+      const flowReads = proxy.requests.filter((r) => r.path === "/flows/filter")
+        .map((r) => (r.body as { flows: { name: { any_: string[] } } }).flows.name.any_);
+      assertEquals(flowReads, [["make-report"], ["renamed-report"]]);
     },
   );
 });
