@@ -82,9 +82,10 @@ async function pinTo(cpu: number) {
 const PER_FILE = 10;
 /**
  * Rounds of the floors: a round's ratio ranges over ±20% with the server's answers, so enough
- * rounds that a few slow ones move no median.
+ * rounds that a few slow ones move no median — 21, as with 11 the median at N = 100 moved by a
+ * tenth between runs of the same code.
  */
-const ROUNDS = 11;
+const ROUNDS = 21;
 const RUN_DEPLOY_TS = [
   "run",
   "--frozen",

@@ -517,6 +517,24 @@ function deploymentOf(a: ServerAutomation): string | undefined {
   return action?.deployment_id as string | undefined;
 }
 
+const byDeployment = new WeakMap<ServerAutomation[], Map<string | undefined, ServerAutomation[]>>();
+
+/** The automations that run a deployment: indexed once per list, as every deployment asks. */
+function automationsOf(state: Automations, deploymentId: string): ServerAutomation[] {
+  let index = byDeployment.get(state.list);
+  if (!index) {
+    index = new Map();
+    for (const a of state.list) {
+      const id = deploymentOf(a);
+      const list = index.get(id);
+      if (list) list.push(a);
+      else index.set(id, [a]);
+    }
+    byDeployment.set(state.list, index);
+  }
+  return index.get(deploymentId) ?? [];
+}
+
 const isMarked = (a: ServerAutomation, marks: string[]) =>
   marks.every((m) => (a.tags ?? []).includes(m));
 
@@ -625,7 +643,7 @@ export function planAutomations(
     body: bodyOf(d, d.enabled ?? true),
   });
   if (deploymentId === null) return desired.map(create);
-  const theirs = state.list.filter((a) => deploymentOf(a) === deploymentId);
+  const theirs = automationsOf(state, deploymentId);
   const claimed = new Set<ServerAutomation>();
   const claim = (match: (a: ServerAutomation) => boolean) => {
     const found = theirs.find((a) => !claimed.has(a) && match(a));
@@ -673,8 +691,8 @@ function deletion(a: ServerAutomation): AutomationOp {
 
 /** A pruned deployment's automations: those marked as this project's are listed and deleted. */
 export function pruneAutomations(state: Automations, deploymentId: string): AutomationOp[] {
-  return state.list
-    .filter((a) => deploymentOf(a) === deploymentId && isMarked(a, state.marks))
+  return automationsOf(state, deploymentId)
+    .filter((a) => isMarked(a, state.marks))
     .map(deletion);
 }
 
