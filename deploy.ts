@@ -4462,7 +4462,7 @@ export interface EarlyReads {
   flowNames: Set<string>;
   /** Every deployment marked with the owner's project (other environments' too). */
   marked: Promise<ServerDeployment[]>;
-  /** The automations marked as the owner's; not read for a project without deployments. */
+  /** The automations marked as the owner's. */
   automations: Promise<Automations>;
 }
 
@@ -4492,11 +4492,7 @@ export function startEarlyReads(
       : []
   );
   // Always read: a trigger removed from the manifests is an automation to delete.
-  const automations = ready.then(() =>
-    names.size
-      ? readMarkedAutomations(client, automationMarks(owner))
-      : { supported: true, marks: [], list: [] }
-  );
+  const automations = ready.then(() => readMarkedAutomations(client, automationMarks(owner)));
   // Always read, so plan can say what the project owns and no longer declares. It also holds
   // every declared deployment already written by this project, which a no-op is made of.
   const marked = ready.then(() =>
@@ -4536,9 +4532,8 @@ export async function readServerState(
   const refs = templateReferences(
     entries.map(({ spec: { pull: _pull, build: _build, push: _push, ...fields } }) => fields),
   );
-  const early = [started.version, started.marked, started.flows, started.automations];
   // Its clearer message wins when it and the listing both fail.
-  await Promise.allSettled(early);
+  await Promise.allSettled([started.version, started.marked, started.flows, started.automations]);
   const version = await started.version;
   const marked = await started.marked;
   const flows = await started.flows;
@@ -4579,11 +4574,7 @@ export async function readServerState(
   const idOf = new Map(deployments.map((d) => [keyOf(d), d.id]));
   const automations = await withNamedAutomations(
     client,
-    !flowNames.length
-      ? { supported: true, marks: [], list: [] }
-      : started.flowNames.size
-      ? await started.automations
-      : await readMarkedAutomations(client, automationMarks(owner)),
+    await started.automations,
     entries.flatMap((e) => {
       const deploymentId = idOf.get(`${e.flow}/${e.name}`);
       if (deploymentId === undefined) return [];
