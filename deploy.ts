@@ -1570,6 +1570,43 @@ function parameterValidator(
   return validator;
 }
 
+/**
+ * Whether a schema of JSON types alone — `{"type": "integer"}`, or an `anyOf` of such, as most
+ * flows' parameters are — accepts `value`, decided without compiling it: true only when Ajv
+ * would agree; anything else, a mismatch included, is left to Ajv.
+ */
+export function plainTypesAccept(schema: unknown, value: unknown): boolean {
+  if (!isMapping(schema)) return false;
+  const keys = Object.keys(schema).filter((key) => !SCHEMA_ANNOTATIONS.has(key));
+  if (keys.length !== 1) return false;
+  if (keys[0] === "anyOf") {
+    return Array.isArray(schema.anyOf) && schema.anyOf.some((s) => plainTypesAccept(s, value));
+  }
+  if (keys[0] !== "type") return false;
+  return [schema.type].flat().some((type) => {
+    switch (type) {
+      case "string":
+        return typeof value === "string";
+      case "integer":
+        return Number.isInteger(value);
+      case "number":
+        return Number.isFinite(value);
+      case "boolean":
+        return typeof value === "boolean";
+      case "null":
+        return value === null;
+      case "array":
+        return Array.isArray(value);
+      case "object":
+        return isMapping(value);
+      default:
+        return false;
+    }
+  });
+}
+/** Keywords that accept everything (formats, as the parameter validators do not check them). */
+const SCHEMA_ANNOTATIONS = new Set(["title", "description", "position", "default", "format"]);
+
 /** "an integer", "a string or null", "one of \"a\", \"b\"". */
 function describeSchema(schema: Json): string {
   if (Array.isArray(schema.enum)) {
@@ -1884,7 +1921,11 @@ function intervalTooLong(interval: unknown): string {
 
 /** The canonical spelling of an IANA timezone, or undefined when it is not one. */
 export function canonicalTimezone(name: string): string | undefined {
-  // Building a DateTimeFormat costs ~0.2 ms; manifests repeat a handful of zones.
+  // A zone ICU lists is its own canonical spelling. Looking it up costs ~1 ms once; the first
+  // DateTimeFormat costs ~10 ms (ICU's calendar data), later ones ~0.2 ms: only aliases, other
+  // spellings and mistakes build one, and manifests repeat a handful of zones.
+  listedTimezones ??= new Set([...Intl.supportedValuesOf("timeZone"), "UTC"]);
+  if (listedTimezones.has(name)) return name;
   if (!timezoneCache.has(name)) {
     try {
       timezoneCache.set(
@@ -1898,6 +1939,7 @@ export function canonicalTimezone(name: string): string | undefined {
   return timezoneCache.get(name);
 }
 const timezoneCache = new Map<string, string | undefined>();
+let listedTimezones: Set<string> | undefined;
 
 /** What is wrong with a schedule's timezone, with the IANA name it most likely means. */
 export function timezoneProblem(name: string): string | undefined {
@@ -2612,6 +2654,8 @@ class ManifestChecker {
           continue;
         }
         if (hasPlaceholder(value) || isPrefectKind(value)) continue;
+        // Compiling a validator costs ~1 ms, the first several: most values need none.
+        if (plainTypesAccept(property, value)) continue;
         const valid = parameterValidator(property, schema.definitions as Json | undefined);
         if (valid instanceof Error) {
           this.problem(
@@ -4251,6 +4295,7 @@ export function desiredDeployments(
   report: (d: Diagnostic) => void,
   steps?: StepResults,
 ): DesiredDeployment[] {
+  let workingDirectory: string | undefined;
   return entries.map((entry) => {
     const resolver = new TemplateResolver(values, RUNTIME_PLACEHOLDER_ROOTS, {
       outputs: steps?.outputs.get(entry),
@@ -4269,7 +4314,7 @@ export function desiredDeployments(
       : top.pull !== undefined && top.pull !== null
       ? resolver.resolve(top.pull, ["pull"], true)
       // As `prefect deploy`: run from the directory the deployment was made in.
-      : [{ [SET_WORKING_DIRECTORY]: { directory: Deno.cwd() } }];
+      : [{ [SET_WORKING_DIRECTORY]: { directory: workingDirectory ??= Deno.cwd() } }];
 
     const tagsValue = field<unknown>("tags") ?? [];
     const tags = Array.isArray(tagsValue)

@@ -1,10 +1,13 @@
 /** validate's checks, one mistake at a time, each at its file:line:col. */
+import { Ajv } from "ajv";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import {
+  canonicalTimezone,
   cronNeverFires,
   cronProblem,
   type Diagnostic,
   intervalSeconds,
+  plainTypesAccept,
   timezoneProblem,
   validate,
 } from "../deploy.ts";
@@ -720,6 +723,76 @@ Deno.test("timezones: IANA names and Prefect's aliases pass; anything else gets 
     ["Mars/Olympus", 'Unknown timezone "Mars/Olympus"; use an IANA name such as "Europe/Berlin".'],
   ];
   for (const [name, message] of cases) assertEquals(timezoneProblem(name), message, name);
+});
+
+Deno.test("timezones: a zone ICU lists is taken as written, as building a DateTimeFormat would", () => {
+  const listed = [...Intl.supportedValuesOf("timeZone"), "UTC"];
+  assert(listed.length > 300, `${listed.length} zones`);
+  for (const zone of listed) {
+    const resolved =
+      new Intl.DateTimeFormat("en-US", { timeZone: zone }).resolvedOptions().timeZone;
+    assertEquals(canonicalTimezone(zone), resolved, zone);
+  }
+  // Not listed, so resolved by ICU: a wrong case gets the listed spelling.
+  assertEquals(canonicalTimezone("utc"), "UTC");
+  assertEquals(canonicalTimezone("Mars/Olympus"), undefined);
+});
+
+Deno.test("parameters: a plain type accepts a value without a compiled validator only when Ajv would", () => {
+  const ajv = new Ajv({ strict: false, validateFormats: false, validateSchema: false });
+  const types = ["string", "integer", "number", "boolean", "null", "array", "object", "nope"];
+  const schemas: Record<string, unknown>[] = [
+    ...types.map((type) => ({ type, title: "x", position: 0 })),
+    { type: ["string", "null"] },
+    { anyOf: [{ type: "string" }, { type: "null" }], default: null, title: "since" },
+    { anyOf: [{ type: "integer" }, { anyOf: [{ type: "boolean" }] }] },
+    { type: "string", format: "date-time", description: "when" },
+    // Beyond plain types: always left to Ajv.
+    { type: "integer", minimum: 0 },
+    { type: "array", items: { type: "integer" } },
+    { type: "object", properties: { a: { type: "string" } }, required: ["a"] },
+    { anyOf: [{ type: "string", maxLength: 1 }, { type: "null" }] },
+    { $ref: "#/definitions/Thing" },
+    { enum: ["a", "b"] },
+    {},
+  ];
+  const values = [
+    "text",
+    "",
+    0,
+    7,
+    -3,
+    1.5,
+    1e21,
+    Infinity,
+    -Infinity,
+    NaN,
+    true,
+    false,
+    null,
+    [],
+    [1, "a"],
+    {},
+    { a: 1 },
+    undefined,
+  ];
+  let taken = 0;
+  for (const schema of schemas) {
+    // A schema Ajv cannot compile ("nope") is reported as such: never taken by the fast path.
+    let valid = (_: unknown) => false;
+    try {
+      valid = ajv.compile({ ...schema, definitions: { Thing: { type: "string" } } });
+    } catch { /* stays refusing */ }
+    for (const value of values) {
+      if (!plainTypesAccept(schema, value)) continue;
+      taken++;
+      assert(valid(value), `${JSON.stringify(schema)} took ${String(value)}, which Ajv refuses`);
+    }
+  }
+  // It does decide the common cases: each plain type's own values, and the optional string.
+  assert(taken >= 20, `${taken} decided without Ajv`);
+  assert(plainTypesAccept(schemas[9], null) && plainTypesAccept(schemas[11], "2026-12-03"));
+  assert(!plainTypesAccept({ type: "integer", minimum: 0 }, 5));
 });
 
 Deno.test("cron: an expression croniter accepts but can never fire is a warning", async () => {
