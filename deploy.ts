@@ -93,8 +93,6 @@ import type {
   Steps,
   Trigger,
 } from "./schema/types.ts";
-import { init, writeFiles } from "./lib/init.ts";
-import { exportManifests, readForExport } from "./lib/export.ts";
 
 export const VERSION: string = denoConfig.version;
 
@@ -6437,6 +6435,9 @@ function typeLabel(schema: Json): string {
 
 /** `deploy init`: lib/init.ts decides what to write; validate checks the result. */
 async function runInit(options: Options): Promise<number> {
+  // Loaded by `init` and `export` only: with the `yaml` and `jsonc-parser` packages they need,
+  // they cost every other command about 9 ms of start-up.
+  const { init } = await import("./lib/init.ts");
   const sources = new FlowSources();
   await init({
     manifestDir: options.paths[0],
@@ -6473,6 +6474,8 @@ async function runExport(options: Options): Promise<number> {
   if (options.wait > 0) await client.waitForHealth(options.wait, progress);
   await client.checkServer();
   const wanted = selection([], options.names);
+  const { exportManifests, readForExport } = await import("./lib/export.ts");
+  const { writeFiles } = await import("./lib/init.ts");
   const found = await readForExport(client, (d) => !options.names.length || wanted.matches(d));
   if (wanted.unmatched().length) {
     throw new UserError(
