@@ -2652,7 +2652,7 @@ class ManifestChecker {
           continue;
         }
         if (hasPlaceholder(value) || isPrefectKind(value)) continue;
-        // Compiling a validator costs ~1 ms, the first several: most values need none.
+        // Compiling a validator costs about 1 ms (the first ones several): most values need none.
         if (plainTypesAccept(property, value)) continue;
         const valid = parameterValidator(property, schema.definitions as Json | undefined);
         if (valid instanceof Error) {
