@@ -1546,7 +1546,7 @@ function typeHint(e: ErrorObject): string {
 const parameterValidators = new Map<string, ValidateFunction | Error>();
 let parameterAjv: Ajv | undefined;
 
-function parameterValidator(
+export function parameterValidator(
   property: Json,
   definitions: Json | undefined,
 ): ValidateFunction | Error {
@@ -1922,8 +1922,7 @@ export function canonicalTimezone(name: string): string | undefined {
   // A zone ICU lists is its own canonical spelling. Looking it up costs ~1 ms once; the first
   // DateTimeFormat costs ~10 ms (ICU's calendar data), later ones ~0.2 ms: only aliases, other
   // spellings and mistakes build one, and manifests repeat a handful of zones.
-  listedTimezones ??= new Set([...Intl.supportedValuesOf("timeZone"), "UTC"]);
-  if (listedTimezones.has(name)) return name;
+  if (listedTimezones().has(name)) return name;
   if (!timezoneCache.has(name)) {
     try {
       timezoneCache.set(
@@ -1937,7 +1936,12 @@ export function canonicalTimezone(name: string): string | undefined {
   return timezoneCache.get(name);
 }
 const timezoneCache = new Map<string, string | undefined>();
-let listedTimezones: Set<string> | undefined;
+
+/** The zones ICU lists, each in its canonical spelling, and "UTC", which it leaves out. */
+function listedTimezones(): Set<string> {
+  return timezoneList ??= new Set([...Intl.supportedValuesOf("timeZone"), "UTC"]);
+}
+let timezoneList: Set<string> | undefined;
 
 /** What is wrong with a schedule's timezone, with the IANA name it most likely means. */
 export function timezoneProblem(name: string): string | undefined {
@@ -1954,7 +1958,7 @@ export function timezoneProblem(name: string): string | undefined {
 }
 
 function timezoneGuess(name: string): string | undefined {
-  const zones = [...Intl.supportedValuesOf("timeZone"), "UTC"];
+  const zones = [...listedTimezones()];
   const written = name.trim().replace(/\s+/g, "_");
   const city = (zone: string) => zone.slice(zone.lastIndexOf("/") + 1).toLowerCase();
   const same = zones.filter((z) => z.toLowerCase() === written.toLowerCase());
